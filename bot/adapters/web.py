@@ -1,0 +1,167 @@
+"""HTTP API and the web chat page (Starlette).
+
+POST /v1/chat           {"conversation_id", "user_id", "text", "event_id"?} -> {"mood", "reply", "escalated", ...}
+POST /v1/chat/stream    same body; server-sent events: mood, token..., done
+POST /v1/sentiment      {"texts": [...]} -> {"results": [{"label", "scores"}, ...]}
+POST /v1/reset          {"conversation_id"}        fresh context for that conversation
+POST /v1/forget         {"user_id"}                delete that user's stored messages
+GET  /healthz, /readyz, /  (the chat page)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from importlib.resources import files
+from typing import Any
+
+from sqlalchemy import text as sql
+from sse_starlette.sse import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from core.bot import Bot
+from core.errors import Busy, InvalidMessage
+from core.events import ConversationKey, IncomingMessage, Mood, Reply
+
+log = logging.getLogger(__name__)
+PLATFORM = "web"
+MAX_BODY = 64 * 1024
+MAX_BATCH = 64
+
+
+def mood_json(mood: Mood | None) -> dict[str, Any] | None:
+    return {"label": mood.label, "scores": mood.scores} if mood else None
+
+
+def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "mood": mood_json(reply.mood),
+        "reply": reply.text,
+        "escalated": reply.escalated,
+        "duplicate": reply.duplicate,
+    }
+
+
+def _field(body: dict[str, Any], name: str, required: bool = True) -> str:
+    value = body.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+        raise HTTPException(422, f"'{name}' must be a non-empty string")
+    return str(value)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"request body is larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "request body must be a JSON object")
+    return data
+
+
+def to_incoming(body: dict[str, Any]) -> IncomingMessage:
+    """The web payload as the common event. Pure: raises HTTPException on a bad payload."""
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise HTTPException(422, "'text' must be a non-empty string")
+    return IncomingMessage(
+        key=ConversationKey(PLATFORM, _field(body, "conversation_id")),
+        user_id=_field(body, "user_id", required=False) or "web-user",
+        user_name=str(body.get("user_name") or ""),
+        text=text,
+        event_id=_field(body, "event_id", required=False) or uuid.uuid4().hex,
+    )
+
+
+def create_app(bot: Bot, ready: Callable[[], bool] = lambda: True) -> Starlette:
+    """The ASGI app around a running Bot; its lifecycle is the caller's."""
+
+    async def chat(request: Request) -> Response:
+        msg = to_incoming(await _json(request))
+        bot.validate(msg)
+        return JSONResponse(reply_json(await bot.handle(msg), msg.key.chat_id))
+
+    async def chat_stream(request: Request) -> Response:
+        msg = to_incoming(await _json(request))
+        bot.validate(msg)
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            async for item in bot.stream(msg):
+                if isinstance(item, Mood):
+                    yield {"event": "mood", "data": json.dumps(mood_json(item))}
+                elif isinstance(item, str):
+                    yield {"event": "token", "data": json.dumps(item)}
+                else:
+                    yield {"event": "done", "data": json.dumps(reply_json(item, msg.key.chat_id))}
+
+        return EventSourceResponse(events())
+
+    async def sentiment(request: Request) -> Response:
+        texts = (await _json(request)).get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise HTTPException(422, "'texts' must be a non-empty list of non-empty strings")
+        if len(texts) > MAX_BATCH:
+            raise HTTPException(413, f"at most {MAX_BATCH} texts per request")
+        if any(len(t) > bot.limits.max_text_chars for t in texts):
+            raise HTTPException(413, f"each text must be at most {bot.limits.max_text_chars} characters")
+        return JSONResponse({"results": [mood_json(m) for m in await bot.engine.classify(texts)]})
+
+    async def reset(request: Request) -> Response:
+        conversation_id = _field(await _json(request), "conversation_id")
+        await bot.reset(ConversationKey(PLATFORM, conversation_id))
+        return JSONResponse({"conversation_id": conversation_id, "reset": True})
+
+    async def forget(request: Request) -> Response:
+        user_id = _field(await _json(request), "user_id")
+        return JSONResponse({"user_id": user_id, "deleted": await bot.forget(PLATFORM, user_id)})
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with bot.memory.engine.connect() as connection:
+                await connection.execute(sql("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "database unreachable", "error": str(exc)}, 503)
+        if not ready():
+            return JSONResponse({"status": "model loading"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    async def page(_: Request) -> Response:
+        return HTMLResponse(files("bot.adapters").joinpath("chat.html").read_text(encoding="utf-8"))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, exc.status_code)
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, 422)
+
+    async def busy(_: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, 503, headers={"Retry-After": "1"})
+
+    routes = [
+        Route("/", page),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/v1/chat", chat, methods=["POST"]),
+        Route("/v1/chat/stream", chat_stream, methods=["POST"]),
+        Route("/v1/sentiment", sentiment, methods=["POST"]),
+        Route("/v1/reset", reset, methods=["POST"]),
+        Route("/v1/forget", forget, methods=["POST"]),
+    ]
+    handlers = {HTTPException: http_error, InvalidMessage: invalid, Busy: busy}
+    return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]

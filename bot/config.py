@@ -1,0 +1,109 @@
+"""Settings: the shipped config.toml, then a user's file, then environment variables; read once.
+
+Any key can be overridden from the environment as TONEBOT_<SECTION>__<KEY>, for example
+TONEBOT_MODEL__ID=embedded or TONEBOT_WEB__PORT=9000. Values are read as TOML values when
+they parse as one (numbers, booleans, arrays) and as plain strings otherwise.
+Secrets (platform tokens) never live in files; adapters read them from the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+from core.settings import MemorySettings, ModelSettings, PromptSettings, SentimentSettings
+
+DEFAULTS = Path(__file__).resolve().parent.parent / "config.toml"
+ENV_PREFIX = "TONEBOT_"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@dataclass(frozen=True)
+class Settings:
+    sentiment: SentimentSettings
+    prompts: PromptSettings
+    model: ModelSettings = field(default_factory=ModelSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    log_level: str = "INFO"
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings once; pass the result down, never re-read."""
+    data: dict[str, Any] = _read(DEFAULTS) if DEFAULTS.exists() else {}
+    if path is not None:
+        _merge(data, _read(path))
+    for name, value in (environ or {}).items():
+        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG":
+            keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+            _merge(data, _nested(keys, _parse_env(value)))
+    return _build(Settings, data, "")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _nested(keys: list[str], value: Any) -> dict[str, Any]:
+    return {keys[0]: _nested(keys[1:], value) if len(keys) > 1 else value}
+
+
+def _parse_env(value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := set(data) - known:
+        raise ConfigError(f"unknown setting(s) in [{where or 'top level'}]: {', '.join(sorted(unknown))}")
+    required = {f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING}
+    if missing := required - set(data):
+        raise ConfigError(f"missing setting(s) in [{where or 'top level'}]: {', '.join(sorted(missing))}")
+    values = {name: _coerce(hints[name], data[name], f"{where}.{name}".strip(".")) for name in data}
+    return cls(**values)
+
+
+def _coerce(kind: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(kind):
+        return _build(typing.cast(type, kind), value, where)
+    origin = typing.get_origin(kind)
+    if kind is Path:
+        return Path(str(value)).expanduser()
+    if origin is tuple:
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = kind if origin not in (types.UnionType, typing.Union) else typing.get_args(kind)
+    if isinstance(expected, type) and not isinstance(value, expected):
+        raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,85 @@
+"""The frozen values that cross the adapter boundary, and the few the core passes around."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+Label = Literal["negative", "neutral", "positive"]
+LABELS: tuple[Label, ...] = ("negative", "neutral", "positive")
+Role = Literal["system", "user", "assistant"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """Where a conversation lives: a chat on a platform, and a thread (or topic) inside it."""
+
+    platform: str
+    chat_id: str
+    thread_id: str = ""
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """One user message, as every adapter hands it to the core."""
+
+    key: ConversationKey
+    user_id: str
+    text: str
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    user_name: str = ""
+    is_direct: bool = True
+    addressed_to_bot: bool = True
+    received_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def platform(self) -> str:
+        return self.key.platform
+
+
+@dataclass(frozen=True)
+class Mood:
+    """A sentiment label with its probabilities over all labels (they sum to 1)."""
+
+    label: Label
+    scores: dict[str, float]
+
+    @property
+    def score(self) -> float:
+        return self.scores[self.label]
+
+    @classmethod
+    def from_scores(cls, scores: dict[str, float]) -> Mood:
+        label = max(LABELS, key=lambda name: scores[name])
+        return cls(label=label, scores=scores)
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn of a chat, as the engine's chat template takes it."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot answers to one IncomingMessage.
+
+    `duplicate` is set when the event was seen before: the text is the stored answer (empty
+    while the first delivery is still being answered) and adapters should not send it again.
+    `failed` is set when the model could not answer; the text is then an apology.
+    """
+
+    text: str
+    mood: Mood | None
+    escalated: bool = False
+    duplicate: bool = False
+    failed: bool = False
+    reply_to: str = ""

