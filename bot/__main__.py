@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import app, migrate
+from bot import app, evaluate, migrate
 from bot.config import Settings, load_settings
 from core import loading
-from core.engine import open_engine
+from core.engine import TransformersEngine, open_engine
 from core.errors import BotError, ConfigError
 from core.events import LABELS
 
@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     classify = commands.add_parser("classify", help="add mood labels and probabilities to a CSV or JSONL file")
     classify.add_argument("file", type=Path)
     classify.add_argument("-o", "--output", type=Path, help="where to write (default: stdout)")
+    evaluate = commands.add_parser("eval", help="accuracy, macro-F1 and speed on a labelled JSONL file")
+    evaluate.add_argument("file", type=Path)
+    evaluate.add_argument("--limit", type=int, help="a reproducible random sample of N rows")
+    evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
+    evaluate.add_argument("--vs-generate", action="store_true", help="also run the seed's generate-the-label method")
     db = commands.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
     commands.add_parser("download-model", help="fetch the configured model into the local cache")
@@ -68,6 +73,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(app.chat(settings))
     elif args.command == "classify":
         asyncio.run(classify_file(settings, args.file, args.output))
+    elif args.command == "eval":
+        report = asyncio.run(evaluate_file(settings, args.file, args.limit, args.vs_generate))
+        print(json.dumps(report, indent=2) if args.json else evaluate.table(report))
     elif args.command == "db":
         migrate.upgrade(settings.memory.url)
         print(f"database at {settings.memory.url} is up to date")
@@ -124,6 +132,15 @@ async def classify_file(settings: Settings, path: Path, output: Path | None) -> 
     else:
         with output.open("w", encoding="utf-8", newline="") as out:
             write_rows(rows, out, as_csv)
+
+
+async def evaluate_file(settings: Settings, path: Path, limit: int | None, vs_generate: bool) -> dict[str, Any]:
+    rows = evaluate.sample(read_rows(path), limit)
+    engine = await TransformersEngine.load(settings.model, settings.sentiment)
+    try:
+        return await evaluate.evaluate(engine, rows, vs_generate)
+    finally:
+        await engine.aclose()
 
 
 if __name__ == "__main__":
