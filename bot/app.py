@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from bot import migrate
 from bot.adapters.console import run_console
@@ -35,16 +38,22 @@ async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
         await memory.aclose()
 
 
-async def serve_web(bot: Bot, settings: Settings) -> None:
-    config = uvicorn.Config(
-        create_app(bot), host=settings.web.host, port=settings.web.port, log_level=settings.log_level.lower()
-    )
-    log.info("web chat on http://%s:%d/", settings.web.host, settings.web.port)
-    await uvicorn.Server(config).serve()
+class Adapter(Protocol):
+    """A platform adapter: an async context manager that may add routes to the web server."""
+
+    async def __aenter__(self) -> Adapter: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    def routes(self) -> list[BaseRoute]: ...
 
 
-# Each enabled adapter is a coroutine that runs until the process stops. An explicit dict, no discovery.
-ADAPTERS: dict[str, Callable[[Bot, Settings], Awaitable[None]]] = {"web": serve_web}
+def _telegram(bot: Bot, settings: Settings) -> Adapter:
+    from bot.adapters.telegram import TelegramAdapter
+
+    return TelegramAdapter(bot, settings.telegram, settings.secrets)
+
+
+# The platform adapters, by config section. An explicit dict, no discovery.
+ADAPTERS: dict[str, Callable[[Bot, Settings], Adapter]] = {"telegram": _telegram}
 
 
 def enabled_adapters(settings: Settings) -> list[str]:
@@ -52,12 +61,23 @@ def enabled_adapters(settings: Settings) -> list[str]:
 
 
 async def serve(settings: Settings) -> None:
-    names = enabled_adapters(settings)
-    if not names:
-        log.warning("no adapter is enabled; nothing to serve")
-        return
-    async with running_bot(settings) as bot:
-        await asyncio.gather(*(ADAPTERS[name](bot, settings) for name in names))
+    """Run the enabled adapters and the web server until interrupted."""
+    async with running_bot(settings) as bot, contextlib.AsyncExitStack() as stack:
+        routes: list[BaseRoute] = []
+        for name in enabled_adapters(settings):
+            adapter = await stack.enter_async_context(ADAPTERS[name](bot, settings))
+            routes += adapter.routes()
+        if not settings.web.enabled and not routes:
+            await asyncio.Event().wait()  # polling adapters work on their own until interrupted
+            return
+        config = uvicorn.Config(
+            create_app(bot, routes),
+            host=settings.web.host,
+            port=settings.web.port,
+            log_level=settings.log_level.lower(),
+        )
+        log.info("web server on http://%s:%d/", settings.web.host, settings.web.port)
+        await uvicorn.Server(config).serve()
 
 
 async def chat(settings: Settings) -> None:

@@ -32,12 +32,39 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class TelegramSettings:
+    enabled: bool = False
+    mode: str = "polling"  # polling | webhook
+    base_url: str = "https://api.telegram.org/bot"  # a self-hosted Bot API server works too
+    webhook_url: str = ""  # public https URL that reaches webhook_path (webhook mode)
+    webhook_path: str = "/telegram/webhook"
+    allowed_user_ids: tuple[str, ...] = ()
+    allowed_chat_ids: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 20
+    edit_interval: float = 1.5  # seconds between edits of a streamed reply
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Only ever from the environment."""
+
+    telegram_bot_token: str = ""
+    telegram_webhook_secret: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Secrets:
+        return cls(**{f.name: environ.get(f.name.upper(), "") for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
 class Settings:
     sentiment: SentimentSettings
     prompts: PromptSettings
     model: ModelSettings = field(default_factory=ModelSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
     web: WebSettings = field(default_factory=WebSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    secrets: Secrets = field(default_factory=Secrets)
     log_level: str = "INFO"
 
 
@@ -50,7 +77,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG":
             keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
             _merge(data, _nested(keys, _parse_env(value)))
-    return _build(Settings, data, "")
+    if "secrets" in data:
+        raise ConfigError("secrets are read from the environment only, never from a config file")
+    settings: Settings = _build(Settings, data, "")
+    return dataclasses.replace(settings, secrets=Secrets.from_env(environ or {}))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -100,7 +130,8 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
     if kind is Path:
         return Path(str(value)).expanduser()
     if origin is tuple:
-        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        item = typing.get_args(kind)[0]
+        return tuple(tuple(v) if isinstance(v, list) else str(v) if item is str else v for v in value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     expected = kind if origin not in (types.UnionType, typing.Union) else typing.get_args(kind)

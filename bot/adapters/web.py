@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from core.bot import Bot
 from core.errors import Busy, InvalidMessage
@@ -85,7 +85,7 @@ def to_incoming(body: dict[str, Any]) -> IncomingMessage:
     )
 
 
-def create_app(bot: Bot, ready: Callable[[], bool] = lambda: True) -> Starlette:
+def create_app(bot: Bot, extra: Sequence[BaseRoute] = (), ready: Callable[[], bool] = lambda: True) -> Starlette:
     """The ASGI app around a running Bot; its lifecycle is the caller's."""
 
     async def chat(request: Request) -> Response:
@@ -162,6 +162,7 @@ def create_app(bot: Bot, ready: Callable[[], bool] = lambda: True) -> Starlette:
         Route("/v1/sentiment", sentiment, methods=["POST"]),
         Route("/v1/reset", reset, methods=["POST"]),
         Route("/v1/forget", forget, methods=["POST"]),
+        *extra,
     ]
     handlers = {HTTPException: http_error, InvalidMessage: invalid, Busy: busy}
     return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]

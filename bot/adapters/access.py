@@ -1,0 +1,34 @@
+"""Who may talk to the bot, and how often: an allowlist and a per-user sliding-window rate limit."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection
+
+
+def allowed(user_id: str, chat_id: str, users: Collection[str], chats: Collection[str]) -> bool:
+    """Empty lists allow everyone; otherwise the user or the chat must be listed."""
+    if not users and not chats:
+        return True
+    return user_id in users or chat_id in chats
+
+
+class RateLimit:
+    """At most `per_minute` messages per user in any 60 seconds; 0 turns the limit off."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute, self.clock = per_minute, clock
+        self._seen: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def hit(self, user_id: str) -> bool:
+        """Count one message; False when the user is over the limit (and it is not counted)."""
+        if self.per_minute <= 0:
+            return True
+        now, seen = self.clock(), self._seen[user_id]
+        while seen and now - seen[0] >= 60:
+            seen.popleft()
+        if len(seen) >= self.per_minute:
+            return False
+        seen.append(now)
+        return True

@@ -1,0 +1,101 @@
+"""A fake Telegram Bot API server: enough of it for python-telegram-bot to poll, send and edit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+STRING_FIELDS = {"text", "secret_token", "url"}
+
+
+@dataclass
+class FakeBotAPI:
+    me: dict[str, Any]
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)  # what the bot sent, as edited
+    throttle: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to answer next
+    _next_id: int = 9000
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/bot{token}/{method}", self.handle, methods=["GET", "POST"])])
+
+    def push(self, *updates: dict[str, Any]) -> None:
+        self.updates.extend(updates)
+        self._arrived.set()
+
+    def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        return [m for m in self.messages.values() if m["chat"]["id"] == chat_id]
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == method]
+
+    async def handle(self, request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        form = urllib.parse.parse_qsl((await request.body()).decode())  # PTB posts form-encoded JSON values
+        params = {k: v if k in STRING_FIELDS else _json(v) for k, v in form}
+        self.calls.append((method, params))
+        if self.throttle.get(method):
+            self.throttle[method] -= 1
+            return JSONResponse(
+                {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                 "parameters": {"retry_after": 1}}, status_code=429,
+            )  # fmt: skip
+        handler = getattr(self, method, None)
+        result = await handler(params) if handler else True
+        return JSONResponse({"ok": True, "result": result})
+
+    async def getMe(self, _: dict[str, Any]) -> dict[str, Any]:
+        return self.me
+
+    async def getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset, timeout = int(params.get("offset") or 0), float(params.get("timeout") or 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = [u for u in self.updates if u["update_id"] >= offset]
+            if ready or time.monotonic() >= deadline:
+                return ready
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), max(0.01, deadline - time.monotonic()))
+
+    async def sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._next_id += 1
+        chat_id = int(params["chat_id"])
+        message = {
+            "message_id": self._next_id,
+            "from": self.me,
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+            "date": int(time.time()),
+            "text": params["text"],
+        }
+        if "reply_parameters" in params:
+            message["reply_to"] = params["reply_parameters"].get("message_id")
+        if params.get("message_thread_id"):
+            message["message_thread_id"] = params["message_thread_id"]
+        self.messages[self._next_id] = message
+        return message
+
+    async def editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages[int(params["message_id"])]
+        message["text"] = params["text"]
+        message["edits"] = message.get("edits", 0) + 1
+        return message
+
+
+def _json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

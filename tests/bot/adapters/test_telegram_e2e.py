@@ -1,0 +1,152 @@
+"""The real python-telegram-bot Application against a fake Bot API on loopback, on the real model."""
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.adapters.telegram import COMMANDS, TelegramAdapter
+from bot.adapters.web import create_app
+from bot.config import Secrets, Settings, TelegramSettings
+from core.bot import Bot
+from core.events import ConversationKey
+from tests.auxil.fake_telegram import FakeBotAPI
+from tests.auxil.servers import eventually, serve_asgi
+from tests.auxil.spy import SpyEngine
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "telegram"
+ME = json.loads((DATA / "me.json").read_text())
+ALICE = 111
+GROUP = -1001234567890
+TOKEN = "123456:TEST-TOKEN"
+_update_ids = iter(range(600_000, 700_000))
+
+
+def private(text: str, message_id: int, update_id: int | None = None) -> dict[str, Any]:
+    update = json.loads((DATA / "private.json").read_text())
+    update["update_id"] = update_id or next(_update_ids)
+    update["message"].update(message_id=message_id, text=text)
+    return update
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeBotAPI, str]]:
+    api = FakeBotAPI(me=ME)
+    async with serve_asgi(api.app()) as url:
+        yield api, url
+
+
+def telegram_settings(url: str, **changes: Any) -> TelegramSettings:
+    return TelegramSettings(**{"enabled": True, "base_url": f"{url}/bot", "edit_interval": 0.2, **changes})
+
+
+async def answered(api: FakeBotAPI, testbot: Bot, chat_id: int, message_id: int) -> str:
+    """Wait until the stored answer to `message_id` is the text of the bot's message in the chat."""
+
+    async def final() -> str | None:
+        stored = await testbot.memory.messages(ConversationKey("telegram", str(chat_id)))
+        replies = [m for m in api.sent_to(chat_id) if m.get("reply_to") == message_id]
+        if stored and stored[-1].role == "assistant" and replies and replies[0]["text"] == stored[-1].text:
+            return str(replies[0]["text"])
+        return None
+
+    return await eventually(final, what=f"the answer to message {message_id}")
+
+
+async def test_polling_two_turns_group_silence_duplicates_and_429(
+    fake: tuple[FakeBotAPI, str], testbot: Bot, spy: SpyEngine, settings: Settings
+) -> None:
+    api, url = fake
+    secrets = Secrets(telegram_bot_token=TOKEN)
+    async with TelegramAdapter(testbot, telegram_settings(url), secrets):
+        assert [c["command"] for c in api.called("setMyCommands")[0]["commands"]] == [c.command for c in COMMANDS]
+
+        api.push(private("Hi, my name is Ada and my invoice number is 7731.", message_id=1))
+        first = await answered(api, testbot, ALICE, 1)
+        assert first
+
+        group_update = json.loads((DATA / "group_no_mention.json").read_text())
+        api.push(group_update, private("What is my invoice number?", message_id=2))
+        await answered(api, testbot, ALICE, 2)
+        assert spy.chats[-1][1].content == "Hi, my name is Ada and my invoice number is 7731."
+        assert spy.chats[-1][2].content == first
+        assert api.sent_to(GROUP) == []
+
+        twice = private("Are you still there?", message_id=3)
+        api.push(twice, dict(twice))  # Telegram redelivers the same update_id
+        await answered(api, testbot, ALICE, 3)
+        assert len([m for m in api.sent_to(ALICE) if m.get("reply_to") == 3]) == 1
+
+        api.throttle["sendMessage"] = 1
+        api.push(private("One more question, please.", message_id=4))
+        await answered(api, testbot, ALICE, 4)
+        assert api.throttle["sendMessage"] == 0  # the 429 was answered and waited out
+        assert api.called("sendChatAction")
+
+    stored = await testbot.memory.messages(ConversationKey("telegram", str(ALICE)))
+    assert [m.role for m in stored] == ["user", "assistant"] * 4
+
+
+async def test_streaming_edits_one_message_and_non_text_gets_one_line(
+    fake: tuple[FakeBotAPI, str], testbot: Bot
+) -> None:
+    api, url = fake
+    async with TelegramAdapter(testbot, telegram_settings(url, edit_interval=0.05), Secrets(telegram_bot_token=TOKEN)):
+        api.push(private("Please explain in a few sentences how to reset a password.", message_id=5))
+        await answered(api, testbot, ALICE, 5)
+        [reply] = [m for m in api.sent_to(ALICE) if m.get("reply_to") == 5]
+        assert reply.get("edits", 0) >= 1
+
+        photo = json.loads((DATA / "photo.json").read_text())
+        photo["update_id"] = next(_update_ids)
+        api.push(photo)
+        await eventually(lambda: [m for m in api.sent_to(ALICE) if m.get("reply_to") == 11], what="the not-text line")
+        assert "only read text" in next(m for m in api.sent_to(ALICE) if m.get("reply_to") == 11)["text"]
+
+
+async def test_commands_and_the_allowlist(fake: tuple[FakeBotAPI, str], testbot: Bot) -> None:
+    api, url = fake
+    only_bob = telegram_settings(url, allowed_user_ids=("222",))
+    async with TelegramAdapter(testbot, only_bob, Secrets(telegram_bot_token=TOKEN)):
+        api.push(private("hello?", message_id=6), private("anyone?", message_id=7))
+        await eventually(lambda: len(api.sent_to(ALICE)) >= 1, what="the refusal")
+        command = json.loads((DATA / "group_command.json").read_text())
+        command["update_id"] = next(_update_ids)
+        api.push(command)
+        await eventually(lambda: api.sent_to(GROUP), what="the /mood answer")
+    assert len(api.sent_to(ALICE)) == 1 and "private" in api.sent_to(ALICE)[0]["text"]
+    assert await testbot.memory.messages(ConversationKey("telegram", str(ALICE))) == []
+    assert "not read any" in api.sent_to(GROUP)[0]["text"]
+
+
+async def test_webhook_checks_the_secret(fake: tuple[FakeBotAPI, str], testbot: Bot) -> None:
+    api, url = fake
+    hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
+    secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+    async with TelegramAdapter(testbot, hook, secrets) as adapter:
+        assert api.called("setWebhook")[0]["secret_token"] == "s3cret"
+        transport = httpx.ASGITransport(app=create_app(testbot, adapter.routes()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
+            update = private("Is the webhook working?", message_id=8)
+            wrong = await client.post(
+                "/telegram/webhook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "x"}
+            )
+            missing = await client.post("/telegram/webhook", json=update)
+            assert wrong.status_code == missing.status_code == 403
+            right = await client.post(
+                "/telegram/webhook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+            )
+            assert right.status_code == 200
+            await answered(api, testbot, ALICE, 8)
+    stored = await testbot.memory.messages(ConversationKey("telegram", str(ALICE)))
+    assert [m.text for m in stored if m.role == "user"] == ["Is the webhook working?"]
+
+
+def test_missing_token_is_a_clear_error(testbot: Bot) -> None:
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
+        TelegramAdapter(testbot, TelegramSettings(enabled=True), Secrets())
