@@ -52,8 +52,14 @@ def _telegram(bot: Bot, settings: Settings) -> Adapter:
     return TelegramAdapter(bot, settings.telegram, settings.secrets)
 
 
+def _slack(bot: Bot, settings: Settings) -> Adapter:
+    from bot.adapters.slack import SlackAdapter
+
+    return SlackAdapter(bot, settings.slack, settings.secrets)
+
+
 # The platform adapters, by config section. An explicit dict, no discovery.
-ADAPTERS: dict[str, Callable[[Bot, Settings], Adapter]] = {"telegram": _telegram}
+ADAPTERS: dict[str, Callable[[Bot, Settings], Adapter]] = {"telegram": _telegram, "slack": _slack}
 
 
 def enabled_adapters(settings: Settings) -> list[str]:

@@ -45,11 +45,27 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True)
+class SlackSettings:
+    enabled: bool = False
+    mode: str = "socket"  # socket | http
+    api_base_url: str = "https://slack.com/api/"
+    events_path: str = "/slack/events"
+    command: str = "/tonebot"
+    allowed_user_ids: tuple[str, ...] = ()
+    allowed_channel_ids: tuple[str, ...] = ()
+    edit_interval: float = 1.5  # seconds between chat.update calls while a reply streams
+    max_chars: int = 3500  # longer replies are split into several messages
+
+
+@dataclass(frozen=True)
 class Secrets:
     """Only ever from the environment."""
 
     telegram_bot_token: str = ""
     telegram_webhook_secret: str = ""
+    slack_bot_token: str = ""
+    slack_app_token: str = ""
+    slack_signing_secret: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Secrets:
@@ -64,6 +80,7 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     web: WebSettings = field(default_factory=WebSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
     secrets: Secrets = field(default_factory=Secrets)
     log_level: str = "INFO"
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from core.engine import Engine
 from core.errors import InvalidMessage
 from core.events import ConversationKey, IncomingMessage, Mood, Reply
-from core.memory import Accepted, Memory, StoredMessage
+from core.memory import Accepted, Memory
 from core.prompts import build_chat
 from core.settings import MemorySettings, PromptSettings
 
@@ -74,6 +74,8 @@ class Bot:
     async def forget(self, platform: str, user_id: str) -> int:
         return await self.memory.forget(platform, user_id)
 
-    async def recent_moods(self, key: ConversationKey, user_id: str, limit: int = 10) -> list[StoredMessage]:
-        rows = await self.memory.messages(key, author_id=user_id, limit=limit)
-        return [r for r in rows if r.mood is not None]
+    async def recent_moods(self, platform: str, user_id: str, limit: int = 10) -> list[Mood]:
+        return await self.memory.moods(platform, user_id, limit)
+
+    async def knows(self, key: ConversationKey) -> bool:
+        return await self.memory.knows(key)

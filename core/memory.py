@@ -271,6 +271,26 @@ class Memory:
             await session.execute(delete(Message).where(Message.id.in_(ids)))
             return len(ids) + int(answers.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def knows(self, key: ConversationKey) -> bool:
+        """Whether the conversation exists, i.e. the bot has taken part in it."""
+        query = select(Conversation.id).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+        async with self._session() as session:
+            return await session.scalar(query) is not None
+
+    async def moods(self, platform: str, user_id: str, limit: int) -> list[Mood]:
+        """The moods of a user's latest messages on a platform, oldest first."""
+        query = (
+            select(Message.mood_scores)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.platform == platform, Message.author_id == user_id, Message.role == "user")
+            .where(Message.mood_scores.is_not(None))
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        async with self._session() as session:
+            rows = (await session.scalars(query)).all()
+        return [Mood.from_scores(scores) for scores in reversed(rows) if scores]
+
     async def messages(
         self, key: ConversationKey, author_id: str | None = None, limit: int = 100
     ) -> list[StoredMessage]:

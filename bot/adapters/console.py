@@ -51,7 +51,7 @@ async def run_console(bot: Bot, stdin: TextIO = sys.stdin, stdout: TextIO = sys.
         elif command == "/forget":
             say(f"(deleted {await bot.forget(PLATFORM, user)} stored messages)")
         elif command == "/mood":
-            moods = [m.mood for m in await bot.recent_moods(key, user) if m.mood]
+            moods = await bot.recent_moods(PLATFORM, user)
             say(" ".join(mood_line(m) for m in moods) or "(no moods yet)")
         elif command in ("/help", "/start"):
             say(HELP)

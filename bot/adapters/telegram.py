@@ -264,7 +264,7 @@ class TelegramAdapter:
         return f"Done: I deleted {deleted} stored messages (yours and my answers to them)."
 
     async def _mood(self, _: Update, msg: IncomingMessage) -> str:
-        moods = [m.mood for m in await self.bot.recent_moods(msg.key, msg.user_id) if m.mood]
+        moods = await self.bot.recent_moods(PLATFORM, msg.user_id)
         if not moods:
             return "I have not read any of your messages here yet."
         return "Your recent moods: " + " ".join(f"{EMOJI[m.label]} {m.label}" for m in moods)

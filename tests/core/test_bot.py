@@ -98,8 +98,8 @@ async def test_moods_belong_to_each_user_in_a_group(testbot: Bot) -> None:
     group = ConversationKey("test", "group-7", "topic-1")
     await testbot.handle(message("I love this community, you are all amazing!", user="carol", key=group))
     await testbot.handle(message("This is broken again, I am so angry.", user="dave", key=group))
-    carol = [m.mood.label for m in await testbot.recent_moods(group, "carol") if m.mood]
-    dave = [m.mood.label for m in await testbot.recent_moods(group, "dave") if m.mood]
+    carol = [m.label for m in await testbot.recent_moods("test", "carol")]
+    dave = [m.label for m in await testbot.recent_moods("test", "dave")]
     assert carol == ["positive"] and dave == ["negative"]
 
 

@@ -1,0 +1,58 @@
+"""A fake Slack Web API: auth.test, chat.postMessage and chat.update, with call recording and 429s."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+@dataclass
+class FakeSlackAPI:
+    bot_user_id: str = "U0BOT00001"
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts -> message, as updated
+    throttle: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to answer next
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/api/{method}", self.handle, methods=["POST", "GET"])])
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == method]
+
+    def in_thread(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
+        return [m for m in self.messages.values() if m["channel"] == channel and m.get("thread_ts") == thread_ts]
+
+    async def handle(self, request: Request) -> JSONResponse:
+        method, raw = request.path_params["method"], (await request.body()).decode()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            params = json.loads(raw or "{}")
+        else:
+            params = dict(urllib.parse.parse_qsl(raw))
+        self.calls.append((method, params))
+        if self.throttle.get(method):
+            self.throttle[method] -= 1
+            return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"})
+        if method == "auth.test":
+            identity = {"team_id": "T0TEAM0001", "user_id": self.bot_user_id, "bot_id": "B0TONEBOT1", "user": "tonebot"}
+            return JSONResponse({"ok": True, "url": "https://t.slack.test/", "team": "Test", **identity})
+        if method == "chat.postMessage":
+            ts = f"1800000000.{next(self._ts):06d}"
+            message = {"channel": params["channel"], "ts": ts, "text": params["text"], "updates": 0}
+            if params.get("thread_ts"):
+                message["thread_ts"] = params["thread_ts"]
+            self.messages[ts] = message
+            return JSONResponse({"ok": True, "channel": params["channel"], "ts": ts, "message": message})
+        if method == "chat.update":
+            message = self.messages[params["ts"]]
+            message["text"], message["updates"] = params["text"], message["updates"] + 1
+            return JSONResponse({"ok": True, "channel": params["channel"], "ts": params["ts"], "text": params["text"]})
+        return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)

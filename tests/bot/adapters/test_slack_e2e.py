@@ -1,0 +1,176 @@
+"""The real Bolt app in HTTP mode against a fake Slack Web API on loopback, on the real model."""
+
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from bot.adapters.slack import HELP, SlackAdapter
+from bot.adapters.web import create_app
+from bot.config import Secrets, SlackSettings
+from core.bot import Bot
+from core.errors import ConfigError
+from core.events import ConversationKey
+from tests.auxil.fake_slack import FakeSlackAPI
+from tests.auxil.servers import eventually, serve_asgi
+from tests.auxil.spy import SpyEngine
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "slack"
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL, THREAD = "C0SUPPORT1", "1763769600.000100"
+
+
+def envelope(name: str, **event: Any) -> dict[str, Any]:
+    body = json.loads((DATA / name).read_text())
+    body["event"].update(event)
+    return body
+
+
+def signed(body: bytes, secret: str = SECRET, age: int = 0) -> dict[str, str]:
+    timestamp = str(int(time.time()) - age)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
+
+
+@pytest.fixture
+async def slack(testbot: Bot) -> AsyncIterator[tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]]:
+    api = FakeSlackAPI()
+    async with serve_asgi(api.app()) as url:
+        settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{url}/api/", edit_interval=0.2)
+        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret=SECRET)
+        async with SlackAdapter(testbot, settings, secrets) as adapter:
+            transport = httpx.ASGITransport(app=create_app(testbot, adapter.routes()))
+            async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
+                yield api, adapter, client
+
+
+async def post_event(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    return await client.post(
+        "/slack/events", content=raw, headers={"content-type": "application/json", **signed(raw), **headers}
+    )
+
+
+async def answered(api: FakeSlackAPI, testbot: Bot, turns: int) -> str:
+    """Wait until the thread holds `turns` stored answers and Slack shows the last one."""
+
+    async def final() -> str | None:
+        stored = await testbot.memory.messages(ConversationKey("slack", CHANNEL, THREAD))
+        answers = [m.text for m in stored if m.role == "assistant"]
+        shown = [m["text"] for m in api.in_thread(CHANNEL, THREAD)]
+        return answers[-1] if len(answers) == turns and answers[-1] in shown else None
+
+    return await eventually(final, what=f"answer {turns} in the thread")
+
+
+async def test_mention_follow_up_retry_and_429(
+    slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient], testbot: Bot, spy: SpyEngine
+) -> None:
+    api, _, client = slack
+    started = time.monotonic()
+    response = await post_event(client, envelope("channel_mention.json"))
+    assert response.status_code == 200 and time.monotonic() - started < 3  # acked before the model works
+    first = await answered(api, testbot, 1)
+    assert api.in_thread(CHANNEL, THREAD)[0]["text"] == first  # the placeholder, updated to the reply
+
+    retry = await post_event(client, envelope("channel_mention.json"), **{"X-Slack-Retry-Num": "1"})
+    assert retry.status_code == 200
+
+    api.throttle["chat.postMessage"] = 1
+    assert (await post_event(client, envelope("thread_followup.json"))).status_code == 200
+    await answered(api, testbot, 2)
+    assert spy.chats[-1][1].content == "my deploy keeps failing and I am losing my mind"
+    assert spy.chats[-1][2].content == first
+    assert spy.chats[-1][3].content == "it still fails on step 3"
+    assert api.throttle["chat.postMessage"] == 0  # the 429 was answered, waited out and retried
+    assert len(api.in_thread(CHANNEL, THREAD)) == 2  # the retry produced no second reply
+    assert len(spy.chats) == 2
+
+
+async def test_signatures_challenge_and_ignored_events(
+    slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient], testbot: Bot
+) -> None:
+    api, _, client = slack
+    raw = json.dumps(envelope("dm.json")).encode()
+    bad = await client.post(
+        "/slack/events", content=raw, headers={"content-type": "application/json", **signed(raw, "x")}
+    )
+    stale = await client.post(
+        "/slack/events", content=raw, headers={"content-type": "application/json", **signed(raw, age=600)}
+    )
+    assert bad.status_code == stale.status_code == 401
+
+    challenge = json.dumps({"type": "url_verification", "token": "t", "challenge": "c-123"}).encode()
+    ok = await client.post(
+        "/slack/events", content=challenge, headers={"content-type": "application/json", **signed(challenge)}
+    )
+    assert ok.status_code == 200 and ok.json() == {"challenge": "c-123"}
+
+    for name in ("thread_followup.json", "bot_message.json", "message_changed.json", "channel_chatter.json"):
+        assert (await post_event(client, envelope(name))).status_code == 200
+    assert await testbot.memory.messages(ConversationKey("slack", CHANNEL, THREAD)) == []
+    assert api.called("chat.postMessage") == []
+
+
+async def test_slash_command_answers_ephemerally(slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]) -> None:
+    _, _, client = slack
+    form = {
+        "command": "/tonebot",
+        "text": "help",
+        "user_id": "U0ALICE001",
+        "channel_id": CHANNEL,
+        "team_id": "T0TEAM0001",
+    }
+    raw = urllib.parse.urlencode(form).encode()
+    response = await client.post(
+        "/slack/events", content=raw, headers={"content-type": "application/x-www-form-urlencoded", **signed(raw)}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"response_type": "ephemeral", "text": HELP}
+
+
+class RecordingSocketClient:
+    """Stands in for the WebSocket client: records the acks Bolt's socket-mode handler sends."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger, self.acks = logger, []
+
+    async def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.acks.append(response)
+
+
+async def test_socket_mode_envelope_is_acked_and_routed_to_the_same_handler(
+    slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient], testbot: Bot
+) -> None:
+    api, adapter, _ = slack
+    handler = AsyncSocketModeHandler(adapter.app, "xapp-1-test")
+    socket = RecordingSocketClient(handler.client.logger)
+    body = envelope("dm.json")
+    await handler.handle(socket, SocketModeRequest(type="events_api", envelope_id="env-42", payload=body))  # type: ignore[arg-type]
+    assert [ack.envelope_id for ack in socket.acks] == ["env-42"]
+
+    async def reply_shown() -> bool:
+        stored = await testbot.memory.messages(ConversationKey("slack", "D0ALICEDM1", ""))
+        shown = [m["text"] for m in api.in_thread("D0ALICEDM1", None)]
+        return [m.role for m in stored] == ["user", "assistant"] and stored[-1].text in shown
+
+    await eventually(reply_shown, what="the DM reply")
+    await handler.close_async()
+
+
+def test_missing_tokens_are_clear_errors(testbot: Bot) -> None:
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
+        SlackAdapter(testbot, SlackSettings(enabled=True), Secrets())
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
+        SlackAdapter(testbot, SlackSettings(enabled=True), Secrets(slack_bot_token="xoxb"))
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        SlackAdapter(testbot, SlackSettings(enabled=True, mode="http"), Secrets(slack_bot_token="xoxb"))
