@@ -16,26 +16,28 @@ from bot import migrate
 from bot.adapters.console import run_console
 from bot.adapters.web import create_app
 from bot.config import Settings
+from bot.notify import Notifications
 from core.bot import Bot
 from core.engine import open_engine
-from core.memory import Memory
+from core.memory import EscalationStore, Memory
 
 log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
-    """Migrate the database, load and warm up the model, and close both on the way out."""
+    """Migrate the database, load and warm up the model, retry pending notices; close all on the way out."""
     await asyncio.to_thread(migrate.upgrade, settings.memory.url)
-    memory = Memory.open(settings.memory.url)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        memory = Memory.open(settings.memory.url)
+        stack.push_async_callback(memory.aclose)
+        notifications = Notifications(memory, EscalationStore(memory), settings)
+        stack.push_async_callback(notifications.aclose)
         engine = await open_engine(settings.model, settings.sentiment)
-        try:
-            yield Bot(engine, memory, settings.prompts, settings.memory)
-        finally:
-            await engine.aclose()
-    finally:
-        await memory.aclose()
+        stack.push_async_callback(engine.aclose)
+        retries = asyncio.create_task(notifications.run_retries())
+        stack.callback(retries.cancel)
+        yield Bot(engine, memory, settings.prompts, settings.memory, settings.escalation, notifications)
 
 
 class Adapter(Protocol):
@@ -77,7 +79,7 @@ async def serve(settings: Settings) -> None:
             await asyncio.Event().wait()  # polling adapters work on their own until interrupted
             return
         config = uvicorn.Config(
-            create_app(bot, routes),
+            create_app(bot, routes, operator_token=settings.secrets.operator_token),
             host=settings.web.host,
             port=settings.web.port,
             log_level=settings.log_level.lower(),

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.settings import MemorySettings, ModelSettings, PromptSettings, SentimentSettings
+from core.settings import (
+    EscalationSettings,
+    MemorySettings,
+    ModelSettings,
+    NotifySettings,
+    PromptSettings,
+    SentimentSettings,
+)
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "config.toml"
 ENV_PREFIX = "TONEBOT_"
@@ -66,6 +73,8 @@ class Secrets:
     slack_bot_token: str = ""
     slack_app_token: str = ""
     slack_signing_secret: str = ""
+    escalation_webhook_secret: str = ""
+    operator_token: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Secrets:
@@ -76,11 +85,13 @@ class Secrets:
 class Settings:
     sentiment: SentimentSettings
     prompts: PromptSettings
+    escalation: EscalationSettings
     model: ModelSettings = field(default_factory=ModelSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
     web: WebSettings = field(default_factory=WebSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     secrets: Secrets = field(default_factory=Secrets)
     log_level: str = "INFO"
 

@@ -75,6 +75,7 @@ class Reply:
     `duplicate` is set when the event was seen before: the text is the stored answer (empty
     while the first delivery is still being answered) and adapters should not send it again.
     `failed` is set when the model could not answer; the text is then an apology.
+    `paused` is set when a human has taken the conversation over: the text is empty, send nothing.
     """
 
     text: str
@@ -82,4 +83,4 @@ class Reply:
     escalated: bool = False
     duplicate: bool = False
     failed: bool = False
-    reply_to: str = ""
+    paused: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.escalation import EscalationState
 from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, utcnow
 
 NAMING = {
@@ -87,6 +88,58 @@ class ProcessedEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Escalation(Base):
+    """A hand-off to a human; at most one open (resolved_at is NULL) per conversation."""
+
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    scores: Mapped[list[dict[str, float]]] = mapped_column(JSON)  # the moods that triggered it
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Delivery(Base):
+    """One notification of an escalation to one destination; failed ones are retried, never lost."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    destination: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class EscalationRecord:
+    id: int
+    key: ConversationKey
+    reason: str
+    scores: list[dict[str, float]]
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    id: int
+    escalation_id: int
+    destination: str
+    status: str
+    attempts: int
+    last_error: str | None
+
+
 @dataclass(frozen=True)
 class Accepted:
     """A new event, stored: the user turn is safe before any work starts."""
@@ -94,6 +147,7 @@ class Accepted:
     conversation_id: int
     message_id: int
     context_from: int
+    status: str = "bot"
 
 
 @dataclass(frozen=True)
@@ -198,7 +252,7 @@ class Memory:
             session.add(turn)
             await session.flush()
             ledger.message_id = turn.id
-            return Accepted(conversation.id, turn.id, conversation.context_from)
+            return Accepted(conversation.id, turn.id, conversation.context_from, conversation.status)
 
     async def _seen(self, session: AsyncSession, msg: IncomingMessage) -> Seen:
         ledger = (
@@ -233,21 +287,22 @@ class Memory:
         return turns
 
     async def record_reply(self, msg: IncomingMessage, accepted: Accepted, text: str, failed: bool) -> None:
-        """Store the bot turn and close the event in the ledger."""
+        """Store the bot turn (none when the bot stays silent) and close the event in the ledger."""
         async with self._session() as session, session.begin():
-            turn = Message(
-                conversation_id=accepted.conversation_id,
-                role="assistant",
-                author_id="tonebot",
-                text=text,
-                reply_to_id=accepted.message_id,
-            )
-            session.add(turn)
-            await session.flush()
-            ledger = (
-                await session.scalars(select(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id))
-            ).one()
-            ledger.reply_id, ledger.status = turn.id, "failed" if failed else "answered"
+            query = select(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id)
+            ledger = (await session.scalars(query)).one()
+            ledger.status = "failed" if failed else "answered"
+            if text:
+                turn = Message(
+                    conversation_id=accepted.conversation_id,
+                    role="assistant",
+                    author_id="tonebot",
+                    text=text,
+                    reply_to_id=accepted.message_id,
+                )
+                session.add(turn)
+                await session.flush()
+                ledger.reply_id = turn.id
 
     async def reset(self, key: ConversationKey) -> None:
         """Start a fresh context: earlier turns stay stored but are no longer sent to the model."""
@@ -312,3 +367,114 @@ class Memory:
 
 def _role(value: str) -> Role:
     return "assistant" if value == "assistant" else "user"
+
+
+def _escalation(row: Escalation, conversation: Conversation) -> EscalationRecord:
+    key = ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id)
+    return EscalationRecord(
+        row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by
+    )
+
+
+class EscalationStore:
+    """Escalations and their deliveries; the same database and sessions as Memory."""
+
+    def __init__(self, memory: Memory) -> None:
+        self._session = memory._session
+
+    async def state(self, conversation_id: int) -> EscalationState:
+        query = select(Escalation.opened_at, Escalation.resolved_at).filter_by(conversation_id=conversation_id)
+        async with self._session() as session:
+            rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(1))).all()
+        if not rows:
+            return EscalationState()
+        _, resolved_at = rows[0]
+        return EscalationState(open=resolved_at is None, last_resolved_at=resolved_at)
+
+    async def user_moods(self, conversation_id: int, user_id: str, limit: int) -> list[Mood]:
+        query = (
+            select(Message.mood_scores)
+            .where(Message.conversation_id == conversation_id, Message.author_id == user_id)
+            .where(Message.role == "user", Message.mood_scores.is_not(None))
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        async with self._session() as session:
+            rows = (await session.scalars(query)).all()
+        return [Mood.from_scores(scores) for scores in reversed(rows) if scores]
+
+    async def open(
+        self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str]
+    ) -> EscalationRecord | None:
+        """Open an escalation and queue its notifications; None when one is already open."""
+        async with self._session() as session, session.begin():
+            conversation = await session.get_one(Conversation, conversation_id, with_for_update=True)
+            query = select(Escalation.id).filter_by(conversation_id=conversation_id, resolved_at=None)
+            if await session.scalar(query) is not None:
+                return None
+            row = Escalation(conversation_id=conversation_id, reason=reason, scores=scores)
+            session.add(row)
+            conversation.status = "escalated"
+            await session.flush()
+            session.add_all(Delivery(escalation_id=row.id, destination=d) for d in destinations)
+            return _escalation(row, conversation)
+
+    async def _update(self, escalation_id: int, **values: object) -> EscalationRecord | None:
+        async with self._session() as session, session.begin():
+            row = await session.get(Escalation, escalation_id)
+            if row is None:
+                return None
+            conversation = await session.get_one(Conversation, row.conversation_id)
+            for name, value in values.items():
+                if name == "status":
+                    conversation.status = str(value)
+                elif getattr(row, name) is None:
+                    setattr(row, name, value)
+            return _escalation(row, conversation)
+
+    async def acknowledge(self, escalation_id: int) -> EscalationRecord | None:
+        return await self._update(escalation_id, acknowledged_at=utcnow())
+
+    async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
+        now = utcnow()
+        return await self._update(
+            escalation_id, acknowledged_at=now, resolved_at=now, resolved_by=by, status="resolved"
+        )
+
+    async def get(self, escalation_id: int) -> EscalationRecord | None:
+        async with self._session() as session:
+            row = await session.get(Escalation, escalation_id)
+            return _escalation(row, await session.get_one(Conversation, row.conversation_id)) if row else None
+
+    async def all(self, open_only: bool = True, limit: int = 100) -> list[EscalationRecord]:
+        query = select(Escalation, Conversation).join(Conversation, Conversation.id == Escalation.conversation_id)
+        if open_only:
+            query = query.where(Escalation.resolved_at.is_(None))
+        async with self._session() as session:
+            rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(limit))).all()
+        return [_escalation(e, c) for e, c in rows]
+
+    async def due_deliveries(self, now: datetime | None = None) -> list[DeliveryRecord]:
+        query = select(Delivery).where(Delivery.status == "pending", Delivery.next_attempt_at <= (now or utcnow()))
+        async with self._session() as session:
+            rows = (await session.scalars(query.order_by(Delivery.id))).all()
+        return [_delivery(r) for r in rows]
+
+    async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
+        async with self._session() as session:
+            rows = (await session.scalars(select(Delivery).filter_by(escalation_id=escalation_id))).all()
+        return [_delivery(r) for r in rows]
+
+    async def delivered(self, delivery_id: int, error: str | None, retry_in: float) -> None:
+        """Record one attempt: sent when `error` is None, otherwise due again in `retry_in` seconds."""
+        async with self._session() as session, session.begin():
+            row = await session.get_one(Delivery, delivery_id)
+            row.attempts += 1
+            if error is None:
+                row.status, row.delivered_at, row.last_error = "sent", utcnow(), None
+            else:
+                row.last_error, row.next_attempt_at = error[:2000], utcnow() + timedelta(seconds=retry_in)
+
+
+def _delivery(row: Delivery) -> DeliveryRecord:
+    return DeliveryRecord(row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error)

@@ -46,3 +46,31 @@ class MemorySettings:
     url: str = "sqlite:///data/tonebot.db"
     history_messages: int = 20
     max_text_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class EscalationSettings:
+    """When to hand a conversation to a human, and what to tell the user. Texts live in config.toml."""
+
+    human_phrases: tuple[str, ...]  # a request for a person, in any language
+    not_human_phrases: tuple[str, ...]  # look-alikes removed before matching ("人工智能")
+    notify_line: str  # appended once to the reply that escalates, in notify mode
+    pause_line: str  # the bot's last words until an operator resolves, in pause mode
+    enabled: bool = True
+    high_negative: float = 0.9  # one message this surely negative escalates
+    window: int = 3  # M: the user's last M messages...
+    negatives: int = 2  # N: ...of which N negative escalate
+    reset_streak: int = 2  # this many non-negative messages in a row clear the count
+    cooldown_minutes: float = 30.0  # after a resolve, no new escalation for this long
+    mode: str = "notify"  # notify: keep answering, soothing; pause: stay silent until resolved
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where escalations are announced. Secrets (tokens, the webhook key) come from the environment."""
+
+    webhook_urls: tuple[str, ...] = ()  # JSON POST, HMAC-SHA256 signed with ESCALATION_WEBHOOK_SECRET
+    slack_channel: str = ""  # posted with SLACK_BOT_TOKEN
+    telegram_chat_id: str = ""  # posted with TELEGRAM_BOT_TOKEN
+    transcript_messages: int = 8
+    retry_seconds: float = 30.0  # first retry of a failed delivery; doubles up to an hour

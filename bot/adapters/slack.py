@@ -152,8 +152,8 @@ class SlackAdapter:
                     await client.chat_update(channel=channel, ts=placeholder, text=preview)
                     last_update = time.monotonic()
         assert reply is not None, "the core ended without a reply"
-        if reply.duplicate:
-            return reply  # a retry of an event already answered (or being answered)
+        if reply.duplicate or reply.paused:
+            return reply  # a retry of an event already answered, or a person has taken over
         first, *rest = split_text(reply.text, self.settings.max_chars) or ["…"]
         if placeholder is None:
             await client.chat_postMessage(channel=channel, thread_ts=thread, text=first)

@@ -300,8 +300,8 @@ class TelegramAdapter:
                     last_edit = time.monotonic()
         if reply is None:
             raise BotError("the core ended without a reply")
-        if reply.duplicate:
-            return reply  # answered on the first delivery
+        if reply.duplicate or reply.paused:
+            return reply  # answered on the first delivery, or a person has taken over
         first, *rest = split_message(reply.text) or [reply.text or "…"]
         sent = await self._put(message, sent, first, markdown=True)
         for piece in rest:

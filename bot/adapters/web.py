@@ -5,15 +5,19 @@ POST /v1/chat/stream    same body; server-sent events: mood, token..., done
 POST /v1/sentiment      {"texts": [...]} -> {"results": [{"label", "scores"}, ...]}
 POST /v1/reset          {"conversation_id"}        fresh context for that conversation
 POST /v1/forget         {"user_id"}                delete that user's stored messages
-GET  /healthz, /readyz, /  (the chat page)
+GET  /v1/escalations?status=open|all              (operator token)  open escalations with transcripts
+POST /v1/escalations/{id}/resolve|acknowledge     (operator token)  {"by"?}
+GET  /healthz, /readyz, / (the chat page), /operator (the operator page)
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from importlib.resources import files
 from typing import Any
 
@@ -28,6 +32,7 @@ from starlette.routing import BaseRoute, Route
 from core.bot import Bot
 from core.errors import Busy, InvalidMessage
 from core.events import ConversationKey, IncomingMessage, Mood, Reply
+from core.memory import EscalationRecord, StoredMessage
 
 log = logging.getLogger(__name__)
 PLATFORM = "web"
@@ -46,6 +51,29 @@ def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
         "reply": reply.text,
         "escalated": reply.escalated,
         "duplicate": reply.duplicate,
+        "paused": reply.paused,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def escalation_json(record: EscalationRecord, transcript: Sequence[StoredMessage]) -> dict[str, Any]:
+    key = record.key
+    return {
+        "id": record.id,
+        "conversation": {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id},
+        "reason": record.reason,
+        "scores": record.scores,
+        "opened_at": _iso(record.opened_at),
+        "acknowledged_at": _iso(record.acknowledged_at),
+        "resolved_at": _iso(record.resolved_at),
+        "resolved_by": record.resolved_by,
+        "transcript": [
+            {"role": m.role, "author": m.author_id, "text": m.text, "mood": mood_json(m.mood), "at": _iso(m.created_at)}
+            for m in transcript
+        ],
     }
 
 
@@ -85,7 +113,9 @@ def to_incoming(body: dict[str, Any]) -> IncomingMessage:
     )
 
 
-def create_app(bot: Bot, extra: Sequence[BaseRoute] = (), ready: Callable[[], bool] = lambda: True) -> Starlette:
+def create_app(
+    bot: Bot, extra: Sequence[BaseRoute] = (), operator_token: str = "", ready: Callable[[], bool] = lambda: True
+) -> Starlette:
     """The ASGI app around a running Bot; its lifecycle is the caller's."""
 
     async def chat(request: Request) -> Response:
@@ -127,6 +157,38 @@ def create_app(bot: Bot, extra: Sequence[BaseRoute] = (), ready: Callable[[], bo
         user_id = _field(await _json(request), "user_id")
         return JSONResponse({"user_id": user_id, "deleted": await bot.forget(PLATFORM, user_id)})
 
+    def operator(request: Request) -> None:
+        if not operator_token:
+            raise HTTPException(403, "the operator API is off: set OPERATOR_TOKEN to turn it on")
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), operator_token.encode()):
+            raise HTTPException(401, "a valid operator token is required (Authorization: Bearer ...)")
+
+    async def escalations(request: Request) -> Response:
+        operator(request)
+        open_only = request.query_params.get("status", "open") == "open"
+        records = await bot.escalations.all(open_only=open_only)
+        items = [escalation_json(r, await bot.memory.messages(r.key, limit=100)) for r in records]
+        return JSONResponse({"escalations": items})
+
+    async def escalation_action(request: Request) -> Response:
+        operator(request)
+        escalation_id, action = int(request.path_params["id"]), request.path_params["action"]
+        if action not in ("resolve", "acknowledge"):
+            raise HTTPException(404, f"unknown action {action!r}: resolve or acknowledge")
+        body = await _json(request) if await request.body() else {}
+        by = str(body.get("by") or "operator")
+        if action == "resolve":
+            record = await bot.resolve(escalation_id, by)
+        else:
+            record = await bot.escalations.acknowledge(escalation_id)
+        if record is None:
+            raise HTTPException(404, f"no escalation {escalation_id}")
+        return JSONResponse(escalation_json(record, []))
+
+    async def operator_page(_: Request) -> Response:
+        return HTMLResponse(files("bot.adapters").joinpath("operator.html").read_text(encoding="utf-8"))
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -162,6 +224,9 @@ def create_app(bot: Bot, extra: Sequence[BaseRoute] = (), ready: Callable[[], bo
         Route("/v1/sentiment", sentiment, methods=["POST"]),
         Route("/v1/reset", reset, methods=["POST"]),
         Route("/v1/forget", forget, methods=["POST"]),
+        Route("/v1/escalations", escalations),
+        Route("/v1/escalations/{id:int}/{action:str}", escalation_action, methods=["POST"]),
+        Route("/operator", operator_page),
         *extra,
     ]
     handlers = {HTTPException: http_error, InvalidMessage: invalid, Busy: busy}

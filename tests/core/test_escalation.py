@@ -1,0 +1,76 @@
+"""The escalation policy, as a table: every trigger, hysteresis, cooldown, reset, and what must not escalate."""
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.config import load_settings
+from core.escalation import Decision, EscalationState, asks_for_human, decide
+from core.events import Mood
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+POLICY = load_settings(environ={}).escalation
+
+
+def mood(label: str, p: float = 0.7) -> Mood:
+    rest = (1 - p) / 2
+    return Mood.from_scores({name: p if name == label else rest for name in ("negative", "neutral", "positive")})
+
+
+NEG, NEG_SURE, NEU, POS = mood("negative"), mood("negative", 0.95), mood("neutral"), mood("positive")
+
+
+@pytest.mark.parametrize(
+    ("moods", "text", "state", "expected"),
+    [
+        ([NEG_SURE], "This is a disaster!", EscalationState(), Decision(True, "high_negative")),
+        ([NEG, POS, NEG], "still broken", EscalationState(), Decision(True, "repeated_negative")),
+        ([NEG, NEG], "again broken", EscalationState(), Decision(True, "repeated_negative")),
+        ([POS], "Can I talk to a human please?", EscalationState(), Decision(True, "asked_for_human")),
+        ([NEU], "I want a REAL PERSON.", EscalationState(), Decision(True, "asked_for_human")),
+        ([NEU], "转人工", EscalationState(), Decision(True, "asked_for_human")),
+        ([NEG], "我要人工服务", EscalationState(), Decision(True, "asked_for_human")),
+        # must not escalate
+        ([NEG], "meh, a bit slow today", EscalationState(), Decision(False)),
+        ([POS, POS, NEG], "the colour is a little off", EscalationState(), Decision(False)),
+        ([NEG, NEG, POS], "ok that works now", EscalationState(), Decision(False)),
+        ([NEG, POS, POS, NEG], "hmm, slow again", EscalationState(), Decision(False)),  # the streak reset it
+        ([NEG, NEU, NEU, NEG], "not great", EscalationState(), Decision(False)),
+        ([NEU], "The agents' fees are listed where?", EscalationState(), Decision(False)),
+        ([NEU], "我在学习人工智能", EscalationState(), Decision(False)),
+        ([NEG_SURE], "This is a disaster!", EscalationState(open=True), Decision(False)),  # one open at a time
+        ([NEU], "human please", EscalationState(open=True), Decision(False)),
+        ([NEG_SURE], "awful", EscalationState(last_resolved_at=NOW - timedelta(minutes=5)), Decision(False)),
+        ([], "", EscalationState(), Decision(False)),
+    ],
+)
+def test_policy_table(moods: list[Mood], text: str, state: EscalationState, expected: Decision) -> None:
+    assert decide(POLICY, moods, text, state, NOW) == expected
+
+
+def test_cooldown_ends() -> None:
+    after = EscalationState(last_resolved_at=NOW - timedelta(minutes=31))
+    assert decide(POLICY, [NEG_SURE], "awful", after, NOW).escalate
+    naive = EscalationState(last_resolved_at=(NOW - timedelta(minutes=1)).replace(tzinfo=None))
+    assert not decide(POLICY, [NEG_SURE], "awful", naive, NOW).escalate
+
+
+def test_thresholds_come_from_settings() -> None:
+    strict = dataclasses.replace(POLICY, high_negative=0.6, negatives=3, window=3)
+    assert decide(strict, [NEG], "bad", EscalationState(), NOW) == Decision(True, "high_negative")
+    lenient = dataclasses.replace(POLICY, high_negative=0.99, negatives=3, window=3)
+    assert not decide(lenient, [NEG, NEG_SURE], "bad", EscalationState(), NOW).escalate
+    assert not decide(dataclasses.replace(POLICY, enabled=False), [NEG_SURE], "human", EscalationState(), NOW).escalate
+
+
+@pytest.mark.parametrize(
+    "text", ["HUMAN!!", "can I speak to someone?", "Agent.", "let me talk to an operator", "请帮我转 人工", "我要真人"]
+)
+def test_human_requests_are_matched_robustly(text: str) -> None:
+    assert asks_for_human(text, POLICY.human_phrases, POLICY.not_human_phrases)
+
+
+@pytest.mark.parametrize("text", ["humane treatment", "the agency called", "人工智能真厉害", "my user agent is old"])
+def test_lookalikes_are_not_human_requests(text: str) -> None:
+    assert not asks_for_human(text, POLICY.human_phrases, POLICY.not_human_phrases)
