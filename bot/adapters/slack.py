@@ -32,7 +32,7 @@ from core.events import ConversationKey, IncomingMessage, Reply
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
 PLACEHOLDER = "_…_"
-HELP = "`/tonebot reset` starts a fresh conversation here, `/tonebot forget` deletes what you wrote to me, `/tonebot mood` shows your recent moods."  # noqa: E501
+HELP = "`/tonebot resolve <n>` (support channel) closes an escalation, `/tonebot reset` starts a fresh conversation here, `/tonebot forget` deletes what you wrote to me, `/tonebot mood` shows your recent moods."  # noqa: E501
 EMOJI = {"negative": ":worried:", "neutral": ":neutral_face:", "positive": ":slightly_smiling_face:"}
 
 
@@ -82,7 +82,7 @@ def split_text(text: str, limit: int) -> list[str]:
 class SlackAdapter:
     """Owns the Bolt app and, in Socket Mode, its WebSocket connection."""
 
-    def __init__(self, bot: Bot, settings: SlackSettings, secrets: Secrets) -> None:
+    def __init__(self, bot: Bot, settings: SlackSettings, secrets: Secrets, support_channel: str = "") -> None:
         if not secrets.slack_bot_token:
             raise ConfigError("slack is enabled but SLACK_BOT_TOKEN is not set")
         if settings.mode == "socket" and not secrets.slack_app_token:
@@ -90,6 +90,7 @@ class SlackAdapter:
         if settings.mode == "http" and not secrets.slack_signing_secret:
             raise ConfigError("slack http mode needs SLACK_SIGNING_SECRET")
         self.bot, self.settings, self.secrets = bot, settings, secrets
+        self.support_channel = support_channel
         client = AsyncWebClient(token=secrets.slack_bot_token, base_url=settings.api_base_url)
         client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
         self.app = AsyncApp(client=client, signing_secret=secrets.slack_signing_secret or "unused-in-socket-mode")
@@ -168,8 +169,11 @@ class SlackAdapter:
         if not self._allowed(user, channel):
             await ack(response_type="ephemeral", text="Sorry, this bot is not available here.")
             return
-        action = (command.get("text") or "help").strip().split()[0].lower()
-        if action == "reset":
+        action, *args = (command.get("text") or "help").strip().split() or ["help"]
+        action = action.lower()
+        if action == "resolve":
+            text = await self._resolve(channel, user, args)
+        elif action == "reset":
             await self.bot.reset(ConversationKey(PLATFORM, channel, ""))
             text = "Fresh start: I will not use our earlier messages in this channel as context."
         elif action == "forget":
@@ -180,3 +184,11 @@ class SlackAdapter:
         else:
             text = HELP
         await ack(response_type="ephemeral", text=text)
+
+    async def _resolve(self, channel: str, user: str, args: list[str]) -> str:
+        if not self.support_channel or channel != self.support_channel:
+            return "Escalations are resolved from the support channel."
+        if not args or not args[0].lstrip("#").isdigit():
+            return "Usage: `/tonebot resolve <escalation number>`"
+        record = await self.bot.resolve(int(args[0].lstrip("#")), by=f"slack:{user}")
+        return f"Escalation #{record.id} resolved." if record else f"There is no escalation #{args[0]}."

@@ -145,12 +145,13 @@ class RetryingRateLimiter(AIORateLimiter):
 class TelegramAdapter:
     """Owns the python-telegram-bot Application: an async context manager around its lifecycle."""
 
-    def __init__(self, bot: Bot, settings: TelegramSettings, secrets: Secrets) -> None:
+    def __init__(self, bot: Bot, settings: TelegramSettings, secrets: Secrets, support_chat_id: str = "") -> None:
         if not secrets.telegram_bot_token:
             raise ConfigError("telegram is enabled but TELEGRAM_BOT_TOKEN is not set")
         if settings.mode == "webhook" and not (settings.webhook_url and secrets.telegram_webhook_secret):
             raise ConfigError("telegram webhook mode needs telegram.webhook_url and TELEGRAM_WEBHOOK_SECRET")
         self.bot, self.settings, self.secret = bot, settings, secrets.telegram_webhook_secret
+        self.support_chat_id = support_chat_id
         self.rate = RateLimit(settings.rate_limit_per_minute)
         self._refused: set[str] = set()
         builder = (
@@ -166,6 +167,7 @@ class TelegramAdapter:
         self.application = builder.build()
         commands: dict[str, Callable[[Update, IncomingMessage], Coroutine[Any, Any, str]]] = {
             "start": self._start, "help": self._help, "reset": self._reset, "forget": self._forget, "mood": self._mood,
+            "resolve": self._resolve,
         }  # fmt: skip
         for name, answer in commands.items():
             self.application.add_handler(CommandHandler(name, self._command(answer)))
@@ -248,6 +250,15 @@ class TelegramAdapter:
                 await update.message.reply_text(text, do_quote=False)
 
         return handle
+
+    async def _resolve(self, _: Update, msg: IncomingMessage) -> str:
+        if not self.support_chat_id or msg.key.chat_id != self.support_chat_id:
+            return "Escalations are resolved from the support chat."
+        number = msg.text.split()[1] if len(msg.text.split()) > 1 else ""
+        if not number.lstrip("#").isdigit():
+            return "Usage: /resolve <escalation number>"
+        record = await self.bot.resolve(int(number.lstrip("#")), by=f"telegram:{msg.user_name or msg.user_id}")
+        return f"Escalation #{record.id} resolved." if record else f"There is no escalation #{number}."
 
     async def _start(self, _: Update, msg: IncomingMessage) -> str:
         return f"{GREETING}\n\n{HELP}"

@@ -19,14 +19,15 @@ from bot.adapters.web import create_app
 from bot.config import Secrets, SlackSettings
 from core.bot import Bot
 from core.errors import ConfigError
-from core.events import ConversationKey
+from core.events import ConversationKey, IncomingMessage
+from core.memory import Accepted
 from tests.auxil.fake_slack import FakeSlackAPI
 from tests.auxil.servers import eventually, serve_asgi
 from tests.auxil.spy import SpyEngine
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "slack"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-CHANNEL, THREAD = "C0SUPPORT1", "1763769600.000100"
+CHANNEL, THREAD, SUPPORT = "C0SUPPORT1", "1763769600.000100", "C0ONCALL01"
 
 
 def envelope(name: str, **event: Any) -> dict[str, Any]:
@@ -47,7 +48,7 @@ async def slack(testbot: Bot) -> AsyncIterator[tuple[FakeSlackAPI, SlackAdapter,
     async with serve_asgi(api.app()) as url:
         settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{url}/api/", edit_interval=0.2)
         secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret=SECRET)
-        async with SlackAdapter(testbot, settings, secrets) as adapter:
+        async with SlackAdapter(testbot, settings, secrets, support_channel=SUPPORT) as adapter:
             transport = httpx.ASGITransport(app=create_app(testbot, adapter.routes()))
             async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
                 yield api, adapter, client
@@ -121,13 +122,12 @@ async def test_signatures_challenge_and_ignored_events(
     assert api.called("chat.postMessage") == []
 
 
-async def test_slash_command_answers_ephemerally(slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]) -> None:
-    _, _, client = slack
+async def slash(client: httpx.AsyncClient, text: str, channel: str = CHANNEL) -> dict[str, Any]:
     form = {
         "command": "/tonebot",
-        "text": "help",
+        "text": text,
         "user_id": "U0ALICE001",
-        "channel_id": CHANNEL,
+        "channel_id": channel,
         "team_id": "T0TEAM0001",
     }
     raw = urllib.parse.urlencode(form).encode()
@@ -135,7 +135,28 @@ async def test_slash_command_answers_ephemerally(slack: tuple[FakeSlackAPI, Slac
         "/slack/events", content=raw, headers={"content-type": "application/x-www-form-urlencoded", **signed(raw)}
     )
     assert response.status_code == 200
-    assert response.json() == {"response_type": "ephemeral", "text": HELP}
+    return dict(response.json())
+
+
+async def test_slash_command_answers_ephemerally(slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]) -> None:
+    _, _, client = slack
+    assert await slash(client, "help") == {"response_type": "ephemeral", "text": HELP}
+    assert "deleted 0" in (await slash(client, "forget"))["text"]
+
+
+async def test_resolve_from_the_support_channel_only(
+    slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient], testbot: Bot
+) -> None:
+    _, _, client = slack
+    msg = IncomingMessage(ConversationKey("slack", CHANNEL, THREAD), user_id="U0ALICE001", text="human please")
+    accepted = await testbot.memory.accept(msg)
+    assert isinstance(accepted, Accepted)
+    record = await testbot.escalations.open(accepted.conversation_id, "asked_for_human", [], ())
+    assert record is not None
+    assert "support channel" in (await slash(client, f"resolve {record.id}"))["text"]
+    assert (await slash(client, f"resolve {record.id}", SUPPORT))["text"] == f"Escalation #{record.id} resolved."
+    resolved = await testbot.escalations.get(record.id)
+    assert resolved is not None and resolved.resolved_by == "slack:U0ALICE001"
 
 
 class RecordingSocketClient:

@@ -1,0 +1,148 @@
+"""Escalation end to end through /v1/chat on the real embedded model, with a loopback webhook receiver."""
+
+import dataclasses
+import hashlib
+import hmac
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from bot.adapters.web import create_app
+from bot.config import Secrets, Settings
+from bot.notify import Notifications
+from core.bot import Bot
+from core.memory import EscalationStore, Memory
+from tests.auxil.receiver import Receiver
+from tests.auxil.servers import eventually, serve_asgi
+from tests.auxil.spy import SpyEngine
+
+TOKEN = "operator-s3cret"
+HOOK_SECRET = "hook-s3cret"
+ANGRY = [
+    "Hello, I have a question about my order.",
+    "It still has not arrived after three weeks. This is unacceptable and I am really upset!",
+    "I am furious. This is the worst service I have ever had and nobody helps me!",
+    "This is a disgrace. I am so angry, terrible, awful service!",
+]
+
+Factory = Callable[..., tuple[Bot, Notifications]]
+
+
+@pytest.fixture
+def make_bot(spy: SpyEngine, memory: Memory, settings: Settings) -> Factory:
+    def make(hook_url: str, **policy: object) -> tuple[Bot, Notifications]:
+        configured = dataclasses.replace(
+            settings,
+            escalation=dataclasses.replace(settings.escalation, **policy),
+            notify=dataclasses.replace(settings.notify, webhook_urls=(hook_url,), retry_seconds=0.0),
+            secrets=Secrets(escalation_webhook_secret=HOOK_SECRET, operator_token=TOKEN),
+        )
+        notifications = Notifications(memory, EscalationStore(memory), configured)
+        bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications)
+        return bot, notifications
+
+    return make
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    hook = Receiver()
+    async with serve_asgi(hook.app()) as url:
+        yield hook, f"{url}/hook"
+
+
+def client_for(bot: Bot) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(bot, operator_token=TOKEN))
+    return httpx.AsyncClient(transport=transport, base_url="http://tonebot.test")
+
+
+async def say(client: httpx.AsyncClient, text: str, conversation: str = "angry-1") -> dict:
+    response = await client.post("/v1/chat", json={"conversation_id": conversation, "user_id": "cora", "text": text})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
+    make_bot: Factory, receiver: tuple[Receiver, str], spy: SpyEngine, settings: Settings
+) -> None:
+    hook, url = receiver
+    bot, notifications = make_bot(url)
+    async with client_for(bot) as client:
+        replies = [await say(client, text) for text in ANGRY]
+        assert [r["escalated"] for r in replies].count(True) == 1
+        turn = [r["escalated"] for r in replies].index(True)
+        assert replies[turn]["reply"].endswith(settings.escalation.notify_line)
+        assert all(r["reply"] and not r["paused"] for r in replies)  # notify mode keeps answering
+        if turn < len(ANGRY) - 1:
+            assert spy.chats[-1][0].content == settings.prompts.soothing
+        await eventually(lambda: hook.received, what="the webhook notice")
+        await say(client, "Still angry. Terrible!")
+
+        listed = (await client.get("/v1/escalations", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    await notifications.aclose()
+    assert len(hook.received) == 1
+    headers, body = hook.received[0]
+    expected = hmac.new(HOOK_SECRET.encode(), headers["x-tonebot-timestamp"].encode() + b"." + body, hashlib.sha256)
+    assert headers["x-tonebot-signature"] == f"sha256={expected.hexdigest()}"
+    notice = hook.bodies()[0]
+    assert notice["conversation"] == {"platform": "web", "chat_id": "angry-1", "thread_id": ""}
+    assert notice["reason"] in {"high_negative", "repeated_negative"}
+    assert ANGRY[turn] in [m["text"] for m in notice["transcript"]]
+    assert [e["id"] for e in listed["escalations"]] == [notice["escalation_id"]]
+
+
+async def test_pause_mode_silences_the_bot_until_an_operator_resolves(
+    make_bot: Factory, receiver: tuple[Receiver, str], spy: SpyEngine, settings: Settings
+) -> None:
+    _, url = receiver
+    bot, notifications = make_bot(url, mode="pause", cooldown_minutes=0)
+    async with client_for(bot) as client:
+        first = await say(client, "Can I talk to a real person please?", "pause-1")
+        assert first["escalated"] and first["reply"] == settings.escalation.pause_line
+        chats = len(spy.chats)
+        silent = await say(client, "Hello? Anyone there?", "pause-1")
+        assert silent["paused"] and silent["reply"] == "" and not silent["escalated"]
+        assert len(spy.chats) == chats  # the model was not asked to reply
+
+        assert (await client.get("/v1/escalations")).status_code == 401
+        assert (await client.get("/v1/escalations", headers={"Authorization": "Bearer nope"})).status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        [open_one] = (await client.get("/v1/escalations", headers=auth)).json()["escalations"]
+        assert open_one["reason"] == "asked_for_human"
+        assert [m["text"] for m in open_one["transcript"]][-1] == "Hello? Anyone there?"
+        resolved = await client.post(f"/v1/escalations/{open_one['id']}/resolve", json={"by": "dana"}, headers=auth)
+        assert resolved.status_code == 200 and resolved.json()["resolved_by"] == "dana"
+        assert (await client.post("/v1/escalations/999/resolve", headers=auth)).status_code == 404
+
+        back = await say(client, "Thanks, what are your opening hours?", "pause-1")
+        assert back["reply"] and not back["paused"] and len(spy.chats) == chats + 1
+        assert (await client.get("/v1/escalations", headers=auth)).json()["escalations"] == []
+    await notifications.aclose()
+
+
+async def test_a_dead_webhook_never_costs_the_reply_and_is_retried(make_bot: Factory, memory: Memory) -> None:
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bot, notifications = make_bot(f"http://127.0.0.1:{port}/hook")
+    store = EscalationStore(memory)
+    async with client_for(bot) as client:
+        reply = await say(client, "I want to speak to a human agent now!", "dead-1")
+    assert reply["escalated"] and reply["reply"]
+
+    async def failed_once() -> bool:
+        [escalation] = await store.all()
+        [delivery] = await store.deliveries(escalation.id)
+        return delivery.attempts >= 1 and delivery.status == "pending" and bool(delivery.last_error)
+
+    await eventually(failed_once, what="a recorded failed delivery")
+    hook = Receiver()
+    async with serve_asgi(hook.app(), port=port):
+        await notifications.deliver_due()
+    [escalation] = await store.all()
+    [delivery] = await store.deliveries(escalation.id)
+    assert delivery.status == "sent" and delivery.attempts >= 2
+    assert len(hook.received) == 1 and hook.bodies()[0]["reason"] == "asked_for_human"
+    await notifications.aclose()
