@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import app, evaluate, migrate
+from bot import app, bench, evaluate, migrate
 from bot.config import Settings, load_settings
 from core import loading
 from core.engine import TransformersEngine, open_engine
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     evaluate.add_argument("--limit", type=int, help="a reproducible random sample of N rows")
     evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
     evaluate.add_argument("--vs-generate", action="store_true", help="also run the seed's generate-the-label method")
+    bench = commands.add_parser("bench", help="speed and memory of the configured model, with a JSON report")
+    bench.add_argument("--quick", action="store_true", help="a few seconds' smoke run (numbers not meaningful)")
+    bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the JSON report goes")
     db = commands.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
     commands.add_parser("download-model", help="fetch the configured model into the local cache")
@@ -76,6 +79,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "eval":
         report = asyncio.run(evaluate_file(settings, args.file, args.limit, args.vs_generate))
         print(json.dumps(report, indent=2) if args.json else evaluate.table(report))
+    elif args.command == "bench":
+        report = asyncio.run(bench.run(settings, args.quick))
+        print(bench.table(report))
+        print(f"report: {bench.write(report, args.out)}")
     elif args.command == "db":
         migrate.upgrade(settings.memory.url)
         print(f"database at {settings.memory.url} is up to date")

@@ -50,18 +50,18 @@ def metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> 
     }
 
 
-def generate_label(engine: TransformersEngine, text: str, two_class: bool) -> str:
+def generate_label(model: Any, tokenizer: Any, text: str, two_class: bool) -> str:
     """The seed's method: ask, generate up to 8 tokens greedily, take the first label word."""
     import torch
 
     chat = [{"role": "user", "content": SEED_PROMPT.format(text=text)}]
-    ids = engine.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")["input_ids"]
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")["input_ids"]
     with torch.inference_mode():
-        out = engine.model.generate(
+        out = model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
-            temperature=None, top_p=None, top_k=None, pad_token_id=engine.tokenizer.eos_token_id,
+            temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.eos_token_id,
         )  # fmt: skip
-    answer = engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).lower()
+    answer = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).lower()
     allowed = "negative|positive" if two_class else "negative|neutral|positive"
     found = re.search(allowed, answer)
     return found.group(0) if found else "neutral"
@@ -93,7 +93,9 @@ async def evaluate(engine: TransformersEngine, rows: list[dict[str, Any]], vs_ge
     latencies, pred = [], []
     for text in texts:
         t = time.perf_counter()
-        pred.append(await engine.worker.run(functools.partial(generate_label, engine, text, two_class)))
+        pred.append(
+            await engine.worker.run(functools.partial(generate_label, engine.model, engine.tokenizer, text, two_class))
+        )
         latencies.append(time.perf_counter() - t)
     baseline = {
         "method": "generate (seed)",
