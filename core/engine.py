@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
@@ -43,6 +42,8 @@ class TransformersEngine:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.scorer = LabelScorer(model, tokenizer, sentiment)
         self.worker = ModelWorker(settings.max_queue)
+        self._pending: list[tuple[str, asyncio.Future[Mood]]] = []
+        self._pending_lock = threading.Lock()
 
     @classmethod
     async def load(cls, settings: ModelSettings, sentiment: SentimentSettings) -> TransformersEngine:
@@ -65,12 +66,27 @@ class TransformersEngine:
         return engine
 
     async def classify(self, texts: Sequence[str]) -> list[Mood]:
+        """Texts wait in one shared list; the worker scores everything queued by then in one go."""
+        loop = asyncio.get_running_loop()
+        waiting = [(text, loop.create_future()) for text in texts]
+        with self._pending_lock:
+            self._pending += waiting
+        await self.worker.run(self._score_pending)  # may find ours already scored by an earlier job
+        return list(await asyncio.gather(*(future for _, future in waiting)))
+
+    def _score_pending(self) -> None:
+        """On the worker thread: batches of similar length, so little is spent on padding."""
+        with self._pending_lock:
+            pending, self._pending = sorted(self._pending, key=lambda item: len(item[0])), []
         step = self.settings.classify_batch
-        moods: list[Mood] = []
-        for i in range(0, len(texts), step):
-            batch = list(texts[i : i + step])
-            moods += await self.worker.run(functools.partial(self.scorer.classify, batch))
-        return moods
+        for i in range(0, len(pending), step):
+            chunk = pending[i : i + step]
+            try:
+                outcomes: list[Any] = list(self.scorer.classify([text for text, _ in chunk]))
+            except Exception as exc:  # handed to every waiting caller
+                outcomes = [exc] * len(chunk)
+            for (_, future), outcome in zip(chunk, outcomes, strict=True):
+                future.get_loop().call_soon_threadsafe(_settle, future, outcome)
 
     def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         return self.worker.stream(lambda emit, stop: self.generate(messages, emit, stop))
@@ -122,6 +138,15 @@ class TransformersEngine:
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                 **sampling,
             )
+
+
+def _settle(future: asyncio.Future[Mood], outcome: Mood | BaseException) -> None:
+    if future.done():  # the caller went away
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 async def open_engine(settings: ModelSettings, sentiment: SentimentSettings) -> Engine:

@@ -72,3 +72,13 @@ def test_context_keeps_the_system_prompt_and_last_message_and_drops_the_oldest_t
     assert ids.shape[1] <= budget
     assert "SYSTEM-PROMPT" in text and "the newest question" in text
     assert "old question number 199" in text and "old question number 0 " not in text
+
+
+async def test_concurrent_classify_calls_are_batched_and_each_gets_its_own_answer(engine: TransformersEngine) -> None:
+    import asyncio
+
+    texts = [*NEGATIVE, *POSITIVE] * 3
+    alone = [m.label for m in [(await engine.classify([t]))[0] for t in texts]]
+    together = await asyncio.gather(*(engine.classify([t]) for t in texts))
+    assert [moods[0].label for moods in together] == alone
+    assert [m.label for m in await engine.classify(texts)] == alone
