@@ -1,8 +1,8 @@
 """Slack, on slack-bolt (async): Socket Mode or the HTTP Events API; mentions, DMs and threads.
 
-Pure parts: `to_incoming` (an Events API envelope -> IncomingMessage | None) and `split_text`.
+Pure part: `to_incoming` (an Events API envelope -> IncomingMessage | None).
 `SlackAdapter` owns the Bolt app: it acks at once (Bolt runs listeners after the ack), dedupes
-retries through the core's ledger in the database, and answers in the thread with a placeholder
+retries through the core's ledger in the database, and answers in the thread with a message
 that `chat.update` grows as the reply streams. slack_sdk's rate-limit handler waits out 429s.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bot.adapters.access import allowed
+from bot.adapters.streaming import previews, split
 from bot.config import Secrets, SlackSettings
 from core.bot import Bot, Event
 from core.errors import ConfigError
@@ -31,7 +31,6 @@ from core.events import ConversationKey, IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
-PLACEHOLDER = "_…_"
 HELP = "`/tonebot resolve <n>` (support channel) closes an escalation, `/tonebot reset` starts a fresh conversation here, `/tonebot forget` deletes what you wrote to me, `/tonebot mood` shows your recent moods."  # noqa: E501
 EMOJI = {"negative": ":worried:", "neutral": ":neutral_face:", "positive": ":slightly_smiling_face:"}
 
@@ -65,18 +64,6 @@ def to_incoming(body: dict[str, Any], bot_user_id: str) -> IncomingMessage | Non
         is_direct=direct,
         addressed_to_bot=kind == "app_mention" or direct,
     )
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Pieces under Slack's practical limit, cut at paragraph, line or word boundaries."""
-    pieces, rest = [], text.strip()
-    while len(rest) > limit:
-        window = rest[:limit]
-        cuts = (window.rfind(sep) + len(sep) for sep in ("\n\n", "\n", ". ", " "))
-        cut = next((c for c in cuts if c > limit // 2), limit)
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return [*pieces, rest] if rest else pieces
 
 
 class SlackAdapter:
@@ -139,23 +126,21 @@ class SlackAdapter:
         """A placeholder in the thread, grown by chat.update at a throttled pace, then the final text."""
         channel, thread = msg.key.chat_id, msg.key.thread_id or None
         placeholder: str | None = None
-        text, last_update, reply = "", 0.0, None
-        async for item in events:
+        reply = None
+        async for item in previews(events, self.settings.edit_interval):
             if isinstance(item, Reply):
                 reply = item
-            elif isinstance(item, str):
-                text += item
-                if placeholder is None:
-                    posted = await client.chat_postMessage(channel=channel, thread_ts=thread, text=PLACEHOLDER)
-                    placeholder, last_update = str(posted["ts"]), time.monotonic()
-                elif time.monotonic() - last_update >= self.settings.edit_interval:
-                    preview = split_text(text, self.settings.max_chars)[0]
-                    await client.chat_update(channel=channel, ts=placeholder, text=preview)
-                    last_update = time.monotonic()
+            elif placeholder is None:
+                posted = await client.chat_postMessage(
+                    channel=channel, thread_ts=thread, text=split(item, self.settings.max_chars)[0]
+                )
+                placeholder = str(posted["ts"])
+            else:
+                await client.chat_update(channel=channel, ts=placeholder, text=split(item, self.settings.max_chars)[0])
         assert reply is not None, "the core ended without a reply"
         if reply.duplicate or reply.paused:
             return reply  # a retry of an event already answered, or a person has taken over
-        first, *rest = split_text(reply.text, self.settings.max_chars) or ["…"]
+        first, *rest = split(reply.text, self.settings.max_chars) or ["…"]
         if placeholder is None:
             await client.chat_postMessage(channel=channel, thread_ts=thread, text=first)
         else:

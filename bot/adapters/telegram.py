@@ -1,6 +1,6 @@
 """Telegram, on python-telegram-bot: polling or webhook, private chats and groups.
 
-Pure parts: `to_incoming` (Update -> IncomingMessage | NotText | None) and `split_message`.
+Pure part: `to_incoming` (Update -> IncomingMessage | NotText | None).
 `TelegramAdapter` owns the Application's lifecycle and sends replies: typing indicator,
 streamed by editing one message at a throttled pace, split at 4096 characters, Markdown
 with a plain-text fallback. Flood limits and RetryAfter are handled by PTB's AIORateLimiter.
@@ -13,7 +13,6 @@ import contextlib
 import hmac
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from telegram.error import BadRequest, NetworkError
 from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.adapters.access import RateLimit, allowed
+from bot.adapters.streaming import previews, split
 from bot.config import Secrets, TelegramSettings
 from core.bot import Bot, Event
 from core.errors import BotError, ConfigError
@@ -34,6 +34,7 @@ from core.events import ConversationKey, IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
+LIMIT = MessageLimit.MAX_TEXT_LENGTH
 NOT_TEXT = "Sorry, I can only read text messages. Please type what you would like to say."
 REFUSED = "Sorry, this bot is private and cannot talk with you here."
 SLOW_DOWN = "You are sending messages faster than I can answer. Please wait a minute and try again."
@@ -108,19 +109,6 @@ def to_incoming(update: Update, me: User) -> IncomingMessage | NotText | None:
         addressed_to_bot=True,
         received_at=message.date,
     )
-
-
-def split_message(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
-    """Pieces of at most `limit` characters, cut at a paragraph, line, sentence or word boundary."""
-    pieces, rest = [], text.strip()
-    while len(rest) > limit:
-        window = rest[:limit]
-        # the strongest boundary in the second half of the window, else a hard cut
-        cuts = (window.rfind(sep) + len(sep) for sep in ("\n\n", "\n", ". ", "! ", "? ", "。", " "))
-        cut = next((c for c in cuts if c > limit // 2), limit)
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return [*pieces, rest] if rest else pieces
 
 
 class RetryingRateLimiter(AIORateLimiter):
@@ -299,21 +287,17 @@ class TelegramAdapter:
     async def deliver(self, message: Message, events: AsyncIterator[Event]) -> Reply:
         """Stream the reply into one message (edited at a throttled pace), then finish it."""
         sent: Message | None = None
-        text, last_edit, reply = "", 0.0, None
-        async for item in events:
+        reply = None
+        async for item in previews(events, self.settings.edit_interval):
             if isinstance(item, Reply):
                 reply = item
-            elif isinstance(item, str):
-                text += item
-                if text.strip() and time.monotonic() - last_edit >= self.settings.edit_interval:
-                    preview = split_message(text)[0]
-                    sent = await self._put(message, sent, preview, markdown=False)
-                    last_edit = time.monotonic()
+            else:
+                sent = await self._put(message, sent, split(item, LIMIT)[0], markdown=False)
         if reply is None:
             raise BotError("the core ended without a reply")
         if reply.duplicate or reply.paused:
             return reply  # answered on the first delivery, or a person has taken over
-        first, *rest = split_message(reply.text) or [reply.text or "…"]
+        first, *rest = split(reply.text, LIMIT) or ["…"]
         sent = await self._put(message, sent, first, markdown=True)
         for piece in rest:
             sent = await self._put(message, None, piece, markdown=True)

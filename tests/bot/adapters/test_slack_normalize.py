@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.slack import split_text, to_incoming
+from bot.adapters.slack import to_incoming
 from core.events import ConversationKey, IncomingMessage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "slack"
@@ -49,10 +49,3 @@ def test_thread_follow_up_without_a_mention_is_kept_but_not_addressed() -> None:
 )
 def test_ignored_events(name: str) -> None:
     assert load(name) is None
-
-
-def test_split_text_under_the_limit_on_paragraphs() -> None:
-    text = "\n\n".join(["word " * 150] * 10)
-    pieces = split_text(text, 3500)
-    assert len(pieces) > 1 and all(len(p) <= 3500 for p in pieces)
-    assert " ".join(pieces).split() == text.split()

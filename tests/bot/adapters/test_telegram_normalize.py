@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from telegram import Update, User
 
-from bot.adapters.telegram import NotText, split_message, to_incoming
+from bot.adapters.telegram import NotText, to_incoming
 from core.events import ConversationKey, IncomingMessage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "telegram"
@@ -67,14 +67,3 @@ def test_non_text_gets_a_not_text_answer_target(name: str) -> None:
 def test_a_command_addressed_to_this_bot_in_a_group() -> None:
     msg = load("group_command.json")
     assert isinstance(msg, IncomingMessage) and msg.text == "/mood"
-
-
-def test_split_message_respects_the_limit_and_boundaries() -> None:
-    paragraph = "A sentence that goes on. " * 40
-    text = "\n\n".join([paragraph.strip()] * 6)
-    pieces = split_message(text, limit=4096)
-    assert len(pieces) > 1 and all(len(p) <= 4096 for p in pieces)
-    assert all(p.endswith(".") for p in pieces)
-    assert " ".join(pieces).split() == text.split()
-    assert split_message("x" * 5000, limit=4096) == ["x" * 4096, "x" * 904]
-    assert split_message("short") == ["short"]
