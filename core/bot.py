@@ -108,7 +108,7 @@ class Bot:
             return False, False
         state = await self.escalations.state(accepted.conversation_id)
         window = self.policy.window + self.policy.reset_streak
-        moods = await self.escalations.user_moods(accepted.conversation_id, msg.user_id, window)
+        moods = await self.memory.conversation_moods(accepted.conversation_id, msg.user_id, window)
         decision = decide(self.policy, moods, msg.text, state, utcnow())
         if not decision.escalate:
             return False, state.open

@@ -334,11 +334,17 @@ class Memory:
 
     async def moods(self, platform: str, user_id: str, limit: int) -> list[Mood]:
         """The moods of a user's latest messages on a platform, oldest first."""
+        return await self._moods(limit, Conversation.platform == platform, Message.author_id == user_id)
+
+    async def conversation_moods(self, conversation_id: int, user_id: str, limit: int) -> list[Mood]:
+        """The moods of a user's latest messages in one conversation, oldest first."""
+        return await self._moods(limit, Message.conversation_id == conversation_id, Message.author_id == user_id)
+
+    async def _moods(self, limit: int, *where: Any) -> list[Mood]:
         query = (
             select(Message.mood_scores)
             .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Conversation.platform == platform, Message.author_id == user_id, Message.role == "user")
-            .where(Message.mood_scores.is_not(None))
+            .where(*where, Message.role == "user", Message.mood_scores.is_not(None))
             .order_by(Message.id.desc())
             .limit(limit)
         )
@@ -346,10 +352,8 @@ class Memory:
             rows = (await session.scalars(query)).all()
         return [Mood.from_scores(scores) for scores in reversed(rows) if scores]
 
-    async def messages(
-        self, key: ConversationKey, author_id: str | None = None, limit: int = 100
-    ) -> list[StoredMessage]:
-        """The latest stored messages of a conversation (optionally one author's), oldest first."""
+    async def messages(self, key: ConversationKey, limit: int = 100) -> list[StoredMessage]:
+        """The latest stored messages of a conversation, oldest first."""
         query = (
             select(Message)
             .join(Conversation, Conversation.id == Message.conversation_id)
@@ -358,8 +362,6 @@ class Memory:
             .order_by(Message.id.desc())
             .limit(limit)
         )
-        if author_id is not None:
-            query = query.where(Message.author_id == author_id)
         async with self._session() as session:
             rows: Sequence[Message] = (await session.scalars(query)).all()
         return [StoredMessage(r.id, r.role, r.author_id, r.text, _mood(r), r.created_at) for r in reversed(rows)]
@@ -390,18 +392,6 @@ class EscalationStore:
             return EscalationState()
         _, resolved_at = rows[0]
         return EscalationState(open=resolved_at is None, last_resolved_at=resolved_at)
-
-    async def user_moods(self, conversation_id: int, user_id: str, limit: int) -> list[Mood]:
-        query = (
-            select(Message.mood_scores)
-            .where(Message.conversation_id == conversation_id, Message.author_id == user_id)
-            .where(Message.role == "user", Message.mood_scores.is_not(None))
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-        async with self._session() as session:
-            rows = (await session.scalars(query)).all()
-        return [Mood.from_scores(scores) for scores in reversed(rows) if scores]
 
     async def open(
         self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str]

@@ -27,10 +27,6 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    @property
-    def depth(self) -> int:
-        return self._jobs.qsize()
-
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
             fn, loop, done = job
