@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy.engine import make_url
+
 from bot import app, bench, evaluate, migrate
 from bot.config import Settings, load_settings
 from core import loading
@@ -33,6 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve = commands.add_parser("serve", help="run the enabled adapters and the web chat")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--no-upgrade", action="store_true", help="skip migrations (run `tonebot db upgrade` once)")
+    config = commands.add_parser("config", help="configuration")
+    config.add_argument("action", choices=["check"], help="validate config + environment, print what is enabled")
     commands.add_parser("chat", help="chat in the terminal (reads stdin when it is not a terminal)")
     classify = commands.add_parser("classify", help="add mood labels and probabilities to a CSV or JSONL file")
     classify.add_argument("file", type=Path)
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         if args.log_level:
             settings = dataclasses.replace(settings, log_level=args.log_level.upper())
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        setup_logging(settings)
         return run(args, settings)
     except BotError as exc:
         print(f"tonebot: {exc}", file=sys.stderr)
@@ -71,7 +76,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         web = dataclasses.replace(
             settings.web, host=args.host or settings.web.host, port=args.port or settings.web.port
         )
-        asyncio.run(app.serve(dataclasses.replace(settings, web=web)))
+        asyncio.run(app.serve(dataclasses.replace(settings, web=web), upgrade=not args.no_upgrade))
+    elif args.command == "config":
+        print(check_config(settings))
     elif args.command == "chat":
         asyncio.run(app.chat(settings))
     elif args.command == "classify":
@@ -92,6 +99,52 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"downloaded {settings.model.id} to {loading.download(settings.model.id, settings.model.gguf_file)}")
     return 0
+
+
+def setup_logging(settings: Settings) -> None:
+    """One handler on the root logger (uvicorn's loggers propagate to it): text, or one JSON
+    object per line with the structured fields the core adds (platform, event_id, mood, ...)."""
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True))
+    elif settings.log_format == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        raise ConfigError(f"log_format must be 'text' or 'json', not {settings.log_format!r}")
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+def check_config(settings: Settings) -> str:
+    """Validate what can be validated without starting anything; raise ConfigError on a problem."""
+    app.check_exposure(settings)
+    loading.pick_dtype(settings.model.dtype)
+    if settings.model.engine == "openai" and not settings.model.base_url:
+        raise ConfigError("model.engine = 'openai' needs model.base_url")
+    if settings.model.engine == "transformers":
+        source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
+        model = f"{source.name} in this process ({source.path})"
+    else:
+        model = f"OpenAI-compatible server at {settings.model.base_url} (tokenizer: {settings.model.id})"
+    adapters = app.enabled_adapters(settings)
+    for name in adapters:  # constructing an adapter checks its tokens and mode; nothing is started
+        app.ADAPTERS[name](None, settings)  # type: ignore[arg-type]
+    web = settings.web
+    lines = [
+        "config OK",
+        f"model:      {model}",
+        f"database:   {make_url(settings.memory.url).render_as_string(hide_password=True)}",
+        f"web:        {f'http://{web.host}:{web.port}/' if web.enabled else 'off'}"
+        f" (API tokens: {len(settings.secrets.api_tokens) or 'none, loopback only'},"
+        f" rate limit {web.rate_limit or 'off'}, CORS {', '.join(web.cors_origins) or 'off'})",
+        f"platforms:  {', '.join(adapters) or 'none (web chat only)'}",
+        f"escalation: {'on, ' + settings.escalation.mode if settings.escalation.enabled else 'off'}",
+        f"logs:       {settings.log_format}, {settings.log_level},"
+        f" message text {'on' if settings.log_message_text else 'off'}",
+        f"secrets set: {', '.join(settings.secrets.enabled()) or 'none'}",
+    ]
+    return "\n".join(lines)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
-from collections.abc import AsyncIterator, Callable
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -19,25 +21,61 @@ from bot.config import Settings
 from bot.notify import Notifications
 from core.bot import Bot
 from core.engine import open_engine
+from core.errors import Busy, ConfigError
+from core.events import ChatMessage, Mood
 from core.memory import EscalationStore, Memory
 
 log = logging.getLogger(__name__)
 
 
+class Loading:
+    """Stands in for the engine until the model is loaded: the web server is already up (so
+    /readyz can say "loading"), and the API answers 503 + Retry-After meanwhile."""
+
+    async def classify(self, texts: Sequence[str]) -> list[Mood]:
+        raise Busy("the model is still loading")
+
+    async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        raise Busy("the model is still loading")
+        yield ""  # pragma: no cover - makes this an async generator
+
+    async def aclose(self) -> None:
+        pass
+
+
 @asynccontextmanager
-async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
-    """Migrate the database, load and warm up the model, retry pending notices; close all on the way out."""
-    await asyncio.to_thread(migrate.upgrade, settings.memory.url)
+async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator[tuple[Bot, asyncio.Task[None]]]:
+    """Migrate the database, retry pending notices, and start loading the model; close all on the
+    way out. Yields the Bot at once, with a `Loading` engine, and the task that swaps the model in."""
+    if upgrade:
+        await asyncio.to_thread(migrate.upgrade, settings.memory.url)
     async with contextlib.AsyncExitStack() as stack:
         memory = Memory.open(settings.memory.url)
         stack.push_async_callback(memory.aclose)
         notifications = Notifications(memory, EscalationStore(memory), settings)
         stack.push_async_callback(notifications.aclose)
-        engine = await open_engine(settings.model, settings.sentiment)
-        stack.push_async_callback(engine.aclose)
+        bot = Bot(Loading(), memory, settings.prompts, settings.memory, settings.escalation, notifications)
+        bot.log_text = settings.log_message_text
+
+        async def load() -> None:
+            bot.engine = await open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)
+
+        loading = asyncio.create_task(load())
+        stack.push_async_callback(_close_engine, bot, loading)
         retries = asyncio.create_task(notifications.run_retries())
         stack.callback(retries.cancel)
-        yield Bot(engine, memory, settings.prompts, settings.memory, settings.escalation, notifications)
+        yield bot, loading
+
+
+async def _close_engine(bot: Bot, loading: asyncio.Task[None]) -> None:
+    loading.cancel()
+    with contextlib.suppress(BaseException):
+        await loading
+    await bot.engine.aclose()
+
+
+def is_ready(bot: Bot) -> bool:
+    return not isinstance(bot.engine, Loading)
 
 
 class Adapter(Protocol):
@@ -68,26 +106,83 @@ def enabled_adapters(settings: Settings) -> list[str]:
     return [name for name in ADAPTERS if getattr(settings, name).enabled]
 
 
-async def serve(settings: Settings) -> None:
-    """Run the enabled adapters and the web server until interrupted."""
-    async with running_bot(settings) as bot, contextlib.AsyncExitStack() as stack:
-        routes: list[BaseRoute] = []
-        for name in enabled_adapters(settings):
-            adapter = await stack.enter_async_context(ADAPTERS[name](bot, settings))
-            routes += adapter.routes()
-        if not settings.web.enabled and not routes:
-            await asyncio.Event().wait()  # polling adapters work on their own until interrupted
-            return
-        config = uvicorn.Config(
-            create_app(bot, routes, operator_token=settings.secrets.operator_token),
-            host=settings.web.host,
-            port=settings.web.port,
-            log_level=settings.log_level.lower(),
+def check_exposure(settings: Settings) -> None:
+    """Open on loopback is fine for a local chat; anything else must have API tokens."""
+    web = settings.web
+    if web.enabled and not settings.secrets.api_tokens and not _is_loopback(web.host):
+        raise ConfigError(
+            f"web.host is {web.host!r}, not a loopback address, and API_TOKENS is not set: refusing to serve "
+            "the API open to the network (set API_TOKENS=token1,token2 or bind to 127.0.0.1)"
         )
-        log.info("web server on http://%s:%d/", settings.web.host, settings.web.port)
-        await uvicorn.Server(config).serve()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def serve(settings: Settings, upgrade: bool = True) -> None:
+    """Web server first (so /readyz reports the load), then the model, then the platform adapters;
+    on SIGTERM/SIGINT: stop taking requests, let in-flight replies finish, stop polling, close."""
+    check_exposure(settings)
+    async with running_bot(settings, upgrade) as (bot, loading), contextlib.AsyncExitStack() as stack:
+        adapters = [ADAPTERS[name](bot, settings) for name in enabled_adapters(settings)]
+        routes = [route for adapter in adapters for route in adapter.routes()]
+        server: uvicorn.Server | None = None
+        if settings.web.enabled or routes:
+            app = create_app(bot, routes, settings.web, settings.secrets, ready=lambda: is_ready(bot))
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    host=settings.web.host,
+                    port=settings.web.port,
+                    log_config=None,  # tonebot's logging setup (text or JSON) covers uvicorn too
+                    proxy_headers=True,
+                    forwarded_allow_ips=settings.web.forwarded_allow_ips,
+                    timeout_graceful_shutdown=settings.web.shutdown_grace_seconds,
+                )
+            )
+            serving = asyncio.create_task(server.serve())
+            log.info("web server on http://%s:%d/ (model loading)", settings.web.host, settings.web.port)
+        stop = _on_signal(lambda: setattr(server, "should_exit", True) if server else None)
+        await loading
+        for adapter in adapters:
+            await stack.enter_async_context(adapter)
+        log.info("ready: %s", ", ".join(["web"] * bool(server) + enabled_adapters(settings)))
+        if server is not None:
+            await serving  # returns after uvicorn's graceful shutdown (in-flight requests finish)
+        else:
+            await stop.wait()
+        log.info("shutting down: stopping adapters, closing the model and the database")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: tonebot's handler stops it, and tonebot still has
+    adapters, the model and the database to close afterwards (uvicorn would re-raise the signal)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_signal(then: Callable[[], object]) -> asyncio.Event:
+    """SIGTERM / SIGINT set the returned event and call `then`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        log.info("signal received: finishing in-flight work")
+        stop.set()
+        then()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handle)
+    return stop
 
 
 async def chat(settings: Settings) -> None:
-    async with running_bot(settings) as bot:
+    async with running_bot(settings) as (bot, loading):
+        await loading
         await run_console(bot)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from core.bot import Bot
 from core.engine import TransformersEngine
 from core.events import ChatMessage, ConversationKey, IncomingMessage
 from core.memory import Memory
+from core.worker import in_own_thread
 
 # Support-chat style messages, written for the benchmark (not taken from the evaluation sets).
 SAMPLE = [
@@ -88,39 +90,34 @@ def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     return 2 * source.numel() * source.element_size() / best
 
 
-def weight_bytes(model: Any) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())  # tied weights count once
+def weight_bytes(model: Any, per_token: bool = False) -> int:
+    """Bytes of weights held in memory, or (`per_token`) read to decode one token: every linear
+    layer and norm; an embedding table only as the one row it reads then."""
+    import torch
+
+    total, seen = 0, set()
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if id(p) not in seen and not (per_token and isinstance(module, torch.nn.Embedding)):
+                seen.add(id(p))  # tied weights count once
+                total += p.numel() * p.element_size()
+    return total
 
 
 def timed_decode(engine: TransformersEngine, new_tokens: int) -> dict[str, float]:
-    """Time to first token and decode speed for exactly `new_tokens` tokens (blocking)."""
-    import torch
-    from transformers import TextStreamer
-
-    marks: list[float] = []
-
-    class Clock(TextStreamer):
-        def put(self, value: Any) -> None:
-            marks.append(time.perf_counter())
-
-        def end(self) -> None:
-            pass
-
+    """Time to first token and decode speed for exactly `new_tokens` tokens, through the same
+    continuous batcher that serves replies (blocking; run it off the event loop)."""
     chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me about the sea.")]
-    ids = engine.prompt_ids(chat)
+    ids = engine.prompt_ids(chat)[0].tolist()
     started = time.perf_counter()
-    with torch.inference_mode():
-        engine.model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-            do_sample=False, temperature=None, top_p=None, top_k=None, streamer=Clock(engine.tokenizer),
-            pad_token_id=engine.tokenizer.eos_token_id,
-        )  # fmt: skip
-    # the first put() is the prompt; the next is the first generated token
-    first, last = marks[1], marks[-1]
+    request = engine.batcher.add_request(ids, "bench-decode", new_tokens, record_timestamps=True, eos_token_id=-1)
+    while (output := engine.batcher.get_result(request, timeout=1.0)) is None or not output.is_finished():
+        pass
+    marks = output.timestamps or [started]
     return {
-        "ttft_s": first - started,
-        "decode_tokens_per_s": (len(marks) - 2) / (last - first) if len(marks) > 2 else 0.0,
-        "prompt_tokens": int(ids.shape[1]),
+        "ttft_s": marks[0] - started,
+        "decode_tokens_per_s": (len(marks) - 1) / (marks[-1] - marks[0]) if len(marks) > 1 else 0.0,
+        "prompt_tokens": len(ids),
     }
 
 
@@ -134,15 +131,17 @@ async def classify_latencies(engine: TransformersEngine, texts: list[str]) -> li
 
 
 async def seed_latencies(engine: TransformersEngine, texts: list[str]) -> list[float]:
-    """The seed's method on an fp32 copy of the same weights, as the seed ran it."""
+    """The seed's method on the same weights in fp32, as the seed ran it (a copy if we serve another dtype)."""
     import torch
 
-    source = loading.resolve(engine.settings.id, engine.settings.gguf_file, engine.settings.fallback_to_embedded)
-    model, tokenizer = await asyncio.to_thread(loading.load, source, torch.float32, engine.settings.cache_dir)
+    model, tokenizer = engine.model, engine.tokenizer
+    if model.dtype != torch.float32:
+        source = loading.resolve(engine.settings.id, engine.settings.gguf_file, engine.settings.fallback_to_embedded)
+        model, tokenizer = await in_own_thread(lambda: loading.load(source, torch.float32, engine.settings.cache_dir))
     latencies = []
     for text in texts:
         started = time.perf_counter()
-        await asyncio.to_thread(generate_label, model, tokenizer, text, False)
+        await engine.worker.run(functools.partial(generate_label, model, tokenizer, text, False))
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -185,26 +184,27 @@ async def run(settings: Settings, quick: bool) -> dict[str, Any]:
     try:
         texts = SAMPLE[:4] if quick else SAMPLE * 4
         ours = await classify_latencies(engine, texts)
-        decode = await engine.worker.run(lambda: timed_decode(engine, 8 if quick else 64))
+        decode = await asyncio.to_thread(timed_decode, engine, 8 if quick else 64)
         reply_tokens = 8 if quick else 64
         engine.settings = dataclasses.replace(engine.settings, max_new_tokens=reply_tokens)
         one = await load_test(engine, settings, 1, 1 if quick else 3)
         levels = (1, 2) if quick else (1, 4, 8, 16)
         load = [await load_test(engine, settings, c, 1 if quick else 2) for c in levels]
-        weights = weight_bytes(engine.model)
+        weights, per_token = weight_bytes(engine.model), weight_bytes(engine.model, per_token=True)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the seed's fp32 copy
         seed = await seed_latencies(engine, texts[:4] if quick else texts[:24])
         bandwidth = memory_bandwidth(64 if quick else 512)
-        roofline = bandwidth / weights
+        roofline = bandwidth / per_token
         base = load[0]["messages_per_s"]
         return {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "quick": quick,
             "machine": machine(),
             "model": {
-                "name": settings.model.id,
+                "name": engine.source_name,
                 "dtype": str(engine.model.dtype).removeprefix("torch."),
                 "weight_bytes": weights,
+                "bytes_read_per_token": per_token,
             },
             "cold_start_s": cold_start,
             "classify": {
@@ -244,7 +244,8 @@ def table(r: dict[str, Any]) -> str:
         f"classify p50 speed-up over the seed's method: {r['classify_speedup_p50']:.1f}x",
         f"reply: first token {rep['ttft_s'] * 1000:.0f} ms, decode {rep['decode_tokens_per_s']:.1f} tok/s, "
         f"message -> {rep['reply_tokens']}-token reply {rep['end_to_end_s']:.2f} s",
-        f"decode roofline: {roof['bandwidth_gb_s']:.1f} GB/s / weights -> {roof['tokens_per_s']:.1f} tok/s; "
+        f"decode roofline: {roof['bandwidth_gb_s']:.1f} GB/s / {r['model']['bytes_read_per_token'] / 1e6:.0f} MB "
+        f"per token -> {roof['tokens_per_s']:.1f} tok/s; "
         f"achieved {roof['achieved']:.0%}",
         "concurrent conversations | messages/s | p95 s | vs one",
         *(

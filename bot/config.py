@@ -36,6 +36,11 @@ class WebSettings:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
+    rate_limit: str = "30/minute"  # per API token and per client IP, `limits` notation; "" turns it off
+    max_body_bytes: int = 65536
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
+    shutdown_grace_seconds: int = 30  # in-flight replies get this long to finish on SIGTERM
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,18 @@ class Secrets:
     slack_signing_secret: str = ""
     escalation_webhook_secret: str = ""
     operator_token: str = ""
+    inference_api_key: str = ""  # for model.engine = "openai"
+    api_tokens: tuple[str, ...] = ()  # API_TOKENS: comma-separated bearer tokens for /v1/*
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Secrets:
-        return cls(**{f.name: environ.get(f.name.upper(), "") for f in dataclasses.fields(cls)})
+        values: dict[str, Any] = {f.name: environ.get(f.name.upper(), "") for f in dataclasses.fields(cls)}
+        values["api_tokens"] = tuple(t.strip() for t in values["api_tokens"].split(",") if t.strip())
+        return cls(**values)
+
+    def enabled(self) -> list[str]:
+        """The names of the secrets that are set (never their values)."""
+        return [f.name.upper() for f in dataclasses.fields(self) if getattr(self, f.name)]
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     secrets: Secrets = field(default_factory=Secrets)
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object per line)
+    log_message_text: bool = False  # put users' message text into the logs
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
+from core import metrics
 from core.engine import Engine
 from core.errors import InvalidMessage
 from core.escalation import decide
@@ -51,6 +53,7 @@ class Bot:
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
+        self.log_text = False  # message text goes into the logs only when configured (log_message_text)
 
     def validate(self, msg: IncomingMessage) -> None:
         if not msg.text.strip():
@@ -69,15 +72,24 @@ class Bot:
         """Answer one message, yielding the mood, then the reply text as it is generated, then the Reply."""
         self.validate(msg)
         lock = self._locks.setdefault(msg.key, asyncio.Lock())
-        async with lock:  # one turn at a time per conversation, so each sees the one before
+        # one turn at a time per conversation, so each sees the one before: in this process, and
+        # across replicas through the database's own lock (PostgreSQL advisory lock)
+        async with lock, self.memory.turn_lock(msg.key):
+            started = time.perf_counter()
             accepted = await self.memory.accept(msg)
             if not isinstance(accepted, Accepted):
-                log.info("duplicate event %s/%s answered from storage", msg.platform, msg.event_id)
+                metrics.DUPLICATES.labels(msg.platform).inc()
+                log.info("duplicate event answered from storage", extra=_fields(msg, duplicate=True))
                 yield Reply(accepted.reply, accepted.mood, duplicate=True)
                 return
+            metrics.MESSAGES_IN.labels(msg.platform).inc()
             mood, parts, escalated, paused = None, [], False, False
+            classify_s = first_token_s = None
             try:
                 [mood] = await self.engine.classify([msg.text])
+                classify_s = time.perf_counter() - started
+                metrics.CLASSIFY_SECONDS.observe(classify_s)
+                metrics.MOODS.labels(msg.platform, mood.label).inc()
                 yield mood
                 await self.memory.set_mood(accepted.message_id, mood)
                 escalated, handed_off = await self._escalate(msg, accepted, mood)
@@ -89,17 +101,39 @@ class Bot:
                 else:
                     history = await self.memory.history(accepted, self.limits.history_messages)
                     chat_mood = Mood("negative", mood.scores) if handed_off else mood  # soothing once escalated
+                    reply_started = time.perf_counter()
                     async for chunk in self.engine.reply(build_chat(self.prompts, chat_mood, history, msg.text)):
+                        if first_token_s is None:
+                            first_token_s = time.perf_counter() - reply_started
+                            metrics.FIRST_TOKEN_SECONDS.observe(first_token_s)
                         parts.append(chunk)
                         yield chunk
+                    metrics.REPLY_SECONDS.observe(time.perf_counter() - reply_started)
                     if escalated and self.policy is not None:
                         parts.append(f"\n\n{self.policy.notify_line}")
                         yield parts[-1]
                 text, failed = "".join(parts).strip(), False
             except Exception:
-                log.exception("answering %s/%s failed", msg.platform, msg.event_id)
+                log.exception("answering failed", extra=_fields(msg))
                 text, failed = APOLOGY, True
             await self.memory.record_reply(msg, accepted, text, failed)
+            outcome = "failed" if failed else "paused" if paused and not text else "answered"
+            metrics.MESSAGES_OUT.labels(msg.platform, outcome).inc()
+            log.info(
+                "message handled",
+                extra=_fields(
+                    msg,
+                    mood=mood.label if mood else None,
+                    mood_score=round(mood.score, 4) if mood else None,
+                    outcome=outcome,
+                    escalated=escalated,
+                    classify_ms=_ms(classify_s),
+                    first_token_ms=_ms(first_token_s),
+                    total_ms=_ms(time.perf_counter() - started),
+                    reply_chars=len(text),
+                    **({"text": msg.text} if self.log_text else {}),
+                ),
+            )
             yield Reply(text, mood, escalated=escalated, failed=failed, paused=paused and not text)
 
     async def _escalate(self, msg: IncomingMessage, accepted: Accepted, mood: Mood) -> tuple[bool, bool]:
@@ -117,7 +151,8 @@ class Bot:
         record = await self.escalations.open(accepted.conversation_id, decision.reason, scores, destinations)
         if record is None:
             return False, True
-        log.info("conversation %s escalated: %s", record.key, decision.reason)
+        metrics.ESCALATIONS.labels(msg.platform, decision.reason).inc()
+        log.info("conversation escalated", extra=_fields(msg, reason=decision.reason, escalation_id=record.id))
         if self.notifier is not None:
             task = asyncio.create_task(self.notifier.escalation_opened(record))
             self._background.add(task)  # keep a reference until it is done
@@ -139,3 +174,14 @@ class Bot:
 
     async def knows(self, key: ConversationKey) -> bool:
         return await self.memory.knows(key)
+
+
+def _fields(msg: IncomingMessage, **extra: object) -> dict[str, object]:
+    """Structured log fields for one event (the JSON formatter writes them as keys)."""
+    key = msg.key
+    conversation = f"{key.platform}:{key.chat_id}" + (f":{key.thread_id}" if key.thread_id else "")
+    return {"platform": msg.platform, "event_id": msg.event_id, "conversation": conversation, **extra}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(1000 * seconds, 1)

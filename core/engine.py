@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from core import loading
+from core import loading, metrics
+from core.errors import Busy, ConfigError, EngineError
 from core.events import ChatMessage, Mood
 from core.settings import ModelSettings, SentimentSettings
-from core.worker import ModelWorker
+from core.worker import ModelWorker, in_own_thread
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +36,32 @@ class Engine(Protocol):
 
 
 class TransformersEngine:
-    """A Hugging Face causal LM in this process, on the CPU, run by one worker thread."""
+    """A Hugging Face causal LM in this process, on the CPU.
+
+    Sentiment runs on one worker thread (queued texts scored together); replies run in
+    Transformers' continuous batcher, so conversations that answer at the same time share each
+    decoding step instead of waiting in line.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, settings: ModelSettings, sentiment: SentimentSettings) -> None:
         from core.sentiment import LabelScorer
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.source_name = getattr(model, "name_or_path", "")
         self.scorer = LabelScorer(model, tokenizer, sentiment)
         self.worker = ModelWorker(settings.max_queue)
         self._pending: list[tuple[str, asyncio.Future[Mood]]] = []
         self._pending_lock = threading.Lock()
+        _one_forward_at_a_time(model)
+        self.batcher = start_batcher(model, tokenizer, settings)
+        self._replies: set[str] = set()
+        self._request_ids = itertools.count()
+        metrics.QUEUE_DEPTH.set_function(lambda: len(self._pending) + len(self._replies))
 
     @classmethod
     async def load(cls, settings: ModelSettings, sentiment: SentimentSettings) -> TransformersEngine:
         """Find, load and warm up the model, off the event loop."""
-        return await asyncio.to_thread(cls.load_sync, settings, sentiment)
+        return await in_own_thread(lambda: cls.load_sync(settings, sentiment))
 
     @classmethod
     def load_sync(cls, settings: ModelSettings, sentiment: SentimentSettings) -> TransformersEngine:
@@ -61,6 +74,7 @@ class TransformersEngine:
         dtype = loading.pick_dtype(settings.dtype)
         model, tokenizer = loading.load(source, dtype, settings.cache_dir)
         engine = cls(model, tokenizer, settings, sentiment)
+        engine.source_name = source.name
         engine.scorer.classify(["warm-up"])
         log.info("model %s ready in %.1fs (%s)", source.name, time.perf_counter() - started, dtype)
         return engine
@@ -88,56 +102,105 @@ class TransformersEngine:
             for (_, future), outcome in zip(chunk, outcomes, strict=True):
                 future.get_loop().call_soon_threadsafe(_settle, future, outcome)
 
-    def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        return self.worker.stream(lambda emit, stop: self.generate(messages, emit, stop))
+    async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """Stream a reply from the continuous batcher; concurrent conversations decode in one batch."""
+        if len(self._replies) >= self.settings.max_queue:
+            raise Busy("the model is busy, please retry in a moment")
+        request_id = f"reply-{next(self._request_ids)}"
+        outputs: asyncio.Queue[Any] = asyncio.Queue()
+        # register before submitting, so even the first token reaches this stream
+        self.batcher.register_result_handler(request_id, outputs.put_nowait)
+        self._replies.add(request_id)
+        finished = False
+        try:
+            prompt = self.prompt_ids(messages)[0].tolist()
+            if self.batcher.add_request(prompt, request_id, self.settings.max_new_tokens, streaming=True) is None:
+                raise EngineError("the model's generation loop is not running")
+            sent = ""
+            while not finished:
+                output = await outputs.get()
+                if output.error:
+                    raise EngineError(f"generation failed: {output.error}")
+                finished = output.is_finished()
+                text = self.tokenizer.decode(output.generated_tokens, skip_special_tokens=True)
+                if len(text) > len(sent) and (finished or not text.endswith("\ufffd")):  # no half characters
+                    yield text[len(sent) :]
+                    sent = text
+        finally:
+            self._replies.discard(request_id)
+            if not finished:  # the listener went away: free the slot and the KV blocks
+                self.batcher.cancel_request(request_id)
 
     async def aclose(self) -> None:
+        await asyncio.to_thread(self.batcher.stop, True, 30)
         await asyncio.to_thread(self.worker.close)
 
     def prompt_ids(self, messages: Sequence[ChatMessage]) -> Any:
-        """Token ids of the chat, dropping the oldest history turns until it fits the budget."""
-        budget = self.settings.context_tokens - self.settings.max_new_tokens
-        system, *history, last = messages
-        while True:
-            chat = [{"role": m.role, "content": m.content} for m in (system, *history, last)]
-            ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
-            ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-            if ids.shape[1] <= budget or not history:
-                return ids[:, -budget:]
-            history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]
+        """Token ids of the chat, trimmed to the context budget."""
+        return fit_chat(self.tokenizer, messages, self.settings.context_tokens - self.settings.max_new_tokens)[0]
 
-    def generate(self, messages: Sequence[ChatMessage], emit: Callable[[str], None], stop: threading.Event) -> None:
-        """Blocking generation, emitting text as it is decoded; runs on the worker thread."""
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
-        class Emitter(TextStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                if text:
-                    emit(text)
+def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tuple[Any, list[ChatMessage]]:
+    """(token ids, the messages kept): the oldest history turns are dropped until the chat fits `budget`
+    tokens; the system prompt and the newest message always stay (a too-long one is cut from the left)."""
+    system, *history, last = messages
+    while True:
+        kept = [system, *history, last]
+        chat = [{"role": m.role, "content": m.content} for m in kept]
+        ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        if ids.shape[1] <= budget or not history:
+            return ids[:, -budget:], kept
+        history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]
 
-        class Stopped(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
 
-        s = self.settings
-        ids = self.prompt_ids(messages)
-        sampling = (
-            {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p}
-            if s.temperature
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        )
-        with torch.inference_mode():
-            self.model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=s.max_new_tokens,
-                repetition_penalty=s.repetition_penalty,
-                streamer=Emitter(self.tokenizer, skip_prompt=True, skip_special_tokens=True),
-                stopping_criteria=StoppingCriteriaList([Stopped()]),
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                **sampling,
-            )
+def _one_forward_at_a_time(model: Any) -> None:
+    """Serialize forward passes of the decoder between the sentiment worker and the batcher thread.
+
+    Transformers flips the shared `config.is_causal` for the length of a forward call that passes
+    `is_causal` (the continuous batcher passes False: it builds its own masks). A sentiment pass
+    running at that moment read False and attended to later tokens: measured, its label log-probs
+    moved by up to 2.5 and a clear positive read as negative. Both threads' passes are short
+    (tens of milliseconds), so taking turns costs little.
+    """
+    lock = threading.Lock()
+
+    def enter(*_: Any) -> None:
+        lock.acquire()
+
+    def leave(*_: Any) -> None:
+        lock.release()
+
+    decoder = model.get_decoder()
+    decoder.register_forward_pre_hook(enter)
+    decoder.register_forward_hook(leave, always_call=True)
+
+
+def start_batcher(model: Any, tokenizer: Any, settings: ModelSettings) -> Any:
+    """Transformers' continuous batching manager: its own thread, a paged KV cache of
+    `kv_cache_tokens` (never less than one full context), and new requests joining the running
+    batch; when the cache is full, new replies wait for blocks to free up."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    s = settings
+    sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature else {}
+    generation = GenerationConfig(
+        max_new_tokens=s.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        **sampling,
+    )
+    page = 64
+    batching = ContinuousBatchingConfig(
+        page_size=page,
+        num_blocks=-(-max(s.kv_cache_tokens, s.context_tokens) // page),
+        max_batch_tokens=s.prefill_chunk_tokens,
+        max_requests_per_batch=s.max_concurrent_replies,
+        use_cuda_graph=False,
+    )
+    batcher = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)
+    batcher.start()
+    return batcher
 
 
 def _settle(future: asyncio.Future[Mood], outcome: Mood | BaseException) -> None:
@@ -149,6 +212,12 @@ def _settle(future: asyncio.Future[Mood], outcome: Mood | BaseException) -> None
         future.set_result(outcome)
 
 
-async def open_engine(settings: ModelSettings, sentiment: SentimentSettings) -> Engine:
-    """The factory: the in-process Transformers engine (other engines plug in here)."""
-    return await TransformersEngine.load(settings, sentiment)
+async def open_engine(settings: ModelSettings, sentiment: SentimentSettings, api_key: str = "") -> Engine:
+    """The factory, by `model.engine`: in this process, or an OpenAI-compatible server."""
+    if settings.engine == "transformers":
+        return await TransformersEngine.load(settings, sentiment)
+    if settings.engine == "openai":
+        from core.remote import OpenAICompatEngine
+
+        return await OpenAICompatEngine.connect(settings, sentiment, api_key)
+    raise ConfigError(f"model.engine must be 'transformers' or 'openai', not {settings.engine!r}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -230,6 +233,24 @@ class Memory:
             return conversation
         except IntegrityError:  # created meanwhile by another worker
             return (await session.scalars(query)).one()
+
+    @asynccontextmanager
+    async def turn_lock(self, key: ConversationKey) -> AsyncIterator[None]:
+        """Orders turns of one conversation across processes: a PostgreSQL session advisory lock,
+        held on its own autocommit connection for the turn. Elsewhere (SQLite: one process) the
+        Bot's in-process lock is all there is."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        digest = hashlib.blake2b(f"{key.platform}\x00{key.chat_id}\x00{key.thread_id}".encode(), digest_size=8).digest()
+        lock_id = int.from_bytes(digest, "big", signed=True)
+        async with self.engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(sql_text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+            try:
+                yield
+            finally:
+                await connection.execute(sql_text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
 
     async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
         """Record the event in the ledger and store the user turn, or report that it was seen."""

@@ -29,7 +29,7 @@ class LabelScorer:
 
     def __init__(self, model: Any, tokenizer: Any, settings: SentimentSettings) -> None:
         self.model, self.tokenizer = model, tokenizer
-        prefix_text, self._suffix_text = self._render(settings)
+        prefix_text, self._suffix_text = render_prompt(tokenizer, settings)
         self.prefix_ids = tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt").input_ids
         self._label_tokens = self._label_token_ids()
         self._decoder = model.get_decoder()
@@ -39,15 +39,6 @@ class LabelScorer:
         self._bias = torch.zeros(len(LABELS))
         if settings.calibrate:
             self._bias = self.log_probs(list(_CONTENT_FREE)).exp().mean(0).log()
-
-    def _render(self, settings: SentimentSettings) -> tuple[str, str]:
-        messages = [{"role": "system", "content": settings.instruction}]
-        for text, label in settings.examples:
-            messages += [{"role": "user", "content": text}, {"role": "assistant", "content": label}]
-        messages.append({"role": "user", "content": _PLACEHOLDER})
-        rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        prefix, suffix = rendered.split(_PLACEHOLDER)
-        return prefix, suffix + settings.answer_prefix
 
     def _label_token_ids(self) -> list[list[int]]:
         """First tokens of each label's spellings ("negative", " Negative", ...), none shared."""
@@ -92,3 +83,23 @@ class LabelScorer:
     def classify(self, texts: Sequence[str]) -> list[Mood]:
         probs = torch.softmax(self.log_probs(texts) - self._bias, dim=-1).tolist()
         return [Mood.from_scores(dict(zip(LABELS, row, strict=True))) for row in probs]
+
+
+def render_prompt(tokenizer: Any, settings: SentimentSettings) -> tuple[str, str]:
+    """The classification prompt in the model's chat template, split around the message: (prefix, suffix).
+    The suffix ends with the answer prefix, so the next token is the label."""
+    messages = [{"role": "system", "content": settings.instruction}]
+    for text, label in settings.examples:
+        answer = f"{settings.answer_prefix} {label}".strip()
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": _PLACEHOLDER})
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prefix, suffix = rendered.split(_PLACEHOLDER)
+    return prefix, suffix + settings.answer_prefix
+
+
+def label_of_token(token: str) -> str | None:
+    """The label a generated token starts, if exactly one: " Neg" -> negative, "neutral" -> neutral, "n" -> None."""
+    word = token.strip().lower()
+    matches = [label for label in LABELS if len(word) >= 2 and label.startswith(word)]
+    return matches[0] if len(matches) == 1 else None

@@ -8,10 +8,14 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ModelSettings:
+    engine: str = "transformers"  # transformers (in this process) | openai (an OpenAI-compatible server)
+    base_url: str = ""  # openai engine: e.g. http://inference:8080/v1 (vLLM, llama.cpp server, Ollama, TGI)
+    served_model: str = ""  # openai engine: the model name the server knows (default: the server's only one)
+    request_timeout: float = 120.0
     id: str = "Qwen/Qwen2.5-0.5B-Instruct"
     gguf_file: str = ""
     fallback_to_embedded: bool = True
-    dtype: str = "auto"  # auto | bfloat16 | float32
+    dtype: str = "auto"  # auto (fp32) | float32 | bfloat16
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "tonebot")
     threads: int = 0  # 0: torch's default
     max_queue: int = 64
@@ -20,7 +24,9 @@ class ModelSettings:
     max_new_tokens: int = 128
     temperature: float = 0.0  # 0: greedy
     top_p: float = 0.9
-    repetition_penalty: float = 1.1
+    max_concurrent_replies: int = 8  # replies decoded together in one step
+    kv_cache_tokens: int = 4096  # paged KV cache shared by the replies in flight
+    prefill_chunk_tokens: int = 256  # prompt tokens per batching step
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bot import migrate
 from bot.config import Settings, load_settings
+from core import loading
 from core.bot import Bot
 from core.engine import TransformersEngine
 from core.memory import Memory
@@ -19,7 +21,10 @@ from tests.auxil.spy import SpyEngine
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    return load_settings(environ={"TONEBOT_MODEL__ID": "embedded", "TONEBOT_MODEL__FALLBACK_TO_EMBEDDED": "false"})
+    # short replies keep the suite fast; no test depends on a reply's length
+    environ = {"TONEBOT_MODEL__ID": "embedded", "TONEBOT_MODEL__FALLBACK_TO_EMBEDDED": "false",
+               "TONEBOT_MODEL__MAX_NEW_TOKENS": "48"}  # fmt: skip
+    return load_settings(environ=environ)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +62,22 @@ def spy(engine: TransformersEngine) -> SpyEngine:
 def testbot(spy: SpyEngine, memory: Memory, settings: Settings) -> Bot:
     """A Bot on the real model and a fresh database; `spy` shows what the model was asked."""
     return Bot(spy, memory, settings.prompts, settings.memory)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server (xllamacpp wheel) on loopback, with the embedded GGUF."""
+    import xllamacpp
+
+    source = loading.embedded_source()
+    params = xllamacpp.CommonParams()
+    params.model.path = str(source.path / source.gguf_file)
+    params.n_parallel, params.n_ctx = 4, 8192
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        params.port = probe.getsockname()[1]
+    params.hostnames = ["127.0.0.1"]
+    server = xllamacpp.Server(params)
+    yield f"{server.listening_address}/v1"
+    del server

@@ -16,6 +16,7 @@ from typing import Any
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from bot.adapters.access import allowed
 from bot.adapters.streaming import previews, split
 from bot.config import Secrets, SlackSettings
+from core import metrics
 from core.bot import Bot, Event
 from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage, Reply
@@ -66,6 +68,14 @@ def to_incoming(body: dict[str, Any], bot_user_id: str) -> IncomingMessage | Non
     )
 
 
+class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (waits Retry-After), counted in tonebot_platform_api_retries_total."""
+
+    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
+        metrics.PLATFORM_RETRIES.labels("slack").inc()
+        await super().prepare_for_next_attempt_async(**kwargs)
+
+
 class SlackAdapter:
     """Owns the Bolt app and, in Socket Mode, its WebSocket connection."""
 
@@ -79,7 +89,7 @@ class SlackAdapter:
         self.bot, self.settings, self.secrets = bot, settings, secrets
         self.support_channel = support_channel
         client = AsyncWebClient(token=secrets.slack_bot_token, base_url=settings.api_base_url)
-        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        client.retry_handlers.append(CountedRateLimitRetry(max_retry_count=3))
         self.app = AsyncApp(client=client, signing_secret=secrets.slack_signing_secret or "unused-in-socket-mode")
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
@@ -120,7 +130,11 @@ class SlackAdapter:
             return
         if not msg.addressed_to_bot and not await self.bot.knows(msg.key):
             return  # a thread the bot has not joined
-        await self.deliver(client, msg, self.bot.stream(msg))
+        try:
+            await self.deliver(client, msg, self.bot.stream(msg))
+        except SlackApiError:
+            metrics.PLATFORM_ERRORS.labels("slack").inc()
+            raise
 
     async def deliver(self, client: AsyncWebClient, msg: IncomingMessage, events: AsyncIterator[Event]) -> Reply:
         """A placeholder in the thread, grown by chat.update at a throttled pace, then the final text."""

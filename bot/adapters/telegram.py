@@ -28,6 +28,7 @@ from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTyp
 from bot.adapters.access import RateLimit, allowed
 from bot.adapters.streaming import previews, split
 from bot.config import Secrets, TelegramSettings
+from core import metrics
 from core.bot import Bot, Event
 from core.errors import BotError, ConfigError
 from core.events import ConversationKey, IncomingMessage, Reply
@@ -121,10 +122,13 @@ class RetryingRateLimiter(AIORateLimiter):
             try:
                 return await super().process_request(*args, **kwargs)
             except BadRequest:
+                metrics.PLATFORM_ERRORS.labels("telegram").inc()
                 raise
             except NetworkError as exc:
                 if attempt == self.attempts - 1:
+                    metrics.PLATFORM_ERRORS.labels("telegram").inc()
                     raise
+                metrics.PLATFORM_RETRIES.labels("telegram").inc()
                 log.warning("Bot API network error (%s); retrying", exc)
                 await asyncio.sleep(0.5 * 2**attempt)
         return None

@@ -28,7 +28,7 @@ async def serve_asgi(app: Any, port: int = 0) -> AsyncIterator[str]:
         await task
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
     """Poll `check` (sync or async) until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

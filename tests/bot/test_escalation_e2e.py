@@ -54,7 +54,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 def client_for(bot: Bot) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(bot, operator_token=TOKEN))
+    transport = httpx.ASGITransport(app=create_app(bot, secrets=Secrets(operator_token=TOKEN)))
     return httpx.AsyncClient(transport=transport, base_url="http://tonebot.test")
 
 

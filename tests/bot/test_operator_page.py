@@ -7,6 +7,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from bot.adapters.web import create_app
+from bot.config import Secrets
 from core.bot import Bot
 from core.memory import Accepted, EscalationStore, Memory
 from tests.auxil.servers import serve_asgi
@@ -40,7 +41,7 @@ async def open_escalation(testbot: Bot, memory: Memory) -> int:
 
 async def test_operator_page_lists_escapes_and_resolves(browser: Browser, testbot: Bot, memory: Memory) -> None:
     escalation_id = await open_escalation(testbot, memory)
-    async with serve_asgi(create_app(testbot, operator_token=TOKEN)) as url:
+    async with serve_asgi(create_app(testbot, secrets=Secrets(operator_token=TOKEN))) as url:
         page = await browser.new_page()
         await page.goto(f"{url}/operator")
 

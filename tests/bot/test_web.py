@@ -1,5 +1,6 @@
 """The HTTP API and the chat page, in process over ASGI, on the real embedded model."""
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -7,8 +8,10 @@ import httpx
 import pytest
 
 from bot.adapters.web import create_app
+from bot.config import Secrets, WebSettings
 from core.bot import Bot
 from core.events import ConversationKey
+from core.memory import Memory
 
 
 @pytest.fixture
@@ -94,3 +97,91 @@ async def test_reset_and_forget(client: httpx.AsyncClient, testbot: Bot) -> None
     await client.post("/v1/chat", json={"conversation_id": "c4", "user_id": "erin", "text": "Hello"})
     assert (await client.post("/v1/reset", json={"conversation_id": "c4"})).json()["reset"] is True
     assert (await client.post("/v1/forget", json={"user_id": "erin"})).json()["deleted"] == 2
+
+
+def guarded(bot: Bot, **web: object) -> httpx.AsyncClient:
+    settings = dataclasses.replace(WebSettings(), **web)  # type: ignore[arg-type]
+    app = create_app(bot, web=settings, secrets=Secrets(api_tokens=("tok-a", "tok-b")))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tonebot.test")
+
+
+async def test_api_tokens_are_required_when_configured_and_nothing_is_stored_without(
+    testbot: Bot, memory: Memory
+) -> None:
+    body = {"conversation_id": "auth-1", "text": "hello"}
+    async with guarded(testbot) as client:
+        missing = await client.post("/v1/chat", json=body)
+        wrong = await client.post("/v1/chat", json=body, headers={"Authorization": "Bearer nope"})
+        assert missing.status_code == wrong.status_code == 401
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert not await memory.knows(ConversationKey("web", "auth-1"))
+        ok = await client.post("/v1/sentiment", json={"texts": ["fine"]}, headers={"Authorization": "Bearer tok-b"})
+        assert ok.status_code == 200
+        assert (await client.get("/healthz")).status_code == 200  # probes stay open
+
+
+async def test_rate_limit_answers_429_with_retry_after_per_token(testbot: Bot) -> None:
+    async with guarded(testbot, rate_limit="2/minute") as client:
+        auth = {"Authorization": "Bearer tok-a"}
+        codes = [
+            (await client.post("/v1/reset", json={"conversation_id": "r"}, headers=auth)).status_code for _ in range(3)
+        ]
+        assert codes == [200, 200, 429]
+        limited = await client.post("/v1/reset", json={"conversation_id": "r"}, headers=auth)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+async def test_oversized_bodies_are_refused_before_reading_and_when_chunked(testbot: Bot) -> None:
+    auth = {"Authorization": "Bearer tok-a"}
+    async with guarded(testbot, max_body_bytes=1000) as client:
+        declared = await client.post("/v1/chat", content=b"x" * 2000, headers=auth)
+        assert declared.status_code == 413
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(4):
+                yield b'{"pad": "' + b"y" * 400 + b'"}'
+
+        chunked = await client.post("/v1/chat", content=chunks(), headers=auth)
+        assert chunked.status_code == 413
+
+
+async def test_not_ready_answers_503_and_readyz_says_loading(testbot: Bot) -> None:
+    app = create_app(testbot, ready=lambda: False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/v1/chat", json={"conversation_id": "nr", "text": "hi"})
+        assert response.status_code == 503 and response.headers["retry-after"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "model loading"
+
+
+async def test_cors_is_off_by_default_and_on_for_listed_origins(testbot: Bot) -> None:
+    preflight = {"Origin": "https://support.example", "Access-Control-Request-Method": "POST"}
+    async with guarded(testbot) as client:
+        response = await client.options("/v1/chat", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+    async with guarded(testbot, cors_origins=("https://support.example",)) as client:
+        response = await client.options("/v1/chat", headers=preflight)
+        assert response.headers["access-control-allow-origin"] == "https://support.example"
+
+
+async def test_openapi_document_is_valid_and_covers_the_api(client: httpx.AsyncClient) -> None:
+    from openapi_spec_validator import validate
+
+    document = (await client.get("/openapi.json")).json()
+    validate(document)
+    assert {"/v1/chat", "/v1/chat/stream", "/v1/sentiment", "/v1/reset", "/v1/forget"} <= set(document["paths"])
+    assert document["paths"]["/v1/chat"]["post"]["responses"]["429"]
+
+
+async def test_metrics_count_messages_moods_and_latency(client: httpx.AsyncClient) -> None:
+    def value(text: str, line_start: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+    before = (await client.get("/metrics")).text
+    await client.post("/v1/chat", json={"conversation_id": "m1", "text": "This is awful, I am furious!"})
+    after = (await client.get("/metrics")).text
+    assert value(after, 'tonebot_messages_received_total{platform="web"}') == value(
+        before, 'tonebot_messages_received_total{platform="web"}') + 1  # fmt: skip
+    assert value(after, 'tonebot_moods_total{mood="negative",platform="web"}') >= 1
+    assert value(after, "tonebot_classify_seconds_count") == value(before, "tonebot_classify_seconds_count") + 1
+    assert "tonebot_model_queue_depth" in after

@@ -1,10 +1,13 @@
 """The engine on the real embedded model: sentiment by label-token scoring, and streamed replies."""
 
+import asyncio
+import dataclasses
 import math
 
 import pytest
 
 from core.engine import TransformersEngine
+from core.errors import Busy
 from core.events import LABELS, ChatMessage
 
 NEGATIVE = [
@@ -74,9 +77,62 @@ def test_context_keeps_the_system_prompt_and_last_message_and_drops_the_oldest_t
     assert "old question number 199" in text and "old question number 0 " not in text
 
 
-async def test_concurrent_classify_calls_are_batched_and_each_gets_its_own_answer(engine: TransformersEngine) -> None:
-    import asyncio
+async def test_concurrent_replies_decode_together_and_each_answers_its_own_chat(engine: TransformersEngine) -> None:
+    questions = ["Name three colours.", "What is the capital of France?", "Say hello in Spanish.", "Count to five."]
+    chats = [[ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", q)] for q in questions]
+    events: list[tuple[str, int]] = []
 
+    async def collect(n: int) -> str:
+        text = ""
+        async for chunk in engine.reply(chats[n]):
+            events.append(("chunk", n))
+            text += chunk
+        events.append(("done", n))
+        return text
+
+    replies = await asyncio.gather(*(collect(n) for n in range(len(chats))))
+    assert all(r.strip() for r in replies) and len(set(replies)) == len(replies)
+    # every stream had produced text before the first one finished: they shared decoding steps
+    first_done = events.index(next(e for e in events if e[0] == "done"))
+    assert {n for kind, n in events[:first_done] if kind == "chunk"} == set(range(len(chats)))
+    assert not engine._replies
+
+
+async def test_a_reply_abandoned_midway_is_cancelled_and_the_next_one_works(engine: TransformersEngine) -> None:
+    chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me a long story.")]
+    stream = engine.reply(chat)
+    await anext(stream)
+    await stream.aclose()
+    assert not engine._replies
+    assert "".join([c async for c in engine.reply(chat)]).strip()
+
+
+async def test_sentiment_while_a_reply_is_decoding_is_the_same_as_alone(engine: TransformersEngine) -> None:
+    texts = [*NEGATIVE, *POSITIVE, "ok"]
+    alone = engine.scorer.log_probs(texts)
+    chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me a long story.")]
+    stream = engine.reply(chat)
+    await anext(stream)  # the batcher is mid-reply now
+    during = await engine.worker.run(lambda: engine.scorer.log_probs(texts))
+    await stream.aclose()
+    assert (during.exp() - alone.exp()).abs().max().item() < 0.02
+
+
+async def test_replies_beyond_the_limit_are_refused_as_busy(engine: TransformersEngine) -> None:
+    chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Hi")]
+    saved = engine.settings
+    engine.settings = dataclasses.replace(saved, max_queue=1)
+    try:
+        first = engine.reply(chat)
+        await anext(first)
+        with pytest.raises(Busy):
+            await anext(engine.reply(chat))
+        await first.aclose()
+    finally:
+        engine.settings = saved
+
+
+async def test_concurrent_classify_calls_are_batched_and_each_gets_its_own_answer(engine: TransformersEngine) -> None:
     texts = [*NEGATIVE, *POSITIVE] * 3
     alone = [m.label for m in [(await engine.classify([t]))[0] for t in texts]]
     together = await asyncio.gather(*(engine.classify([t]) for t in texts))

@@ -1,13 +1,28 @@
-"""Storage: migrations match the models, SQLite runs in WAL mode, the ledger dedupes."""
+"""Storage, on SQLite and on a real PostgreSQL server: migrations match the models, the ledger
+dedupes, turns of one conversation are ordered across processes."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from core.events import ConversationKey, IncomingMessage
 from core.memory import Accepted, Base, Memory, Seen
+from tests.auxil.postgres import postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every test in this module runs on both databases (overrides the SQLite-only conftest fixture)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tonebot.db'}"
+        return
+    async with postgres_database() as url:
+        yield url
 
 
 async def test_migrations_on_an_empty_database_match_the_models(memory: Memory) -> None:
@@ -21,6 +36,8 @@ async def test_migrations_on_an_empty_database_match_the_models(memory: Memory) 
 
 
 async def test_sqlite_runs_in_wal_mode(memory: Memory) -> None:
+    if memory.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
     async with memory.engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
 
@@ -38,3 +55,34 @@ async def test_the_same_event_id_on_another_platform_is_a_different_event(memory
     b = IncomingMessage(ConversationKey("slack", "c"), user_id="u", text="hi", event_id="7")
     assert isinstance(await memory.accept(a), Accepted)
     assert isinstance(await memory.accept(b), Accepted)
+
+
+async def test_turns_of_one_conversation_are_serialized_across_processes(db_url: str, memory: Memory) -> None:
+    """Two Memory objects stand for two replicas; on PostgreSQL the advisory lock orders them."""
+    other = Memory.open(db_url)
+    key, order = ConversationKey("test", "locked"), []
+
+    async def turn(store: Memory, name: str) -> None:
+        async with store.turn_lock(key):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.2)
+            order.append(f"{name} out")
+
+    try:
+        await asyncio.gather(turn(memory, "a"), turn(other, "b"))
+    finally:
+        await other.aclose()
+    if memory.engine.dialect.name == "postgresql":
+        assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+    else:  # one process per SQLite file: the Bot's in-process lock does the ordering there
+        assert sorted(order) == ["a in", "a out", "b in", "b out"]
+
+
+async def test_another_conversation_is_not_blocked_by_the_lock(memory: Memory) -> None:
+    async with memory.turn_lock(ConversationKey("test", "one")):
+        await asyncio.wait_for(_enter(memory, ConversationKey("test", "two")), timeout=5)
+
+
+async def _enter(memory: Memory, key: ConversationKey) -> None:
+    async with memory.turn_lock(key):
+        pass

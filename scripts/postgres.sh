@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# A PostgreSQL server on loopback for the tests (Debian's package), and a role that may create
+# databases. Prints the URL to use as POSTGRES_TEST_URL. Idempotent.
+set -euo pipefail
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+if ! command -v pg_lsclusters >/dev/null || [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+fi
+read -r version cluster port status _ < <(pg_lsclusters -h | head -1)
+[ "$status" = online ] || $sudo pg_ctlcluster "$version" "$cluster" start
+as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+as_postgres "psql -q -p $port -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'tonebot'\" | grep -q 1 \
+    || psql -q -p $port -c \"CREATE ROLE tonebot LOGIN CREATEDB PASSWORD 'tonebot'\""
+echo "postgresql://tonebot:tonebot@127.0.0.1:$port/postgres"
