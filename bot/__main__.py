@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     evaluate.add_argument("--vs-generate", action="store_true", help="also run the seed's generate-the-label method")
     bench = commands.add_parser("bench", help="speed and memory of the configured model, with a JSON report")
     bench.add_argument("--quick", action="store_true", help="a few seconds' smoke run (numbers not meaningful)")
+    bench.add_argument("--vs-llamacpp", action="store_true", help="also decode the same GGUF with llama.cpp")
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the JSON report goes")
     db = commands.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(evaluate_file(settings, args.file, args.limit, args.vs_generate))
         print(json.dumps(report, indent=2) if args.json else evaluate.table(report))
     elif args.command == "bench":
-        report = asyncio.run(bench.run(settings, args.quick))
+        report = asyncio.run(bench.run(settings, args.quick, args.vs_llamacpp))
         print(bench.table(report))
         print(f"report: {bench.write(report, args.out)}")
     elif args.command == "db":

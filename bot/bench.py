@@ -15,9 +15,11 @@ import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from bot.evaluate import generate_label
 from core import loading
 from core.bot import Bot
 from core.engine import TransformersEngine
+from core.errors import ConfigError
 from core.events import ChatMessage, ConversationKey, IncomingMessage
 from core.memory import Memory
 from core.worker import in_own_thread
@@ -146,6 +149,17 @@ async def seed_latencies(engine: TransformersEngine, texts: list[str]) -> list[f
     return latencies
 
 
+async def cold_start_without_cache(settings: Settings) -> float:
+    """Cold start on an empty converted-weights cache: what the very first start costs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model = dataclasses.replace(settings.model, cache_dir=Path(tmp))
+        started = time.perf_counter()
+        engine = await TransformersEngine.load(model, settings.sentiment)
+        elapsed = time.perf_counter() - started
+        await engine.aclose()
+    return elapsed
+
+
 async def load_test(
     engine: TransformersEngine, settings: Settings, conversations: int, messages: int
 ) -> dict[str, float]:
@@ -177,7 +191,43 @@ async def load_test(
     }
 
 
-async def run(settings: Settings, quick: bool) -> dict[str, Any]:
+def llamacpp_decode(settings: Settings, new_tokens: int) -> dict[str, Any]:
+    """The same GGUF under llama.cpp's server (xllamacpp wheel), on loopback: the anchor a CPU user
+    would otherwise pick. Its own timings of one greedy completion of exactly `new_tokens` tokens."""
+    try:
+        import xllamacpp
+    except ImportError as exc:
+        raise ConfigError("--vs-llamacpp needs llama.cpp's Python wheel: pip install xllamacpp") from exc
+    source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
+    if not source.gguf_file:
+        raise ConfigError("--vs-llamacpp compares GGUF weights; the configured model is not a .gguf file")
+    params = xllamacpp.CommonParams()
+    params.model.path = str(source.path / source.gguf_file)
+    params.n_ctx, params.n_parallel = 2048, 1
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = os.cpu_count() or 1
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        params.port = probe.getsockname()[1]
+    params.hostnames = ["127.0.0.1"]
+    server = xllamacpp.Server(params)
+    prompt = "<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n"
+    body = {"prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
+    timings: dict[str, float] = {}
+    for _ in range(2):  # the first run warms up
+        request = urllib.request.Request(
+            f"{server.listening_address}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            timings = json.loads(response.read())["timings"]
+    del server
+    return {
+        "weights": source.gguf_file,
+        "decode_tokens_per_s": float(timings["predicted_per_second"]),
+        "prompt_tokens_per_s": float(timings["prompt_per_second"]),
+    }
+
+
+async def run(settings: Settings, quick: bool, vs_llamacpp: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     engine = await TransformersEngine.load(settings.model, settings.sentiment)
     cold_start = time.perf_counter() - started
@@ -194,6 +244,8 @@ async def run(settings: Settings, quick: bool) -> dict[str, Any]:
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the seed's fp32 copy
         seed = await seed_latencies(engine, texts[:4] if quick else texts[:24])
         bandwidth = memory_bandwidth(64 if quick else 512)
+        first_start = None if quick else await cold_start_without_cache(settings)
+        llamacpp = await asyncio.to_thread(llamacpp_decode, settings, reply_tokens) if vs_llamacpp else None
         roofline = bandwidth / per_token
         base = load[0]["messages_per_s"]
         return {
@@ -207,6 +259,8 @@ async def run(settings: Settings, quick: bool) -> dict[str, Any]:
                 "bytes_read_per_token": per_token,
             },
             "cold_start_s": cold_start,
+            "cold_start_first_run_s": first_start,
+            "llamacpp": llamacpp,
             "classify": {
                 "p50_ms": 1000 * statistics.median(ours),
                 "p95_ms": 1000 * percentile(ours, 0.95),
@@ -238,7 +292,8 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         f"model {r['model']['name']} ({r['model']['dtype']}, {r['model']['weight_bytes'] / 1e6:.0f} MB) "
         f"on {r['machine']['cpu']} x{r['machine']['cores']}",
-        f"cold start to ready (converted-weights cache): {r['cold_start_s']:.1f} s",
+        f"cold start to ready (converted-weights cache): {r['cold_start_s']:.1f} s"
+        + (f"; first run, empty cache: {r['cold_start_first_run_s']:.1f} s" if r["cold_start_first_run_s"] else ""),
         f"classify p50 / p95:            {c['p50_ms']:7.1f} / {c['p95_ms']:7.1f} ms",
         f"seed generate p50 / p95 (fp32): {s['p50_ms']:7.1f} / {s['p95_ms']:7.1f} ms",
         f"classify p50 speed-up over the seed's method: {r['classify_speedup_p50']:.1f}x",
@@ -254,6 +309,12 @@ def table(r: dict[str, Any]) -> str:
         ),
         f"peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB = {r['peak_rss_over_weights']:.1f}x the weights",
     ]
+    if r["llamacpp"]:
+        cpp = r["llamacpp"]
+        lines.append(
+            f"llama.cpp on {cpp['weights']}: decode {cpp['decode_tokens_per_s']:.1f} tok/s, "
+            f"prompt {cpp['prompt_tokens_per_s']:.0f} tok/s (ours: {rep['decode_tokens_per_s']:.1f} tok/s)"
+        )
     return "\n".join(lines)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from core import loading
 from core.bot import Bot
 from core.engine import TransformersEngine
 from core.memory import Memory
+from tests.auxil.servers import free_port
 from tests.auxil.spy import SpyEngine
 
 
@@ -74,9 +74,7 @@ def llama_server() -> Iterator[str]:
     params.model.path = str(source.path / source.gguf_file)
     params.n_parallel, params.n_ctx = 4, 8192
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
-    with socket.socket() as probe:  # a free loopback port
-        probe.bind(("127.0.0.1", 0))
-        params.port = probe.getsockname()[1]
+    params.port = free_port()
     params.hostnames = ["127.0.0.1"]
     server = xllamacpp.Server(params)
     yield f"{server.listening_address}/v1"

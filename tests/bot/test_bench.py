@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     env = {**os.environ, "TONEBOT_MODEL__ID": "embedded"}
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bot", "bench", "--quick", "--vs-llamacpp", "--out", str(tmp_path)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -27,3 +27,5 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert [level["conversations"] for level in report["load"]] == [1, 2]
     assert report["load"][0]["speedup"] == 1.0
     assert report["peak_rss_bytes"] > report["model"]["weight_bytes"] > 100e6
+    assert report["llamacpp"]["decode_tokens_per_s"] > 0 and "llama.cpp on" in done.stdout
+    assert 0 < report["model"]["bytes_read_per_token"] <= report["model"]["weight_bytes"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,16 +18,10 @@ from core.events import ConversationKey
 from core.memory import Memory
 from tests.auxil.fake_telegram import FakeBotAPI
 from tests.auxil.postgres import postgres_database
-from tests.auxil.servers import eventually, serve_asgi
+from tests.auxil.servers import eventually, free_port, serve_asgi
 from tests.bot.adapters.test_telegram_e2e import ALICE, ME, TOKEN, private
 
 SECRET = "hook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ import httpx
 import pytest
 
 from bot.adapters.web import create_app
-from bot.config import Secrets, WebSettings
+from bot.config import Secrets, Settings, WebSettings
 from core.bot import Bot
+from core.engine import TransformersEngine
 from core.events import ConversationKey
 from core.memory import Memory
+from tests.auxil.servers import free_port
 
 
 @pytest.fixture
@@ -185,3 +187,14 @@ async def test_metrics_count_messages_moods_and_latency(client: httpx.AsyncClien
     assert value(after, 'tonebot_moods_total{mood="negative",platform="web"}') >= 1
     assert value(after, "tonebot_classify_seconds_count") == value(before, "tonebot_classify_seconds_count") + 1
     assert "tonebot_model_queue_depth" in after
+
+
+async def test_readyz_fails_when_the_database_is_unreachable(engine: TransformersEngine, settings: Settings) -> None:
+    dead = Memory.open(f"postgresql://tonebot:x@127.0.0.1:{free_port()}/tonebot")  # nothing listens there
+    bot = Bot(engine, dead, settings.prompts, settings.memory)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(bot)), base_url="http://t") as c:
+            response = await c.get("/readyz")
+        assert response.status_code == 503 and response.json()["status"] == "database unreachable"
+    finally:
+        await dead.aclose()
