@@ -64,3 +64,14 @@ def test_db_upgrade_and_a_clear_error_for_a_missing_model(env: dict[str, str], t
     done = tonebot("classify", str(source), env=missing)
     assert done.returncode == 2
     assert "tonebot download-model" in done.stderr and "embedded" in done.stderr
+
+
+def test_config_check_prints_what_is_enabled_and_names_what_is_missing(env: dict[str, str]) -> None:
+    ok = tonebot("config", "check", env={**env, "API_TOKENS": "a,b", "TONEBOT_WEB__HOST": "0.0.0.0"})
+    assert ok.returncode == 0, ok.stderr
+    assert "config OK" in ok.stdout and "API tokens: 2" in ok.stdout and "SmolLM2" in ok.stdout
+    assert "API_TOKENS" in ok.stdout and "a,b" not in ok.stdout  # secret names, never values
+    telegram = tonebot("config", "check", env={**env, "TONEBOT_TELEGRAM__ENABLED": "true"})
+    assert telegram.returncode == 2 and "TELEGRAM_BOT_TOKEN" in telegram.stderr
+    remote = tonebot("config", "check", env={**env, "TONEBOT_MODEL__ENGINE": "openai"})
+    assert remote.returncode == 2 and "model.base_url" in remote.stderr
