@@ -60,7 +60,7 @@ class Notifications:
             targets.append(f"telegram:{notify.telegram_chat_id}")
         self.destinations: tuple[str, ...] = tuple(targets)
         self._http = httpx.AsyncClient(timeout=10)
-        self._lock = asyncio.Lock()  # one delivery round at a time, so nothing is sent twice here
+        self._lock = asyncio.Lock()  # one delivery round at a time here; claims keep replicas apart
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -76,7 +76,7 @@ class Notifications:
 
     async def deliver_due(self) -> None:
         async with self._lock:
-            for delivery in await self.store.due_deliveries():
+            for delivery in await self.store.claim_due():
                 await self._attempt(delivery)
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Text,
@@ -23,8 +24,8 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
-from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -95,6 +96,15 @@ class Escalation(Base):
     """A hand-off to a human; at most one open (resolved_at is NULL) per conversation."""
 
     __tablename__ = "escalations"
+    __table_args__ = (  # the database itself keeps it to one open escalation, whoever races to open
+        Index(
+            "uq_escalations_open_per_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
@@ -246,11 +256,11 @@ class Memory:
         lock_id = int.from_bytes(digest, "big", signed=True)
         async with self.engine.connect() as connection:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(sql_text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+            await connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
             try:
                 yield
             finally:
-                await connection.execute(sql_text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                await connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
 
     async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
         """Record the event in the ledger and store the user turn, or report that it was seen."""
@@ -424,9 +434,13 @@ class EscalationStore:
             if await session.scalar(query) is not None:
                 return None
             row = Escalation(conversation_id=conversation_id, reason=reason, scores=scores)
-            session.add(row)
+            try:
+                async with session.begin_nested():
+                    session.add(row)
+                    await session.flush()
+            except IntegrityError:  # opened meanwhile by another session (the unique index above)
+                return None
             conversation.status = "escalated"
-            await session.flush()
             session.add_all(Delivery(escalation_id=row.id, destination=d) for d in destinations)
             return _escalation(row, conversation)
 
@@ -465,11 +479,22 @@ class EscalationStore:
             rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(limit))).all()
         return [_escalation(e, c) for e, c in rows]
 
-    async def due_deliveries(self, now: datetime | None = None) -> list[DeliveryRecord]:
-        query = select(Delivery).where(Delivery.status == "pending", Delivery.next_attempt_at <= (now or utcnow()))
-        async with self._session() as session:
-            rows = (await session.scalars(query.order_by(Delivery.id))).all()
-        return [_delivery(r) for r in rows]
+    async def claim_due(self, lease_seconds: float = 120.0) -> list[DeliveryRecord]:
+        """The pending deliveries that are due, claimed for this caller: they are not due again for
+        anyone (another replica included) until `lease_seconds` pass or `delivered` reschedules them.
+        On PostgreSQL, rows another replica is claiming right now are skipped (SKIP LOCKED)."""
+        now = utcnow()
+        query = (
+            select(Delivery)
+            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .order_by(Delivery.id)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._session() as session, session.begin():
+            rows = (await session.scalars(query)).all()
+            for row in rows:
+                row.next_attempt_at = now + timedelta(seconds=lease_seconds)
+            return [_delivery(r) for r in rows]
 
     async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
         async with self._session() as session:

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from core.events import ConversationKey, IncomingMessage
-from core.memory import Accepted, Base, Memory, Seen
+from core.memory import Accepted, Base, EscalationStore, Memory, Seen
 from tests.auxil.postgres import postgres_database
 
 
@@ -86,3 +86,36 @@ async def test_another_conversation_is_not_blocked_by_the_lock(memory: Memory) -
 async def _enter(memory: Memory, key: ConversationKey) -> None:
     async with memory.turn_lock(key):
         pass
+
+
+async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_replica(
+    db_url: str, memory: Memory
+) -> None:
+    msg = IncomingMessage(ConversationKey("test", "esc"), user_id="u", text="I want a human", event_id="x-1")
+    accepted = await memory.accept(msg)
+    assert isinstance(accepted, Accepted)
+    store = EscalationStore(memory)
+    opened = await asyncio.gather(
+        *(store.open(accepted.conversation_id, "asked_for_human", [], ("webhook:a", "slack:b")) for _ in range(3))
+    )
+    assert sum(r is not None for r in opened) == 1
+    assert (await store.state(accepted.conversation_id)).open
+
+    other = Memory.open(db_url)  # a second replica
+    try:
+        claims = await asyncio.gather(store.claim_due(), EscalationStore(other).claim_due())
+    finally:
+        await other.aclose()
+    claimed = [d.destination for batch in claims for d in batch]
+    assert sorted(claimed) == ["slack:b", "webhook:a"]  # each delivery exactly once
+    assert await store.claim_due() == []  # leased, not due again yet
+
+    first = claims[0][0] if claims[0] else claims[1][0]
+    await store.delivered(first.id, "ConnectError: refused", retry_in=0)
+    [again] = await store.claim_due()
+    assert again.id == first.id and again.attempts == 1 and again.last_error == "ConnectError: refused"
+    await store.delivered(again.id, None, retry_in=0)
+    assert await store.claim_due() == []
+    record = await store.resolve(opened[[r is not None for r in opened].index(True)].id, "ops")
+    assert record is not None and record.resolved_by == "ops"
+    assert not (await store.state(accepted.conversation_id)).open
