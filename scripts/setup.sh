@@ -16,3 +16,8 @@ if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
+# `setup.sh test`: also a PostgreSQL server on loopback (Debian's package), for the storage and
+# replica tests; its URL is left in .venv/postgres-test-url, where the tests look for it.
+if [ "${1:-}" = "test" ]; then
+    ./scripts/postgres.sh > .venv/postgres-test-url
+fi

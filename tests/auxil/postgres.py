@@ -1,4 +1,5 @@
-"""A fresh PostgreSQL database per test on the server `.ci/run` starts (scripts/postgres.sh)."""
+"""A fresh PostgreSQL database per test, on the server `scripts/setup.sh test` starts
+(scripts/postgres.sh): its URL comes from $POSTGRES_TEST_URL or .venv/postgres-test-url."""
 
 from __future__ import annotations
 
@@ -6,25 +7,33 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 ENV = "POSTGRES_TEST_URL"
+URL_FILE = Path(__file__).resolve().parents[2] / ".venv" / "postgres-test-url"
+
+
+def admin_url() -> str:
+    if url := os.environ.get(ENV):
+        return url
+    return URL_FILE.read_text().strip() if URL_FILE.exists() else ""
 
 
 @asynccontextmanager
 async def postgres_database() -> AsyncIterator[str]:
     """Yield the URL of a new, empty database; drop it afterwards."""
-    admin_url = os.environ.get(ENV)
-    if not admin_url:
-        pytest.skip(f"{ENV} is not set (.ci/run sets it after starting PostgreSQL with scripts/postgres.sh)")
+    url = admin_url()
+    if not url:
+        pytest.skip(f"no PostgreSQL for the tests: run `scripts/setup.sh test` (or set {ENV})")
     name = f"tonebot_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
+    admin = await asyncpg.connect(url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
