@@ -110,11 +110,18 @@ def setup_logging(settings: Settings) -> None:
         from pythonjsonlogger.json import JsonFormatter
 
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True))
+        from transformers.utils.logging import disable_progress_bar
+
+        disable_progress_bar()  # its progress bars would break one-object-per-line
     elif settings.log_format == "text":
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         raise ConfigError(f"log_format must be 'text' or 'json', not {settings.log_format!r}")
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    # Transformers' continuous batcher gives its logger a handler of its own (plain text) unless
+    # the logger is already non-propagating when it is imported: give it ours first.
+    batcher = logging.getLogger("ContinuousBatchingLogger")
+    batcher.propagate, batcher.handlers = False, [handler]
 
 
 def check_config(settings: Settings) -> str:
