@@ -54,8 +54,15 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         stack.push_async_callback(memory.aclose)
         notifications = Notifications(memory, EscalationStore(memory), settings)
         stack.push_async_callback(notifications.aclose)
-        bot = Bot(Loading(), memory, settings.prompts, settings.memory, settings.escalation, notifications)
-        bot.log_text = settings.log_message_text
+        bot = Bot(
+            Loading(),
+            memory,
+            settings.prompts,
+            settings.memory,
+            settings.escalation,
+            notifications,
+            log_text=settings.log_message_text,
+        )
 
         async def load() -> None:
             bot.engine = await open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)

@@ -191,25 +191,31 @@ async def load_test(
     }
 
 
-def llamacpp_decode(settings: Settings, new_tokens: int) -> dict[str, Any]:
-    """The same GGUF under llama.cpp's server (xllamacpp wheel), on loopback: the anchor a CPU user
-    would otherwise pick. Its own timings of one greedy completion of exactly `new_tokens` tokens."""
+def llamacpp_server(gguf: Path, parallel: int = 1, context: int = 2048) -> Any:
+    """llama.cpp's OpenAI-compatible server (xllamacpp wheel) in this process, on a free loopback
+    port, with every core; `server.listening_address` is its base URL, `del server` stops it."""
     try:
         import xllamacpp
     except ImportError as exc:
-        raise ConfigError("--vs-llamacpp needs llama.cpp's Python wheel: pip install xllamacpp") from exc
-    source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
-    if not source.gguf_file:
-        raise ConfigError("--vs-llamacpp compares GGUF weights; the configured model is not a .gguf file")
+        raise ConfigError("llama.cpp's server needs its Python wheel: pip install xllamacpp") from exc
     params = xllamacpp.CommonParams()
-    params.model.path = str(source.path / source.gguf_file)
-    params.n_ctx, params.n_parallel = 2048, 1
+    params.model.path = str(gguf)
+    params.n_parallel, params.n_ctx = parallel, context
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = os.cpu_count() or 1
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         params.port = probe.getsockname()[1]
     params.hostnames = ["127.0.0.1"]
-    server = xllamacpp.Server(params)
+    return xllamacpp.Server(params)
+
+
+def llamacpp_decode(settings: Settings, new_tokens: int) -> dict[str, Any]:
+    """The same GGUF under llama.cpp's server (xllamacpp wheel), on loopback: the anchor a CPU user
+    would otherwise pick. Its own timings of one greedy completion of exactly `new_tokens` tokens."""
+    source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
+    if not source.gguf_file:
+        raise ConfigError("--vs-llamacpp compares GGUF weights; the configured model is not a .gguf file")
+    server = llamacpp_server(source.path / source.gguf_file)
     prompt = "<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n"
     body = {"prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
     timings: dict[str, float] = {}

@@ -46,6 +46,7 @@ class Bot:
         limits: MemorySettings,
         escalation: EscalationSettings | None = None,
         notifier: Notifier | None = None,
+        log_text: bool = False,
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
         self.policy = escalation
@@ -53,7 +54,7 @@ class Bot:
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
-        self.log_text = False  # message text goes into the logs only when configured (log_message_text)
+        self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
 
     def validate(self, msg: IncomingMessage) -> None:
         if not msg.text.strip():
@@ -86,8 +87,9 @@ class Bot:
             mood, parts, escalated, paused = None, [], False, False
             classify_s = first_token_s = None
             try:
+                classify_started = time.perf_counter()
                 [mood] = await self.engine.classify([msg.text])
-                classify_s = time.perf_counter() - started
+                classify_s = time.perf_counter() - classify_started
                 metrics.CLASSIFY_SECONDS.observe(classify_s)
                 metrics.MOODS.labels(msg.platform, mood.label).inc()
                 yield mood

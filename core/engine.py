@@ -43,11 +43,13 @@ class TransformersEngine:
     decoding step instead of waiting in line.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, settings: ModelSettings, sentiment: SentimentSettings) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, settings: ModelSettings, sentiment: SentimentSettings, name: str = ""
+    ) -> None:
         from core.sentiment import LabelScorer
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.source_name = getattr(model, "name_or_path", "")
+        self.source_name = name or getattr(model, "name_or_path", "")
         self.scorer = LabelScorer(model, tokenizer, sentiment)
         self.worker = ModelWorker(settings.max_queue)
         self._pending: list[tuple[str, asyncio.Future[Mood]]] = []
@@ -73,8 +75,7 @@ class TransformersEngine:
         source = loading.resolve(settings.id, settings.gguf_file, settings.fallback_to_embedded)
         dtype = loading.pick_dtype(settings.dtype)
         model, tokenizer = loading.load(source, dtype, settings.cache_dir)
-        engine = cls(model, tokenizer, settings, sentiment)
-        engine.source_name = source.name
+        engine = cls(model, tokenizer, settings, sentiment, source.name)
         engine.scorer.classify(["warm-up"])
         log.info("model %s ready in %.1fs (%s)", source.name, time.perf_counter() - started, dtype)
         return engine
@@ -105,7 +106,7 @@ class TransformersEngine:
     async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         """Stream a reply from the continuous batcher; concurrent conversations decode in one batch."""
         if len(self._replies) >= self.settings.max_queue:
-            raise Busy("the model is busy, please retry in a moment")
+            raise Busy()
         request_id = f"reply-{next(self._request_ids)}"
         outputs: asyncio.Queue[Any] = asyncio.Queue()
         # register before submitting, so even the first token reaches this stream

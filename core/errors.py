@@ -20,6 +20,9 @@ class InvalidMessage(BotError):
 class Busy(BotError):
     """The model's queue is full; the caller should retry shortly."""
 
+    def __init__(self, message: str = "the model is busy, please retry in a moment") -> None:
+        super().__init__(message)
+
 
 class EngineError(BotError):
     """The model failed while answering."""

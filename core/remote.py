@@ -57,7 +57,7 @@ class OpenAICompatEngine:
 
     def _admit(self) -> None:
         if self._in_flight >= self.settings.max_queue:
-            raise Busy("the model is busy, please retry in a moment")
+            raise Busy()
 
     async def classify(self, texts: Sequence[str]) -> list[Mood]:
         self._admit()

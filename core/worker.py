@@ -43,7 +43,7 @@ class ModelWorker:
         try:
             self._jobs.put_nowait((fn, asyncio.get_running_loop(), done))
         except queue.Full:
-            raise Busy("the model is busy, please retry in a moment") from None
+            raise Busy() from None
 
     async def run(self, fn: Callable[[], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from bot import migrate
+from bot.bench import llamacpp_server
 from bot.config import Settings, load_settings
 from core import loading
 from core.bot import Bot
 from core.engine import TransformersEngine
 from core.memory import Memory
-from tests.auxil.servers import free_port
 from tests.auxil.spy import SpyEngine
 
 
@@ -67,15 +67,7 @@ def testbot(spy: SpyEngine, memory: Memory, settings: Settings) -> Bot:
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """llama.cpp's OpenAI-compatible server (xllamacpp wheel) on loopback, with the embedded GGUF."""
-    import xllamacpp
-
     source = loading.embedded_source()
-    params = xllamacpp.CommonParams()
-    params.model.path = str(source.path / source.gguf_file)
-    params.n_parallel, params.n_ctx = 4, 8192
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
-    params.port = free_port()
-    params.hostnames = ["127.0.0.1"]
-    server = xllamacpp.Server(params)
+    server = llamacpp_server(source.path / source.gguf_file, parallel=4, context=8192)
     yield f"{server.listening_address}/v1"
     del server

@@ -54,10 +54,58 @@ from core.memory import EscalationRecord, StoredMessage
 log = logging.getLogger(__name__)
 PLATFORM = "web"
 MAX_BATCH = 64
+SCHEMAS: dict[str, Any] = {
+    "Message": {
+        "type": "object",
+        "required": ["conversation_id", "text"],
+        "properties": {
+            "conversation_id": {"type": "string"},
+            "user_id": {"type": "string"},
+            "user_name": {"type": "string"},
+            "text": {"type": "string", "maxLength": 4000},
+            "event_id": {"type": "string", "description": "idempotency key: a redelivery gets the stored reply"},
+        },
+    },
+    "Mood": {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "enum": ["negative", "neutral", "positive"]},
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "Reply": {
+        "type": "object",
+        "properties": {
+            "conversation_id": {"type": "string"},
+            "mood": {"$ref": "#/components/schemas/Mood"},
+            "reply": {"type": "string"},
+            "escalated": {"type": "boolean"},
+            "duplicate": {"type": "boolean"},
+            "paused": {"type": "boolean"},
+        },
+    },
+}
 OPENAPI = SchemaGenerator(
-    {"openapi": "3.0.3", "info": {"title": "tonebot HTTP API", "version": "1"}, "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]}
-)  # fmt: skip
+    {
+        "openapi": "3.0.3",
+        "info": {"title": "tonebot HTTP API", "version": "1"},
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+            "requestBodies": {
+                "Message": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}},
+                }
+            },
+            "responses": {
+                "Unauthorized": {"description": "a valid API token is required"},
+                "RateLimited": {"description": "rate limited (see Retry-After)"},
+            },
+        },
+    }
+)  # the endpoints' docstrings (YAML) add the paths
 
 
 def mood_json(mood: Mood | None) -> dict[str, Any] | None:
@@ -136,6 +184,11 @@ def to_incoming(body: dict[str, Any]) -> IncomingMessage:
     )
 
 
+def bearer(request: Request) -> bytes:
+    """The token of an `Authorization: Bearer <token>` header (empty when there is none)."""
+    return request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+
+
 class ApiGuard:
     """ASGI middleware for /v1/* (operator routes excepted, they have their own token): readiness,
     bearer tokens, per-token and per-IP rate limits, and the declared body size."""
@@ -159,7 +212,7 @@ class ApiGuard:
         await self.app(scope, receive, send)
 
     async def _refusal(self, request: Request) -> Response | None:
-        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+        token = bearer(request)
         if self.tokens and not any(hmac.compare_digest(token, t) for t in self.tokens):
             return JSONResponse(
                 {"error": "a valid API token is required (Authorization: Bearer ...)"},
@@ -199,17 +252,13 @@ def create_app(
     async def chat(request: Request) -> Response:
         """
         summary: Send one message and get the mood and the whole reply
-        requestBody:
-          required: true
-          content:
-            application/json:
-              schema: {$ref: "#/components/schemas/Message"}
+        requestBody: {$ref: "#/components/requestBodies/Message"}
         responses:
           200: {description: "the reply", content: {application/json: {schema: {$ref: "#/components/schemas/Reply"}}}}
-          401: {description: a valid API token is required}
+          401: {$ref: "#/components/responses/Unauthorized"}
           413: {description: body or text too long}
           422: {description: invalid message}
-          429: {description: rate limited (see Retry-After)}
+          429: {$ref: "#/components/responses/RateLimited"}
           503: {description: the model is loading or busy (see Retry-After)}
         """
         msg = to_incoming(await _json(request))
@@ -219,15 +268,11 @@ def create_app(
     async def chat_stream(request: Request) -> Response:
         """
         summary: Send one message; the mood, reply tokens and the final reply arrive as server-sent events
-        requestBody:
-          required: true
-          content:
-            application/json:
-              schema: {$ref: "#/components/schemas/Message"}
+        requestBody: {$ref: "#/components/requestBodies/Message"}
         responses:
           200: {description: "events: mood, token (repeated), done", content: {text/event-stream: {}}}
-          401: {description: a valid API token is required}
-          429: {description: rate limited (see Retry-After)}
+          401: {$ref: "#/components/responses/Unauthorized"}
+          429: {$ref: "#/components/responses/RateLimited"}
         """
         msg = to_incoming(await _json(request))
         bot.validate(msg)
@@ -262,7 +307,7 @@ def create_app(
                 schema:
                   type: object
                   properties: {results: {type: array, items: {$ref: "#/components/schemas/Mood"}}}
-          401: {description: a valid API token is required}
+          401: {$ref: "#/components/responses/Unauthorized"}
           422: {description: texts missing or empty}
         """
         texts = (await _json(request)).get("texts")
@@ -306,8 +351,7 @@ def create_app(
     def operator(request: Request) -> None:
         if not operator_token:
             raise HTTPException(403, "the operator API is off: set OPERATOR_TOKEN to turn it on")
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), operator_token.encode()):
+        if not hmac.compare_digest(bearer(request), operator_token.encode()):
             raise HTTPException(401, "a valid operator token is required (Authorization: Bearer ...)")
 
     async def escalations(request: Request) -> Response:
@@ -396,9 +440,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
-        schema = OPENAPI.get_schema(routes)
-        schema["components"]["schemas"] = SCHEMAS
-        return JSONResponse(schema)
+        return JSONResponse(OPENAPI.get_schema(routes))
 
     routes: list[BaseRoute] = [
         Route("/", page),
@@ -431,36 +473,3 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)  # type: ignore[arg-type]
     app.state.max_body_bytes = web.max_body_bytes
     return app
-
-
-SCHEMAS: dict[str, Any] = {
-    "Message": {
-        "type": "object",
-        "required": ["conversation_id", "text"],
-        "properties": {
-            "conversation_id": {"type": "string"},
-            "user_id": {"type": "string"},
-            "user_name": {"type": "string"},
-            "text": {"type": "string", "maxLength": 4000},
-            "event_id": {"type": "string", "description": "idempotency key: a redelivery gets the stored reply"},
-        },
-    },
-    "Mood": {
-        "type": "object",
-        "properties": {
-            "label": {"type": "string", "enum": ["negative", "neutral", "positive"]},
-            "scores": {"type": "object", "additionalProperties": {"type": "number"}},
-        },
-    },
-    "Reply": {
-        "type": "object",
-        "properties": {
-            "conversation_id": {"type": "string"},
-            "mood": {"$ref": "#/components/schemas/Mood"},
-            "reply": {"type": "string"},
-            "escalated": {"type": "boolean"},
-            "duplicate": {"type": "boolean"},
-            "paused": {"type": "boolean"},
-        },
-    },
-}
