@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A PostgreSQL server on loopback for the tests (Debian's package), and a role that may create
-# databases. Prints the URL to use as POSTGRES_TEST_URL. Idempotent.
+# databases. Prints the URL to use as POSTGRES_TEST_URL, and nothing else, on stdout (everything
+# the tools say goes to stderr: pg_ctlcluster's "Removed stale pid file." once ended up in the URL).
+# Idempotent; fails unless the role can log in over TCP with that URL.
 set -euo pipefail
+exec 3>&1 1>&2
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 if ! command -v pg_lsclusters >/dev/null || [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
     $sudo apt-get update -qq
@@ -12,4 +15,6 @@ read -r version cluster port status _ < <(pg_lsclusters -h | head -1)
 as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
 as_postgres "psql -q -p $port -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'tonebot'\" | grep -q 1 \
     || psql -q -p $port -c \"CREATE ROLE tonebot LOGIN CREATEDB PASSWORD 'tonebot'\""
-echo "postgresql://tonebot:tonebot@127.0.0.1:$port/postgres"
+url="postgresql://tonebot:tonebot@127.0.0.1:$port/postgres"
+psql "$url" -qtAc "SELECT 1" >/dev/null
+echo "$url" >&3
