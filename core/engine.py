@@ -14,7 +14,7 @@ from core import loading, metrics
 from core.errors import Busy, ConfigError, EngineError
 from core.events import ChatMessage, Mood
 from core.settings import ModelSettings, SentimentSettings
-from core.worker import ModelWorker, in_own_thread
+from core.worker import ModelWorker, in_own_thread, settle
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,10 @@ class Engine(Protocol):
 class TransformersEngine:
     """A Hugging Face causal LM in this process, on the CPU.
 
-    Sentiment runs on one worker thread (queued texts scored together); replies run in
-    Transformers' continuous batcher, so conversations that answer at the same time share each
-    decoding step instead of waiting in line.
+    Replies run in Transformers' continuous batcher, so conversations that answer at the same time
+    share each decoding step instead of waiting in line; sentiment passes (queued texts scored
+    together) run on the batcher's thread between its steps, so every forward pass is on one
+    thread (core/worker.py says why) and none can see another half-done.
     """
 
     def __init__(
@@ -51,11 +52,10 @@ class TransformersEngine:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.source_name = name or getattr(model, "name_or_path", "")
         self.scorer = LabelScorer(model, tokenizer, sentiment)
-        self.worker = ModelWorker(settings.max_queue)
         self._pending: list[tuple[str, asyncio.Future[Mood]]] = []
         self._pending_lock = threading.Lock()
-        _one_forward_at_a_time(model)
         self.batcher = start_batcher(model, tokenizer, settings)
+        self.worker = ModelWorker(self.batcher, settings.max_queue)  # sentiment runs on the batcher's thread
         self._replies: set[str] = set()
         self._request_ids = itertools.count()
         metrics.QUEUE_DEPTH.set_function(lambda: len(self._pending) + len(self._replies))
@@ -90,7 +90,7 @@ class TransformersEngine:
         return list(await asyncio.gather(*(future for _, future in waiting)))
 
     def _score_pending(self) -> None:
-        """On the worker thread: batches of similar length, so little is spent on padding."""
+        """On the batcher's thread: batches of similar length, so little is spent on padding."""
         with self._pending_lock:
             pending, self._pending = sorted(self._pending, key=lambda item: len(item[0])), []
         step = self.settings.classify_batch
@@ -101,7 +101,7 @@ class TransformersEngine:
             except Exception as exc:  # handed to every waiting caller
                 outcomes = [exc] * len(chunk)
             for (_, future), outcome in zip(chunk, outcomes, strict=True):
-                future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+                future.get_loop().call_soon_threadsafe(settle, future, outcome, isinstance(outcome, Exception))
 
     async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         """Stream a reply from the continuous batcher; concurrent conversations decode in one batch."""
@@ -134,7 +134,6 @@ class TransformersEngine:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.batcher.stop, True, 30)
-        await asyncio.to_thread(self.worker.close)
 
     def prompt_ids(self, messages: Sequence[ChatMessage]) -> Any:
         """Token ids of the chat, trimmed to the context budget."""
@@ -153,28 +152,6 @@ def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tu
         if ids.shape[1] <= budget or not history:
             return ids[:, -budget:], kept
         history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]
-
-
-def _one_forward_at_a_time(model: Any) -> None:
-    """Serialize forward passes of the decoder between the sentiment worker and the batcher thread.
-
-    Transformers flips the shared `config.is_causal` for the length of a forward call that passes
-    `is_causal` (the continuous batcher passes False: it builds its own masks). A sentiment pass
-    running at that moment read False and attended to later tokens: measured, its label log-probs
-    moved by up to 2.5 and a clear positive read as negative. Both threads' passes are short
-    (tens of milliseconds), so taking turns costs little.
-    """
-    lock = threading.Lock()
-
-    def enter(*_: Any) -> None:
-        lock.acquire()
-
-    def leave(*_: Any) -> None:
-        lock.release()
-
-    decoder = model.get_decoder()
-    decoder.register_forward_pre_hook(enter)
-    decoder.register_forward_hook(leave, always_call=True)
 
 
 def start_batcher(model: Any, tokenizer: Any, settings: ModelSettings) -> Any:
@@ -202,15 +179,6 @@ def start_batcher(model: Any, tokenizer: Any, settings: ModelSettings) -> Any:
     batcher = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)
     batcher.start()
     return batcher
-
-
-def _settle(future: asyncio.Future[Mood], outcome: Mood | BaseException) -> None:
-    if future.done():  # the caller went away
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 async def open_engine(settings: ModelSettings, sentiment: SentimentSettings, api_key: str = "") -> Engine:

@@ -1,10 +1,14 @@
-"""Model work off the event loop, one job at a time, behind a bounded queue.
+"""Model work off the event loop: every forward pass runs on one thread, the continuous batcher's.
 
-Each job runs on a thread of its own that ends with the job. Why: torch's CPU build uses GNU
-OpenMP, and every thread that has run a parallel region keeps its own OpenMP team for as long as
-it lives; with such a thread idling beside it, the continuous batcher's decoding thread ran at
-about half speed on this 2-core machine (28 -> 13-15 tokens/s, measured). A thread that has
-ended leaves nothing behind, and starting one costs well under a millisecond.
+Why one thread: torch's CPU build uses GNU OpenMP, and every thread that has run a parallel region
+keeps its own pool of OpenMP threads for as long as it lives. Once a second pool exists, libgomp
+counts more threads than cores and stops letting idle workers spin between parallel regions, so
+each of the thousand small ops of a forward pass pays a futex wake-up. Measured on this 2-core
+machine: a sentiment pass took 120 ms instead of 70 ms while the batcher's thread merely idled
+beside it, and the batcher decoded at half speed (28 -> 13-15 tokens/s) beside a thread that had
+once run a pass. So model jobs are handed to the batcher's thread, which runs them between its
+decoding steps (the only pool there is), and loading runs on a thread that ends with it (a
+thread that has ended leaves no pool behind).
 """
 
 from __future__ import annotations
@@ -15,70 +19,90 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from core.errors import Busy
+from core.errors import Busy, EngineError
 
 T = TypeVar("T")
-_Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop, Callable[[Any, BaseException | None], None]]
+_Job = tuple[Callable[[], Any], asyncio.Future[Any]]
 
 
 class ModelWorker:
-    """Runs blocking callables one at a time, in order, each on a short-lived thread.
+    """Runs blocking callables one at a time, in order, on the thread of a running Transformers
+    continuous batching manager, before each step of its generation loop.
 
-    The queue is bounded: when it is full, `run` raises `Busy` at once rather than letting
-    requests pile up without limit.
+    The queue is bounded: when it is full, `run` raises `Busy` at once rather than letting requests
+    pile up without limit. Transformers has no public hook for running work on that thread, so
+    this wraps the manager's loop step (`_generation_loop_body`) and rings its wake-up event
+    (`_wake_up_loop`); both are checked here, so a release that renames them fails at start-up.
     """
 
-    def __init__(self, max_queue: int = 64, name: str = "tonebot-model") -> None:
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+    def __init__(self, batcher: Any, max_queue: int = 64) -> None:
+        step, wake_up = getattr(batcher, "_generation_loop_body", None), getattr(batcher, "_wake_up_loop", None)
+        if step is None or not isinstance(wake_up, threading.Event):
+            raise EngineError("this transformers release changed its continuous batching loop (tested: 5.23)")
+        self._batcher, self._wake_up = batcher, wake_up
+        self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
 
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            runner = threading.Thread(target=_run, args=job, name=f"{self._thread.name}-job", daemon=True)
-            runner.start()
-            runner.join()
+        def body(*args: Any, **kwargs: Any) -> Any:
+            self._run_pending()
+            return step(*args, **kwargs)
 
-    def _submit(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
-        try:
-            self._jobs.put_nowait((fn, asyncio.get_running_loop(), done))
-        except queue.Full:
-            raise Busy() from None
+        batcher._generation_loop_body = body
+
+    def _run_pending(self) -> None:
+        """On the batcher's thread."""
+        while True:
+            try:
+                fn, future = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if future.cancelled():
+                continue
+            try:
+                outcome, failed = fn(), False
+            except Exception as exc:  # handed to the awaiting coroutine
+                outcome, failed = exc, True
+            loop = future.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, future, outcome, failed)
 
     async def run(self, fn: Callable[[], T]) -> T:
+        if not self._batcher.is_running():
+            raise EngineError("the model's generation loop is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-        def done(result: Any, error: BaseException | None) -> None:
-            if future.cancelled():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-
-        self._submit(fn, done)
-        return await future
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=30)
-
-
-def _run(
-    fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any, BaseException | None], None]
-) -> None:
-    try:
-        result, error = fn(), None
-    except BaseException as exc:  # handed to the awaiting coroutine
-        result, error = None, exc
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(done, result, error)
+        try:
+            self._jobs.put_nowait((fn, future))
+        except queue.Full:
+            raise Busy() from None
+        self._wake_up.set()
+        while not (await asyncio.wait({future}, timeout=1.0))[0]:
+            if not self._batcher.is_running():  # stopped or crashed: nobody will run the job
+                future.cancel()
+                raise EngineError("the model's generation loop stopped")
+        return future.result()
 
 
 async def in_own_thread(fn: Callable[[], T]) -> T:
-    """`asyncio.to_thread` for model work, on a thread that ends with it (see the module doc)."""
-    worker = ModelWorker(max_queue=1, name="tonebot-load")
-    try:
-        return await worker.run(fn)
-    finally:
-        worker.close()
+    """`asyncio.to_thread` for model work (loading), on a thread that ends with it (see the module doc)."""
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+    def target() -> None:
+        outcome: Any
+        try:
+            outcome, failed = fn(), False
+        except BaseException as exc:  # handed to the awaiting coroutine
+            outcome, failed = exc, True
+        loop = future.get_loop()
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(settle, future, outcome, failed)
+
+    threading.Thread(target=target, name="tonebot-load", daemon=True).start()
+    return await future
+
+
+def settle(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
+    if future.done():  # the caller went away
+        return
+    if failed:
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

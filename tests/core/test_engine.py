@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import math
+import threading
 
 import pytest
 
@@ -39,18 +40,18 @@ async def test_clearly_positive_messages_in_english_and_chinese(engine: Transfor
     assert mood.label == "positive", mood
 
 
-def test_prefix_cache_gives_the_cold_forward_pass_answer(engine: TransformersEngine) -> None:
+async def test_prefix_cache_gives_the_cold_forward_pass_answer(engine: TransformersEngine) -> None:
     texts = [*NEGATIVE, *POSITIVE, "ok"]
-    cached = engine.scorer.log_probs(texts, use_prefix_cache=True)
-    cold = engine.scorer.log_probs(texts, use_prefix_cache=False)
+    cached = await engine.worker.run(lambda: engine.scorer.log_probs(texts, use_prefix_cache=True))
+    cold = await engine.worker.run(lambda: engine.scorer.log_probs(texts, use_prefix_cache=False))
     assert cached.argmax(-1).tolist() == cold.argmax(-1).tolist()
     assert (cached.exp() - cold.exp()).abs().max().item() < 0.05
 
 
-def test_a_batch_scores_like_one_message_at_a_time(engine: TransformersEngine) -> None:
+async def test_a_batch_scores_like_one_message_at_a_time(engine: TransformersEngine) -> None:
     texts = ["short", "a much longer message that needs padding in the batch, " * 3, POSITIVE[1]]
-    batched = engine.scorer.log_probs(texts)
-    single = [engine.scorer.log_probs([t])[0] for t in texts]
+    batched = await engine.worker.run(lambda: engine.scorer.log_probs(texts))
+    single = [await engine.worker.run(lambda t=t: engine.scorer.log_probs([t])[0]) for t in texts]
     for row, alone in zip(batched, single, strict=True):
         assert (row.exp() - alone.exp()).abs().max().item() < 0.05
 
@@ -109,13 +110,28 @@ async def test_a_reply_abandoned_midway_is_cancelled_and_the_next_one_works(engi
 
 async def test_sentiment_while_a_reply_is_decoding_is_the_same_as_alone(engine: TransformersEngine) -> None:
     texts = [*NEGATIVE, *POSITIVE, "ok"]
-    alone = engine.scorer.log_probs(texts)
+    alone = await engine.worker.run(lambda: engine.scorer.log_probs(texts))
     chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me a long story.")]
     stream = engine.reply(chat)
     await anext(stream)  # the batcher is mid-reply now
     during = await engine.worker.run(lambda: engine.scorer.log_probs(texts))
     await stream.aclose()
     assert (during.exp() - alone.exp()).abs().max().item() < 0.02
+
+
+async def test_model_jobs_run_on_the_batchers_thread_and_a_failing_one_fails_only_its_caller(
+    engine: TransformersEngine,
+) -> None:
+    # one thread for every forward pass: a second thread with an OpenMP pool halves the speed of both
+    assert await engine.worker.run(threading.current_thread) is engine.batcher._generation_thread
+
+    def fail() -> None:
+        raise RuntimeError("job failed")
+
+    with pytest.raises(RuntimeError, match="job failed"):
+        await engine.worker.run(fail)
+    [mood] = await engine.classify([POSITIVE[0]])
+    assert mood.label == "positive"
 
 
 async def test_replies_beyond_the_limit_are_refused_as_busy(engine: TransformersEngine) -> None:
