@@ -62,11 +62,7 @@ class TransformersEngine:
 
     @classmethod
     async def load(cls, settings: ModelSettings, sentiment: SentimentSettings) -> TransformersEngine:
-        """Find, load and warm up the model, off the event loop."""
-        return await in_own_thread(lambda: cls.load_sync(settings, sentiment))
-
-    @classmethod
-    def load_sync(cls, settings: ModelSettings, sentiment: SentimentSettings) -> TransformersEngine:
+        """Find and load the model off the event loop, then warm it up."""
         import torch
 
         if settings.threads:
@@ -74,9 +70,10 @@ class TransformersEngine:
         started = time.perf_counter()
         source = loading.resolve(settings.id, settings.gguf_file, settings.fallback_to_embedded)
         dtype = loading.pick_dtype(settings.dtype)
-        model, tokenizer = loading.load(source, dtype, settings.cache_dir)
-        engine = cls(model, tokenizer, settings, sentiment, source.name)
-        engine.scorer.classify(["warm-up"])
+        engine = await in_own_thread(
+            lambda: cls(*loading.load(source, dtype, settings.cache_dir), settings, sentiment, source.name)
+        )
+        await engine.classify(["warm-up"])  # on the batcher's thread, like every pass after it
         log.info("model %s ready in %.1fs (%s)", source.name, time.perf_counter() - started, dtype)
         return engine
 
