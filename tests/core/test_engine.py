@@ -10,6 +10,7 @@ import pytest
 from core.engine import TransformersEngine
 from core.errors import Busy
 from core.events import LABELS, ChatMessage
+from core.worker import ModelWorker
 
 NEGATIVE = [
     "This is terrible. My order is broken and nobody answers me. I am furious!",
@@ -132,6 +133,25 @@ async def test_model_jobs_run_on_the_batchers_thread_and_a_failing_one_fails_onl
         await engine.worker.run(fail)
     [mood] = await engine.classify([POSITIVE[0]])
     assert mood.label == "positive"
+
+
+async def test_a_full_model_queue_answers_busy_at_once_and_loses_no_queued_job(engine: TransformersEngine) -> None:
+    worker = ModelWorker(engine.batcher, max_queue=1)  # a second, tiny queue on the same batcher thread
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return release.wait(30)
+
+    holding = asyncio.ensure_future(worker.run(hold))
+    assert await asyncio.to_thread(started.wait, 30)  # the batcher's thread is busy with it now
+    queued = asyncio.ensure_future(worker.run(lambda: 42))
+    await asyncio.sleep(0.1)
+    with pytest.raises(Busy):
+        await worker.run(lambda: 0)
+    release.set()
+    assert await holding is True
+    assert await queued == 42
 
 
 async def test_replies_beyond_the_limit_are_refused_as_busy(engine: TransformersEngine) -> None:
