@@ -55,15 +55,8 @@ class ModelWorker:
                 fn, future = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            if future.cancelled():
-                continue
-            try:
-                outcome, failed = fn(), False
-            except Exception as exc:  # handed to the awaiting coroutine
-                outcome, failed = exc, True
-            loop = future.get_loop()
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, future, outcome, failed)
+            if not future.cancelled():
+                _run(fn, future)
 
     async def run(self, fn: Callable[[], T]) -> T:
         if not self._batcher.is_running():
@@ -84,19 +77,20 @@ class ModelWorker:
 async def in_own_thread(fn: Callable[[], T]) -> T:
     """`asyncio.to_thread` for model work (loading), on a thread that ends with it (see the module doc)."""
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-    def target() -> None:
-        outcome: Any
-        try:
-            outcome, failed = fn(), False
-        except BaseException as exc:  # handed to the awaiting coroutine
-            outcome, failed = exc, True
-        loop = future.get_loop()
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(settle, future, outcome, failed)
-
-    threading.Thread(target=target, name="tonebot-load", daemon=True).start()
+    threading.Thread(target=_run, args=(fn, future), name="tonebot-load", daemon=True).start()
     return await future
+
+
+def _run(fn: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+    """Call `fn` on this thread and hand its result or exception to `future`'s event loop."""
+    outcome: Any
+    try:
+        outcome, failed = fn(), False
+    except BaseException as exc:  # handed to the awaiting coroutine
+        outcome, failed = exc, True
+    loop = future.get_loop()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(settle, future, outcome, failed)
 
 
 def settle(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
