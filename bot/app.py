@@ -20,10 +20,14 @@ from bot.adapters.web import create_app
 from bot.config import Settings
 from bot.notify import Notifications
 from core.bot import Bot
-from core.engine import open_engine
+from core.db import Database
+from core.engine import Engine, Health
 from core.errors import Busy, ConfigError
+from core.escalations import EscalationStore
 from core.events import ChatMessage, Mood
-from core.memory import EscalationStore, Memory
+from core.memory import Memory
+from core.outbox import Outbox
+from core.settings import ModelSettings, SentimentSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,9 @@ log = logging.getLogger(__name__)
 class Loading:
     """Stands in for the engine until the model is loaded: the web server is already up (so
     /readyz can say "loading"), and the API answers 503 + Retry-After meanwhile."""
+
+    def health(self) -> Health:
+        return Health("loading")
 
     async def classify(self, texts: Sequence[str]) -> list[Mood]:
         raise Busy("the model is still loading")
@@ -43,6 +50,17 @@ class Loading:
         pass
 
 
+async def open_engine(settings: ModelSettings, sentiment: SentimentSettings, api_key: str = "") -> Engine:
+    """The engine factory, by `model.engine`: in this process, or an OpenAI-compatible server."""
+    if settings.engine == "openai":
+        from core.remote import OpenAICompatEngine
+
+        return await OpenAICompatEngine.connect(settings, sentiment, api_key)
+    from core.local.engine import TransformersEngine  # imports torch and transformers
+
+    return await TransformersEngine.load(settings, sentiment)
+
+
 @asynccontextmanager
 async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator[tuple[Bot, asyncio.Task[None]]]:
     """Migrate the database, retry pending notices, and start loading the model; close all on the
@@ -50,9 +68,10 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
     if upgrade:
         await asyncio.to_thread(migrate.upgrade, settings.memory.url)
     async with contextlib.AsyncExitStack() as stack:
-        memory = Memory.open(settings.memory.url)
-        stack.push_async_callback(memory.aclose)
-        notifications = Notifications(memory, EscalationStore(memory), settings)
+        db = Database.open(settings.memory.url)  # one database, one of each store on it
+        stack.push_async_callback(db.aclose)
+        memory, escalations = Memory(db), EscalationStore(db)
+        notifications = Notifications(memory, escalations, Outbox(db), settings)
         stack.push_async_callback(notifications.aclose)
         bot = Bot(
             Loading(),
@@ -62,6 +81,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
             settings.escalation,
             notifications,
             log_text=settings.log_message_text,
+            escalations=escalations,
         )
 
         async def load() -> None:
@@ -79,10 +99,6 @@ async def _close_engine(bot: Bot, loading: asyncio.Task[None]) -> None:
     with contextlib.suppress(BaseException):
         await loading
     await bot.engine.aclose()
-
-
-def is_ready(bot: Bot) -> bool:
-    return not isinstance(bot.engine, Loading)
 
 
 class Adapter(Protocol):
@@ -139,7 +155,7 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
         routes = [route for adapter in adapters for route in adapter.routes()]
         server: uvicorn.Server | None = None
         if settings.web.enabled or routes:
-            app = create_app(bot, routes, settings.web, settings.secrets, ready=lambda: is_ready(bot))
+            app = create_app(bot, routes, settings.web, settings.secrets)
             server = _Server(
                 uvicorn.Config(
                     app,

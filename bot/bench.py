@@ -29,11 +29,11 @@ from bot.config import Settings
 from bot.evaluate import generate_label
 from core import loading
 from core.bot import Bot
-from core.engine import TransformersEngine
 from core.errors import ConfigError
 from core.events import ChatMessage, ConversationKey, IncomingMessage
+from core.local.engine import TransformersEngine
+from core.local.worker import in_own_thread
 from core.memory import Memory
-from core.worker import in_own_thread
 
 # Support-chat style messages, written for the benchmark (not taken from the evaluation sets).
 SAMPLE = [
@@ -111,7 +111,7 @@ def timed_decode(engine: TransformersEngine, new_tokens: int) -> dict[str, float
     """Time to first token and decode speed for exactly `new_tokens` tokens, through the same
     continuous batcher that serves replies (blocking; run it off the event loop)."""
     chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me about the sea.")]
-    ids = engine.prompt_ids(chat)[0].tolist()
+    ids = engine.prompt_ids(chat)
     started = time.perf_counter()
     request = engine.batcher.add_request(ids, "bench-decode", new_tokens, record_timestamps=True, eos_token_id=-1)
     while (output := engine.batcher.get_result(request, timeout=1.0)) is None or not output.is_finished():

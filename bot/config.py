@@ -1,21 +1,24 @@
-"""Settings: the shipped config.toml, then a user's file, then environment variables; read once.
+"""Settings: the defaults in the dataclasses (here and in core/settings.py), then the shipped
+config.toml (the texts), then a user's file, then environment variables; read once, validated.
 
 Any key can be overridden from the environment as TONEBOT_<SECTION>__<KEY>, for example
-TONEBOT_MODEL__ID=embedded or TONEBOT_WEB__PORT=9000. Values are read as TOML values when
-they parse as one (numbers, booleans, arrays) and as plain strings otherwise.
-Secrets (platform tokens) never live in files; adapters read them from the environment.
+TONEBOT_MODEL__ID=embedded or TONEBOT_WEB__PORT=9000. An environment value is read by the type of
+the setting it sets: a string stays a string (TONEBOT_NOTIFY__TELEGRAM_CHAT_ID=-1001234567890),
+numbers and booleans are parsed, a list is a TOML array or comma-separated. Modes are `Literal`s:
+a value outside them is a clear error at start. Secrets never live in files: only the environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.settings import (
@@ -46,25 +49,26 @@ class WebSettings:
 @dataclass(frozen=True)
 class TelegramSettings:
     enabled: bool = False
-    mode: str = "polling"  # polling | webhook
+    mode: Literal["polling", "webhook"] = "polling"  # webhook: served by the web server at webhook_path
     base_url: str = "https://api.telegram.org/bot"  # a self-hosted Bot API server works too
     webhook_url: str = ""  # public https URL that reaches webhook_path (webhook mode)
     webhook_path: str = "/telegram/webhook"
     allowed_user_ids: tuple[str, ...] = ()
     allowed_chat_ids: tuple[str, ...] = ()
-    rate_limit_per_minute: int = 20
+    rate_limit_per_minute: int = 20  # per user; 0 = off
     edit_interval: float = 1.5  # seconds between edits of a streamed reply
 
 
 @dataclass(frozen=True)
 class SlackSettings:
     enabled: bool = False
-    mode: str = "socket"  # socket | http
+    mode: Literal["socket", "http"] = "socket"  # socket: no public URL needed | http: Events API at events_path
     api_base_url: str = "https://slack.com/api/"
     events_path: str = "/slack/events"
     command: str = "/tonebot"
     allowed_user_ids: tuple[str, ...] = ()
     allowed_channel_ids: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 20  # per user; 0 = off
     edit_interval: float = 1.5  # seconds between chat.update calls while a reply streams
     max_chars: int = 3500  # longer replies are split into several messages
 
@@ -106,9 +110,13 @@ class Settings:
     slack: SlackSettings = field(default_factory=SlackSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     secrets: Secrets = field(default_factory=Secrets)
-    log_level: str = "INFO"
-    log_format: str = "text"  # text | json (one JSON object per line)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line
     log_message_text: bool = False  # put users' message text into the logs
+
+
+class _FromEnv(str):
+    """A raw environment value, read by the type of the setting it lands on."""
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,11 +127,32 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     for name, value in (environ or {}).items():
         if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG":
             keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-            _merge(data, _nested(keys, _parse_env(value)))
+            _merge(data, _nested(keys, _FromEnv(value)))
     if "secrets" in data:
         raise ConfigError("secrets are read from the environment only, never from a config file")
     settings: Settings = _build(Settings, data, "")
     return dataclasses.replace(settings, secrets=Secrets.from_env(environ or {}))
+
+
+def as_toml(settings: Settings) -> str:
+    """Every setting and its value (secrets left out), as a config file would hold them."""
+    plain = dataclasses.asdict(settings)
+    plain.pop("secrets")
+    lines = [f"{key} = {_toml(value)}" for key, value in plain.items() if not isinstance(value, dict)]
+    for section, values in plain.items():
+        if isinstance(values, dict):
+            lines += ["", f"[{section}]", *(f"{key} = {_toml(value)}" for key, value in values.items())]
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -145,13 +174,6 @@ def _nested(keys: list[str], value: Any) -> dict[str, Any]:
     return {keys[0]: _nested(keys[1:], value) if len(keys) > 1 else value}
 
 
-def _parse_env(value: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return value
-
-
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"[{where}] must be a table")
@@ -166,18 +188,52 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     return cls(**values)
 
 
+def _from_env(kind: Any, raw: str, where: str) -> Any:
+    """An environment value as the type `kind` wants it."""
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            return {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+                    "off": False}[raw.strip().lower()]  # fmt: skip
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if origin is tuple:
+            if raw.strip().startswith("["):
+                return tomllib.loads(f"v = {raw}")["v"]
+            return [item.strip() for item in raw.split(",") if item.strip()]
+    except (KeyError, ValueError, tomllib.TOMLDecodeError):
+        raise ConfigError(f"{where} (from the environment) must be {_describe(kind)}, got {raw!r}") from None
+    return str(raw)  # str, Path, Literal
+
+
+def _describe(kind: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a list")
+
+
 def _coerce(kind: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(kind):
         return _build(typing.cast(type, kind), value, where)
+    if isinstance(value, _FromEnv):
+        value = _from_env(kind, value, where)
     origin = typing.get_origin(kind)
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            choices = " or ".join(repr(choice) for choice in typing.get_args(kind))
+            raise ConfigError(f"{where} must be {choices}, got {value!r}")
+        return value
     if kind is Path:
         return Path(str(value)).expanduser()
     if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
         item = typing.get_args(kind)[0]
         return tuple(tuple(v) if isinstance(v, list) else str(v) if item is str else v for v in value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     expected = kind if origin not in (types.UnionType, typing.Union) else typing.get_args(kind)
-    if isinstance(expected, type) and not isinstance(value, expected):
-        raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
+    wrong = isinstance(expected, type) and not isinstance(value, expected)
+    if wrong or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(f"{where} must be {getattr(expected, '__name__', expected)}, got {value!r}")
     return value

@@ -15,8 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from core.engine import TransformersEngine
 from core.events import LABELS
+from core.local.engine import TransformersEngine
 
 SEED_PROMPT = "Classify the sentiment of the following text as negative, neutral or positive.\nText: {text}\nSentiment:"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from core.memory import async_url, ensure_sqlite_dir
+from core.db import async_url, ensure_sqlite_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

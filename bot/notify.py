@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
-from core.memory import DeliveryRecord, EscalationRecord, EscalationStore, Memory
+from core.escalations import EscalationRecord, EscalationStore
+from core.memory import Memory
+from core.outbox import DeliveryRecord, Outbox
 
 log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600.0
@@ -50,8 +52,8 @@ def summary(payload: dict[str, Any]) -> str:
 class Notifications:
     """The Notifier the core calls when an escalation opens."""
 
-    def __init__(self, memory: Memory, store: EscalationStore, settings: Settings) -> None:
-        self.memory, self.store, self.settings = memory, store, settings
+    def __init__(self, memory: Memory, escalations: EscalationStore, outbox: Outbox, settings: Settings) -> None:
+        self.memory, self.escalations, self.outbox, self.settings = memory, escalations, outbox, settings
         notify = settings.notify
         targets = [f"webhook:{url}" for url in notify.webhook_urls]
         if notify.slack_channel:
@@ -76,7 +78,7 @@ class Notifications:
 
     async def deliver_due(self) -> None:
         async with self._lock:
-            for delivery in await self.store.claim_due():
+            for delivery in await self.outbox.claim_due():
                 await self._attempt(delivery)
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:
@@ -98,7 +100,7 @@ class Notifications:
         }
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
-        escalation = await self.store.get(delivery.escalation_id)
+        escalation = await self.escalations.get(delivery.escalation_id)
         if escalation is None:
             return
         try:
@@ -108,7 +110,7 @@ class Notifications:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("escalation #%s to %s failed: %s", escalation.id, delivery.destination, error)
         retry_in = min(self.settings.notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
-        await self.store.delivered(delivery.id, error, retry_in)
+        await self.outbox.delivered(delivery.id, error, retry_in)
 
     async def _send(self, destination: str, payload: dict[str, Any]) -> None:
         kind, _, target = destination.partition(":")

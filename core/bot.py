@@ -6,17 +6,19 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from core import metrics
-from core.engine import Engine
-from core.errors import InvalidMessage
+from core.engine import Engine, Health
+from core.errors import Busy, InvalidMessage, Unavailable
 from core.escalation import decide
+from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
-from core.memory import Accepted, EscalationRecord, EscalationStore, Memory
+from core.memory import Accepted, Memory
 from core.prompts import build_chat
 from core.settings import EscalationSettings, MemorySettings, PromptSettings
+from core.support import Support
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,9 @@ class Notifier(Protocol):
 
 
 class Bot:
-    """Platform-free: adapters turn platform payloads into IncomingMessage and send back the Reply."""
+    """The single entry point for adapters: messages (`stream` / `handle`), batch moods (`classify`),
+    readiness (`health`), the user's own data (`reset`, `forget`, `recent_moods`), and the
+    escalation service (`support`). Platform-free."""
 
     def __init__(
         self,
@@ -47,20 +51,48 @@ class Bot:
         escalation: EscalationSettings | None = None,
         notifier: Notifier | None = None,
         log_text: bool = False,
+        escalations: EscalationStore | None = None,
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
         self.policy = escalation
-        self.escalations = EscalationStore(memory)
+        self.escalations = escalations or EscalationStore(memory.db)
+        self.support = Support(self.escalations, memory)
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
 
-    def validate(self, msg: IncomingMessage) -> None:
-        if not msg.text.strip():
-            raise InvalidMessage("the message text is empty")
-        if len(msg.text) > self.limits.max_text_chars:
+    def validate(self, text: str) -> None:
+        if not text.strip():
+            raise InvalidMessage("the message has no text: please write what you would like to say")
+        if len(text) > self.limits.max_text_chars:
             raise InvalidMessage(f"the message is longer than {self.limits.max_text_chars} characters")
+
+    def _admit(self) -> None:
+        """Capacity is checked before anything is accepted, so that "busy" leaves the event retryable."""
+        health = self.engine.health()
+        if health.state == "loading":
+            raise Busy("the model is still loading, please retry in a moment")
+        if health.state == "dead":
+            raise Unavailable(f"the model is not running ({health.detail})")
+        if health.full:
+            raise Busy()
+
+    async def health(self) -> Health:
+        """The engine's health, or dead when the database does not answer."""
+        try:
+            await self.memory.db.ping()
+        except Exception as exc:
+            return Health("dead", f"database unreachable: {exc}")
+        health = self.engine.health()
+        return health if health.state != "dead" else Health("dead", f"model not running: {health.detail}")
+
+    async def classify(self, texts: Sequence[str]) -> list[Mood]:
+        """Moods of texts that are not part of a conversation (nothing is stored)."""
+        for text in texts:
+            self.validate(text)
+        self._admit()
+        return await self.engine.classify(texts)
 
     async def handle(self, msg: IncomingMessage) -> Reply:
         """Answer one message and return the whole reply."""
@@ -69,14 +101,15 @@ class Bot:
                 return item
         raise AssertionError("Bot.stream ended without a Reply")
 
-    async def stream(self, msg: IncomingMessage) -> AsyncIterator[Event]:
+    async def stream(self, msg: IncomingMessage) -> AsyncGenerator[Event]:
         """Answer one message, yielding the mood, then the reply text as it is generated, then the Reply."""
-        self.validate(msg)
+        self.validate(msg.text)
         lock = self._locks.setdefault(msg.key, asyncio.Lock())
         # one turn at a time per conversation, so each sees the one before: in this process, and
         # across replicas through the database's own lock (PostgreSQL advisory lock)
         async with lock, self.memory.turn_lock(msg.key):
             started = time.perf_counter()
+            self._admit()
             accepted = await self.memory.accept(msg)
             if not isinstance(accepted, Accepted):
                 metrics.DUPLICATES.labels(msg.platform).inc()
@@ -115,7 +148,11 @@ class Bot:
                         parts.append(f"\n\n{self.policy.notify_line}")
                         yield parts[-1]
                 text, failed = "".join(parts).strip(), False
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, Unavailable) and not parts:  # nothing answered: a retry is answered afresh
+                    await self.memory.release(msg, accepted)
+                    log.info("model unavailable; the event is left for a retry", extra=_fields(msg))
+                    raise
                 log.exception("answering failed", extra=_fields(msg))
                 text, failed = APOLOGY, True
             await self.memory.record_reply(msg, accepted, text, failed)
@@ -161,12 +198,9 @@ class Bot:
             task.add_done_callback(self._background.discard)
         return True, True
 
-    async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
-        """An operator closes an escalation; the bot answers that conversation again."""
-        return await self.escalations.resolve(escalation_id, by)
-
-    async def reset(self, key: ConversationKey) -> None:
-        await self.memory.reset(key)
+    async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
+        """A fresh context for the conversation; with `user_id`, for each of the chat's threads they wrote in."""
+        await self.memory.reset(key, user_id)
 
     async def forget(self, platform: str, user_id: str) -> int:
         return await self.memory.forget(platform, user_id)

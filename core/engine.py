@@ -1,27 +1,35 @@
-"""The engine: one model, two jobs (read the mood, write the reply), behind a small protocol."""
+"""What the core needs from a language model: a protocol of four calls, and no implementation.
+
+The implementations live in their own modules (`core.local` in this process, `core.remote` for an
+OpenAI-compatible server); the composition root's factory picks one.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from core import loading, metrics
-from core.errors import Busy, ConfigError, EngineError
 from core.events import ChatMessage, Mood
-from core.settings import ModelSettings, SentimentSettings
-from core.worker import ModelWorker, in_own_thread, settle
 
-log = logging.getLogger(__name__)
+State = Literal["ready", "loading", "dead"]
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the engine can take work now, and how much it holds (`queued` of `capacity`)."""
+
+    state: State
+    detail: str = ""
+    queued: int = 0
+    capacity: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.capacity > 0 and self.queued >= self.capacity
 
 
 class Engine(Protocol):
-    """What the core needs from a language model."""
-
     async def classify(self, texts: Sequence[str]) -> list[Mood]:
         """The mood of each text: a label and probabilities over negative / neutral / positive."""
         ...
@@ -30,160 +38,10 @@ class Engine(Protocol):
         """Stream the assistant's answer to a chat, trimmed to the engine's context budget."""
         ...
 
+    def health(self) -> Health:
+        """Ready, still loading, or dead (its worker stopped); cheap, never blocks."""
+        ...
+
     async def aclose(self) -> None:
         """Release the model and its worker."""
         ...
-
-
-class TransformersEngine:
-    """A Hugging Face causal LM in this process, on the CPU.
-
-    Replies run in Transformers' continuous batcher, so conversations that answer at the same time
-    share each decoding step instead of waiting in line; sentiment passes (queued texts scored
-    together) run on the batcher's thread between its steps, so every forward pass is on one
-    thread (core/worker.py says why) and none can see another half-done.
-    """
-
-    def __init__(
-        self, model: Any, tokenizer: Any, settings: ModelSettings, sentiment: SentimentSettings, name: str = ""
-    ) -> None:
-        from core.sentiment import LabelScorer
-
-        self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.source_name = name or getattr(model, "name_or_path", "")
-        self.scorer = LabelScorer(model, tokenizer, sentiment)
-        self._pending: list[tuple[str, asyncio.Future[Mood]]] = []
-        self._pending_lock = threading.Lock()
-        self.batcher = start_batcher(model, tokenizer, settings)
-        self.worker = ModelWorker(self.batcher, settings.max_queue)  # sentiment runs on the batcher's thread
-        self._replies: set[str] = set()
-        self._request_ids = itertools.count()
-        metrics.QUEUE_DEPTH.set_function(lambda: len(self._pending) + len(self._replies))
-
-    @classmethod
-    async def load(cls, settings: ModelSettings, sentiment: SentimentSettings) -> TransformersEngine:
-        """Find and load the model off the event loop, then warm it up."""
-        import torch
-
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        started = time.perf_counter()
-        source = loading.resolve(settings.id, settings.gguf_file, settings.fallback_to_embedded)
-        dtype = loading.pick_dtype(settings.dtype)
-        engine = await in_own_thread(
-            lambda: cls(*loading.load(source, dtype, settings.cache_dir), settings, sentiment, source.name)
-        )
-        await engine.classify(["warm-up"])  # on the batcher's thread, like every pass after it
-        log.info("model %s ready in %.1fs (%s)", source.name, time.perf_counter() - started, dtype)
-        return engine
-
-    async def classify(self, texts: Sequence[str]) -> list[Mood]:
-        """Texts wait in one shared list; the worker scores everything queued by then in one go."""
-        loop = asyncio.get_running_loop()
-        waiting = [(text, loop.create_future()) for text in texts]
-        with self._pending_lock:
-            self._pending += waiting
-        await self.worker.run(self._score_pending)  # may find ours already scored by an earlier job
-        return list(await asyncio.gather(*(future for _, future in waiting)))
-
-    def _score_pending(self) -> None:
-        """On the batcher's thread: batches of similar length, so little is spent on padding."""
-        with self._pending_lock:
-            pending, self._pending = sorted(self._pending, key=lambda item: len(item[0])), []
-        step = self.settings.classify_batch
-        for i in range(0, len(pending), step):
-            chunk = pending[i : i + step]
-            try:
-                outcomes: list[Any] = list(self.scorer.classify([text for text, _ in chunk]))
-            except Exception as exc:  # handed to every waiting caller
-                outcomes = [exc] * len(chunk)
-            for (_, future), outcome in zip(chunk, outcomes, strict=True):
-                future.get_loop().call_soon_threadsafe(settle, future, outcome, isinstance(outcome, Exception))
-
-    async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """Stream a reply from the continuous batcher; concurrent conversations decode in one batch."""
-        if len(self._replies) >= self.settings.max_queue:
-            raise Busy()
-        request_id = f"reply-{next(self._request_ids)}"
-        outputs: asyncio.Queue[Any] = asyncio.Queue()
-        # register before submitting, so even the first token reaches this stream
-        self.batcher.register_result_handler(request_id, outputs.put_nowait)
-        self._replies.add(request_id)
-        finished = False
-        try:
-            prompt = self.prompt_ids(messages)[0].tolist()
-            if self.batcher.add_request(prompt, request_id, self.settings.max_new_tokens, streaming=True) is None:
-                raise EngineError("the model's generation loop is not running")
-            sent = ""
-            while not finished:
-                output = await outputs.get()
-                if output.error:
-                    raise EngineError(f"generation failed: {output.error}")
-                finished = output.is_finished()
-                text = self.tokenizer.decode(output.generated_tokens, skip_special_tokens=True)
-                if len(text) > len(sent) and (finished or not text.endswith("\ufffd")):  # no half characters
-                    yield text[len(sent) :]
-                    sent = text
-        finally:
-            self._replies.discard(request_id)
-            if not finished:  # the listener went away: free the slot and the KV blocks
-                self.batcher.cancel_request(request_id)
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.batcher.stop, True, 30)
-
-    def prompt_ids(self, messages: Sequence[ChatMessage]) -> Any:
-        """Token ids of the chat, trimmed to the context budget."""
-        return fit_chat(self.tokenizer, messages, self.settings.context_tokens - self.settings.max_new_tokens)[0]
-
-
-def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tuple[Any, list[ChatMessage]]:
-    """(token ids, the messages kept): the oldest history turns are dropped until the chat fits `budget`
-    tokens; the system prompt and the newest message always stay (a too-long one is cut from the left)."""
-    system, *history, last = messages
-    while True:
-        kept = [system, *history, last]
-        chat = [{"role": m.role, "content": m.content} for m in kept]
-        ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
-        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-        if ids.shape[1] <= budget or not history:
-            return ids[:, -budget:], kept
-        history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]
-
-
-def start_batcher(model: Any, tokenizer: Any, settings: ModelSettings) -> Any:
-    """Transformers' continuous batching manager: its own thread, a paged KV cache of
-    `kv_cache_tokens` (never less than one full context), and new requests joining the running
-    batch; when the cache is full, new replies wait for blocks to free up."""
-    from transformers import ContinuousBatchingConfig, GenerationConfig
-
-    s = settings
-    sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature else {}
-    generation = GenerationConfig(
-        max_new_tokens=s.max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-        **sampling,
-    )
-    page = 64
-    batching = ContinuousBatchingConfig(
-        page_size=page,
-        num_blocks=-(-max(s.kv_cache_tokens, s.context_tokens) // page),
-        max_batch_tokens=s.prefill_chunk_tokens,
-        max_requests_per_batch=s.max_concurrent_replies,
-        use_cuda_graph=False,
-    )
-    batcher = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)
-    batcher.start()
-    return batcher
-
-
-async def open_engine(settings: ModelSettings, sentiment: SentimentSettings, api_key: str = "") -> Engine:
-    """The factory, by `model.engine`: in this process, or an OpenAI-compatible server."""
-    if settings.engine == "transformers":
-        return await TransformersEngine.load(settings, sentiment)
-    if settings.engine == "openai":
-        from core.remote import OpenAICompatEngine
-
-        return await OpenAICompatEngine.connect(settings, sentiment, api_key)
-    raise ConfigError(f"model.engine must be 'transformers' or 'openai', not {settings.engine!r}")

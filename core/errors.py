@@ -1,4 +1,4 @@
-"""One root error with a short tree, so adapters need one handler."""
+"""One root error with a short tree, so each adapter needs one handler (bot/errors.py maps them)."""
 
 
 class BotError(Exception):
@@ -14,11 +14,22 @@ class ModelNotFound(BotError):
 
 
 class InvalidMessage(BotError):
-    """The incoming message cannot be accepted (empty, too long, ...)."""
+    """The incoming message cannot be accepted (empty, too long, ...); nothing was stored."""
 
 
-class Busy(BotError):
-    """The model's queue is full; the caller should retry shortly."""
+class Unavailable(BotError):
+    """The model cannot take work right now; nothing was stored, so the same event may be retried."""
+
+    retry_after = 5
+
+    def __init__(self, message: str = "the model is not available right now, please retry later") -> None:
+        super().__init__(message)
+
+
+class Busy(Unavailable):
+    """The model's queue is full, or the model is still loading; retry shortly."""
+
+    retry_after = 1
 
     def __init__(self, message: str = "the model is busy, please retry in a moment") -> None:
         super().__init__(message)

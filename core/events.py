@@ -27,12 +27,14 @@ class ConversationKey:
 
 @dataclass(frozen=True)
 class IncomingMessage:
-    """One user message, as every adapter hands it to the core."""
+    """One user message, as every adapter hands it to the core. `message_id` is the platform's id
+    of the message itself (to reply to it), `event_id` the id of its delivery (to dedupe it)."""
 
     key: ConversationKey
     user_id: str
     text: str
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    message_id: str = ""
     user_name: str = ""
     is_direct: bool = True
     addressed_to_bot: bool = True

@@ -1,50 +1,21 @@
-"""Conversation storage: SQLAlchemy 2 models and a repository that returns plain dataclasses."""
+"""Conversation memory: conversations, messages (user, assistant, agent turns), the event ledger,
+and the history the model sees. SQLAlchemy 2 models; the repository returns plain dataclasses."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-    delete,
-    event,
-    func,
-    select,
-    text,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
-from core.escalation import EscalationState
+from core.db import Base, Database
 from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, utcnow
-
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
 
 
 class Conversation(Base):
@@ -55,7 +26,6 @@ class Conversation(Base):
     platform: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
     thread_id: Mapped[str] = mapped_column(String(128), default="")
-    status: Mapped[str] = mapped_column(String(16), default="bot")  # bot | escalated | resolved
     # Messages with an id at or below this are outside the model's context (set by /reset).
     context_from: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -92,67 +62,6 @@ class ProcessedEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Escalation(Base):
-    """A hand-off to a human; at most one open (resolved_at is NULL) per conversation."""
-
-    __tablename__ = "escalations"
-    __table_args__ = (  # the database itself keeps it to one open escalation, whoever races to open
-        Index(
-            "uq_escalations_open_per_conversation",
-            "conversation_id",
-            unique=True,
-            sqlite_where=text("resolved_at IS NULL"),
-            postgresql_where=text("resolved_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
-    reason: Mapped[str] = mapped_column(String(32))
-    scores: Mapped[list[dict[str, float]]] = mapped_column(JSON)  # the moods that triggered it
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    resolved_by: Mapped[str | None] = mapped_column(String(128))
-
-
-class Delivery(Base):
-    """One notification of an escalation to one destination; failed ones are retried, never lost."""
-
-    __tablename__ = "deliveries"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
-    destination: Mapped[str] = mapped_column(String(512))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-@dataclass(frozen=True)
-class EscalationRecord:
-    id: int
-    key: ConversationKey
-    reason: str
-    scores: list[dict[str, float]]
-    opened_at: datetime
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    resolved_by: str | None
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    id: int
-    escalation_id: int
-    destination: str
-    status: str
-    attempts: int
-    last_error: str | None
-
-
 @dataclass(frozen=True)
 class Accepted:
     """A new event, stored: the user turn is safe before any work starts."""
@@ -160,7 +69,6 @@ class Accepted:
     conversation_id: int
     message_id: int
     context_from: int
-    status: str = "bot"
 
 
 @dataclass(frozen=True)
@@ -181,39 +89,6 @@ class StoredMessage:
     created_at: datetime
 
 
-def async_url(url: str) -> str:
-    """Accept any SQLAlchemy URL; plain sqlite / postgresql URLs get their asyncio driver."""
-    drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-    parsed = make_url(url)
-    return parsed.set(drivername=drivers.get(parsed.drivername, parsed.drivername)).render_as_string(
-        hide_password=False
-    )
-
-
-def ensure_sqlite_dir(url: str) -> None:
-    """A SQLite file may live in a directory that does not exist yet (data/ on a fresh clone)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
-def create_engine(url: str) -> AsyncEngine:
-    url = async_url(url)
-    ensure_sqlite_dir(url)
-    engine = create_async_engine(url)
-    if make_url(url).get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
 def _mood(row: Message) -> Mood | None:
     return Mood.from_scores(row.mood_scores) if row.mood_scores else None
 
@@ -221,16 +96,21 @@ def _mood(row: Message) -> Mood | None:
 class Memory:
     """The repository. Every method is one short transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._session = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._session = db.session
 
     @classmethod
     def open(cls, url: str) -> Memory:
-        return cls(create_engine(url))
+        """A Memory on a database of its own (tests, tools); the app shares one Database among its stores."""
+        return cls(Database.open(url))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.db.engine
 
     async def aclose(self) -> None:
-        await self.engine.dispose()
+        await self.db.aclose()
 
     async def _conversation(self, session: AsyncSession, key: ConversationKey) -> Conversation:
         query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
@@ -244,23 +124,9 @@ class Memory:
         except IntegrityError:  # created meanwhile by another worker
             return (await session.scalars(query)).one()
 
-    @asynccontextmanager
-    async def turn_lock(self, key: ConversationKey) -> AsyncIterator[None]:
-        """Orders turns of one conversation across processes: a PostgreSQL session advisory lock,
-        held on its own autocommit connection for the turn. Elsewhere (SQLite: one process) the
-        Bot's in-process lock is all there is."""
-        if self.engine.dialect.name != "postgresql":
-            yield
-            return
-        digest = hashlib.blake2b(f"{key.platform}\x00{key.chat_id}\x00{key.thread_id}".encode(), digest_size=8).digest()
-        lock_id = int.from_bytes(digest, "big", signed=True)
-        async with self.engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
-            try:
-                yield
-            finally:
-                await connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+    def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
+        """Orders turns of one conversation across processes (see `Database.lock`)."""
+        return self.db.lock(f"{key.platform}\x00{key.chat_id}\x00{key.thread_id}")
 
     async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
         """Record the event in the ledger and store the user turn, or report that it was seen."""
@@ -283,7 +149,7 @@ class Memory:
             session.add(turn)
             await session.flush()
             ledger.message_id = turn.id
-            return Accepted(conversation.id, turn.id, conversation.context_from, conversation.status)
+            return Accepted(conversation.id, turn.id, conversation.context_from)
 
     async def _seen(self, session: AsyncSession, msg: IncomingMessage) -> Seen:
         ledger = (
@@ -335,12 +201,26 @@ class Memory:
                 await session.flush()
                 ledger.reply_id = turn.id
 
-    async def reset(self, key: ConversationKey) -> None:
-        """Start a fresh context: earlier turns stay stored but are no longer sent to the model."""
+    async def release(self, msg: IncomingMessage, accepted: Accepted) -> None:
+        """Undo an acceptance nothing was answered for (the model was busy): the ledger forgets the
+        event and its user turn, so the platform's retry of the same event is answered afresh."""
         async with self._session() as session, session.begin():
-            conversation = await self._conversation(session, key)
-            last = await session.scalar(select(func.max(Message.id)).filter_by(conversation_id=conversation.id))
-            conversation.context_from = last or 0
+            await session.execute(delete(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id))
+            await session.execute(delete(Message).filter_by(id=accepted.message_id))
+
+    async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
+        """Start a fresh context: earlier turns stay stored but are no longer sent to the model.
+        With `user_id`, every conversation in the key's chat that the user wrote in (all its threads)."""
+        async with self._session() as session, session.begin():
+            if user_id is None:
+                conversations = [await self._conversation(session, key)]
+            else:
+                wrote = select(Message.conversation_id).filter_by(author_id=user_id, role="user")
+                query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id)
+                conversations = list((await session.scalars(query.where(Conversation.id.in_(wrote)))).all())
+            for conversation in conversations:
+                last = await session.scalar(select(func.max(Message.id)).filter_by(conversation_id=conversation.id))
+                conversation.context_from = last or 0
 
     async def forget(self, platform: str, user_id: str) -> int:
         """Delete everything a user wrote on a platform, and the bot's answers to it. Returns the count."""
@@ -400,117 +280,3 @@ class Memory:
 
 def _role(value: str) -> Role:
     return "assistant" if value == "assistant" else "user"
-
-
-def _escalation(row: Escalation, conversation: Conversation) -> EscalationRecord:
-    key = ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id)
-    return EscalationRecord(
-        row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by
-    )
-
-
-class EscalationStore:
-    """Escalations and their deliveries; the same database and sessions as Memory."""
-
-    def __init__(self, memory: Memory) -> None:
-        self._session = memory._session
-
-    async def state(self, conversation_id: int) -> EscalationState:
-        query = select(Escalation.opened_at, Escalation.resolved_at).filter_by(conversation_id=conversation_id)
-        async with self._session() as session:
-            rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(1))).all()
-        if not rows:
-            return EscalationState()
-        _, resolved_at = rows[0]
-        return EscalationState(open=resolved_at is None, last_resolved_at=resolved_at)
-
-    async def open(
-        self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str]
-    ) -> EscalationRecord | None:
-        """Open an escalation and queue its notifications; None when one is already open."""
-        async with self._session() as session, session.begin():
-            conversation = await session.get_one(Conversation, conversation_id, with_for_update=True)
-            query = select(Escalation.id).filter_by(conversation_id=conversation_id, resolved_at=None)
-            if await session.scalar(query) is not None:
-                return None
-            row = Escalation(conversation_id=conversation_id, reason=reason, scores=scores)
-            try:
-                async with session.begin_nested():
-                    session.add(row)
-                    await session.flush()
-            except IntegrityError:  # opened meanwhile by another session (the unique index above)
-                return None
-            conversation.status = "escalated"
-            session.add_all(Delivery(escalation_id=row.id, destination=d) for d in destinations)
-            return _escalation(row, conversation)
-
-    async def _update(self, escalation_id: int, **values: object) -> EscalationRecord | None:
-        async with self._session() as session, session.begin():
-            row = await session.get(Escalation, escalation_id)
-            if row is None:
-                return None
-            conversation = await session.get_one(Conversation, row.conversation_id)
-            for name, value in values.items():
-                if name == "status":
-                    conversation.status = str(value)
-                elif getattr(row, name) is None:
-                    setattr(row, name, value)
-            return _escalation(row, conversation)
-
-    async def acknowledge(self, escalation_id: int) -> EscalationRecord | None:
-        return await self._update(escalation_id, acknowledged_at=utcnow())
-
-    async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
-        now = utcnow()
-        return await self._update(
-            escalation_id, acknowledged_at=now, resolved_at=now, resolved_by=by, status="resolved"
-        )
-
-    async def get(self, escalation_id: int) -> EscalationRecord | None:
-        async with self._session() as session:
-            row = await session.get(Escalation, escalation_id)
-            return _escalation(row, await session.get_one(Conversation, row.conversation_id)) if row else None
-
-    async def all(self, open_only: bool = True, limit: int = 100) -> list[EscalationRecord]:
-        query = select(Escalation, Conversation).join(Conversation, Conversation.id == Escalation.conversation_id)
-        if open_only:
-            query = query.where(Escalation.resolved_at.is_(None))
-        async with self._session() as session:
-            rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(limit))).all()
-        return [_escalation(e, c) for e, c in rows]
-
-    async def claim_due(self, lease_seconds: float = 120.0) -> list[DeliveryRecord]:
-        """The pending deliveries that are due, claimed for this caller: they are not due again for
-        anyone (another replica included) until `lease_seconds` pass or `delivered` reschedules them.
-        On PostgreSQL, rows another replica is claiming right now are skipped (SKIP LOCKED)."""
-        now = utcnow()
-        query = (
-            select(Delivery)
-            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-            .order_by(Delivery.id)
-            .with_for_update(skip_locked=True)
-        )
-        async with self._session() as session, session.begin():
-            rows = (await session.scalars(query)).all()
-            for row in rows:
-                row.next_attempt_at = now + timedelta(seconds=lease_seconds)
-            return [_delivery(r) for r in rows]
-
-    async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
-        async with self._session() as session:
-            rows = (await session.scalars(select(Delivery).filter_by(escalation_id=escalation_id))).all()
-        return [_delivery(r) for r in rows]
-
-    async def delivered(self, delivery_id: int, error: str | None, retry_in: float) -> None:
-        """Record one attempt: sent when `error` is None, otherwise due again in `retry_in` seconds."""
-        async with self._session() as session, session.begin():
-            row = await session.get_one(Delivery, delivery_id)
-            row.attempts += 1
-            if error is None:
-                row.status, row.delivered_at, row.last_error = "sent", utcnow(), None
-            else:
-                row.last_error, row.next_attempt_at = error[:2000], utcnow() + timedelta(seconds=retry_in)
-
-
-def _delivery(row: Delivery) -> DeliveryRecord:
-    return DeliveryRecord(row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error)

@@ -1,11 +1,15 @@
-"""The mood of the current message picks the system prompt for the reply."""
+"""Prompts, torch-free: the mood picks the reply's system prompt, the chat is fitted to a token
+budget, and the sentiment instruction is rendered in the model's own chat template."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from core.events import ChatMessage, Mood
-from core.settings import PromptSettings
+from core.events import LABELS, ChatMessage, Label, Mood
+from core.settings import PromptSettings, SentimentSettings
+
+_PLACEHOLDER = "\u2063TONEBOT_TEXT\u2063"
 
 
 def system_prompt(prompts: PromptSettings, mood: Mood) -> str:
@@ -16,3 +20,36 @@ def system_prompt(prompts: PromptSettings, mood: Mood) -> str:
 def build_chat(prompts: PromptSettings, mood: Mood, history: Sequence[ChatMessage], text: str) -> list[ChatMessage]:
     """System prompt, then the stored turns oldest first, then the current message."""
     return [ChatMessage("system", system_prompt(prompts, mood)), *history, ChatMessage("user", text)]
+
+
+def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tuple[list[int], list[ChatMessage]]:
+    """(token ids, the messages kept): the oldest history turns are dropped until the chat fits `budget`
+    tokens; the system prompt and the newest message always stay (a too-long one is cut from the left)."""
+    system, *history, last = messages
+    while True:
+        kept = [system, *history, last]
+        chat = [{"role": m.role, "content": m.content} for m in kept]
+        ids = list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=False))
+        if len(ids) <= budget or not history:
+            return ids[-budget:], kept
+        history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]
+
+
+def sentiment_prompt(tokenizer: Any, settings: SentimentSettings) -> tuple[str, str]:
+    """The classification prompt in the model's chat template, split around the message: (prefix, suffix).
+    The suffix ends with the answer prefix, so the next token is the label."""
+    messages = [{"role": "system", "content": settings.instruction}]
+    for text, label in settings.examples:
+        answer = f"{settings.answer_prefix} {label}".strip()
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": _PLACEHOLDER})
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prefix, suffix = rendered.split(_PLACEHOLDER)
+    return prefix, suffix + settings.answer_prefix
+
+
+def label_of_token(token: str) -> Label | None:
+    """The label a generated token starts, if exactly one: " Neg" -> negative, "neutral" -> neutral, "n" -> None."""
+    word = token.strip().lower()
+    matches = [label for label in LABELS if len(word) >= 2 and label.startswith(word)]
+    return matches[0] if len(matches) == 1 else None

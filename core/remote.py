@@ -20,21 +20,23 @@ from openai import APIError, AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from core import loading, metrics
-from core.engine import fit_chat
+from core.engine import Health
 from core.errors import Busy, ConfigError, EngineError
 from core.events import LABELS, ChatMessage, Mood
-from core.sentiment import label_of_token, render_prompt
+from core.prompts import fit_chat, label_of_token, sentiment_prompt
 from core.settings import ModelSettings, SentimentSettings
 
 TOP_LOGPROBS = 10
 
 
 class OpenAICompatEngine:
+    """The engine protocol over HTTP; the server does the batching, this process only counts."""
+
     def __init__(
         self, client: AsyncOpenAI, model: str, tokenizer: Any, settings: ModelSettings, sentiment: SentimentSettings
     ) -> None:
         self.client, self.model, self.tokenizer, self.settings = client, model, tokenizer, settings
-        self._prefix, self._suffix = render_prompt(tokenizer, sentiment)
+        self._prefix, self._suffix = sentiment_prompt(tokenizer, sentiment)
         self._in_flight = 0
         metrics.QUEUE_DEPTH.set_function(lambda: self._in_flight)
 
@@ -54,6 +56,9 @@ class OpenAICompatEngine:
         source = loading.resolve(settings.id, settings.gguf_file, settings.fallback_to_embedded)
         tokenizer = await asyncio.to_thread(loading.load_tokenizer, source, settings.cache_dir)
         return cls(client, model, tokenizer, settings, sentiment)
+
+    def health(self) -> Health:
+        return Health("ready", queued=self._in_flight, capacity=self.settings.max_queue)
 
     def _admit(self) -> None:
         if self._in_flight >= self.settings.max_queue:

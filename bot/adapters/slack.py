@@ -1,16 +1,16 @@
 """Slack, on slack-bolt (async): Socket Mode or the HTTP Events API; mentions, DMs and threads.
 
-Pure part: `to_incoming` (an Events API envelope -> IncomingMessage | None).
-`SlackAdapter` owns the Bolt app: it acks at once (Bolt runs listeners after the ack), dedupes
-retries through the core's ledger in the database, and answers in the thread with a message
-that `chat.update` grows as the reply streams. slack_sdk's rate-limit handler waits out 429s.
+Pure part: `to_incoming` (an Events API envelope -> IncomingMessage | None). `SlackChannel` is
+the output channel (chat.postMessage / chat.update in the conversation's thread); `SlackAdapter`
+owns the Bolt app: it acks at once (Bolt runs listeners after the ack), and its `app.error`
+answers with the one error table. Retries are deduped by the core's ledger; slack_sdk's
+rate-limit handler waits out 429s.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -23,18 +23,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bot.adapters.access import allowed
-from bot.adapters.streaming import previews, split
+from bot import commands
+from bot.admission import Admission
 from bot.config import Secrets, SlackSettings
+from bot.delivery import OutputChannel, Sent, deliver
+from bot.errors import answer
 from core import metrics
-from core.bot import Bot, Event
+from core.bot import Bot
 from core.errors import ConfigError
-from core.events import ConversationKey, IncomingMessage, Reply
+from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
-HELP = "`/tonebot resolve <n>` (support channel) closes an escalation, `/tonebot reset` starts a fresh conversation here, `/tonebot forget` deletes what you wrote to me, `/tonebot mood` shows your recent moods."  # noqa: E501
-EMOJI = {"negative": ":worried:", "neutral": ":neutral_face:", "positive": ":slightly_smiling_face:"}
 
 
 def strip_mention(text: str, bot_user_id: str) -> str:
@@ -63,6 +63,7 @@ def to_incoming(body: dict[str, Any], bot_user_id: str) -> IncomingMessage | Non
         user_id=user,
         text=strip_mention(text, bot_user_id),
         event_id=body.get("event_id") or f"{event['channel']}:{event['ts']}",
+        message_id=event["ts"],
         is_direct=direct,
         addressed_to_bot=kind == "app_mention" or direct,
     )
@@ -74,6 +75,24 @@ class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
     async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
         metrics.PLATFORM_RETRIES.labels("slack").inc()
         await super().prepare_for_next_attempt_async(**kwargs)
+
+
+class SlackChannel(OutputChannel):
+    """Messages in the conversation's thread (a DM has none); Slack renders mrkdwn by itself."""
+
+    def __init__(self, client: AsyncWebClient, limit: int, interval: float) -> None:
+        self.client, self.limit, self.interval = client, limit, interval
+
+    async def post(
+        self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
+    ) -> Sent:
+        thread = conversation.thread_id or None
+        posted = await self.client.chat_postMessage(channel=conversation.chat_id, thread_ts=thread, text=text)
+        return Sent(conversation, str(posted["ts"]))
+
+    async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
+        await self.client.chat_update(channel=sent.conversation.chat_id, ts=sent.id, text=text)
+        return sent
 
 
 class SlackAdapter:
@@ -88,12 +107,17 @@ class SlackAdapter:
             raise ConfigError("slack http mode needs SLACK_SIGNING_SECRET")
         self.bot, self.settings, self.secrets = bot, settings, secrets
         self.support_channel = support_channel
+        self.admission = Admission(
+            settings.allowed_user_ids, settings.allowed_channel_ids, settings.rate_limit_per_minute
+        )
         client = AsyncWebClient(token=secrets.slack_bot_token, base_url=settings.api_base_url)
         client.retry_handlers.append(CountedRateLimitRetry(max_retry_count=3))
+        self.channel = SlackChannel(client, settings.max_chars, settings.edit_interval)
         self.app = AsyncApp(client=client, signing_secret=secrets.slack_signing_secret or "unused-in-socket-mode")
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(settings.command)(self._on_command)
+        self.app.error(self._on_error)
         self.socket: AsyncSocketModeHandler | None = None
         self.bot_user_id = ""
 
@@ -120,74 +144,39 @@ class SlackAdapter:
 
         return [Route(self.settings.events_path, events, methods=["POST"])]
 
-    def _allowed(self, user_id: str, channel_id: str) -> bool:
-        s = self.settings
-        return allowed(user_id, channel_id, s.allowed_user_ids, s.allowed_channel_ids)
-
-    async def _on_event(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _on_event(self, body: dict[str, Any]) -> None:
         msg = to_incoming(body, self.bot_user_id)
-        if msg is None or not self._allowed(msg.user_id, msg.key.chat_id):
+        if msg is None or (not msg.addressed_to_bot and not await self.bot.knows(msg.key)):
+            return  # not for the bot, or a thread the bot has not joined
+        if (refusal := self.admission.check(msg)) is not None:
+            if refusal:
+                await self.channel.post(msg.key, refusal)
             return
-        if not msg.addressed_to_bot and not await self.bot.knows(msg.key):
-            return  # a thread the bot has not joined
-        try:
-            await self.deliver(client, msg, self.bot.stream(msg))
-        except SlackApiError:
-            metrics.PLATFORM_ERRORS.labels("slack").inc()
-            raise
-
-    async def deliver(self, client: AsyncWebClient, msg: IncomingMessage, events: AsyncIterator[Event]) -> Reply:
-        """A placeholder in the thread, grown by chat.update at a throttled pace, then the final text."""
-        channel, thread = msg.key.chat_id, msg.key.thread_id or None
-        placeholder: str | None = None
-        reply = None
-        async for item in previews(events, self.settings.edit_interval):
-            if isinstance(item, Reply):
-                reply = item
-            elif placeholder is None:
-                posted = await client.chat_postMessage(
-                    channel=channel, thread_ts=thread, text=split(item, self.settings.max_chars)[0]
-                )
-                placeholder = str(posted["ts"])
-            else:
-                await client.chat_update(channel=channel, ts=placeholder, text=split(item, self.settings.max_chars)[0])
-        assert reply is not None, "the core ended without a reply"
-        if reply.duplicate or reply.paused:
-            return reply  # a retry of an event already answered, or a person has taken over
-        first, *rest = split(reply.text, self.settings.max_chars) or ["…"]
-        if placeholder is None:
-            await client.chat_postMessage(channel=channel, thread_ts=thread, text=first)
-        else:
-            await client.chat_update(channel=channel, ts=placeholder, text=first)
-        for piece in rest:
-            await client.chat_postMessage(channel=channel, thread_ts=thread, text=piece)
-        return reply
+        await deliver(self.channel, msg.key, self.bot.stream(msg))
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
-        user, channel = command["user_id"], command["channel_id"]
-        if not self._allowed(user, channel):
-            await ack(response_type="ephemeral", text="Sorry, this bot is not available here.")
-            return
-        action, *args = (command.get("text") or "help").strip().split() or ["help"]
-        action = action.lower()
-        if action == "resolve":
-            text = await self._resolve(channel, user, args)
-        elif action == "reset":
-            await self.bot.reset(ConversationKey(PLATFORM, channel, ""))
-            text = "Fresh start: I will not use our earlier messages in this channel as context."
-        elif action == "forget":
-            text = f"Done: I deleted {await self.bot.forget(PLATFORM, user)} stored messages."
-        elif action == "mood":
-            moods = await self.bot.recent_moods(PLATFORM, user)
-            text = " ".join(f"{EMOJI[m.label]} {m.label}" for m in moods) or "I have not read any of your messages yet."
-        else:
-            text = HELP
-        await ack(response_type="ephemeral", text=text)
+        direct = command.get("channel_name") == "directmessage" or command["channel_id"].startswith("D")
+        msg = IncomingMessage(
+            ConversationKey(PLATFORM, command["channel_id"]), user_id=command["user_id"], text=command.get("text") or ""
+        )
+        text = self.admission.check(msg)
+        if text is None:
+            name, *args = msg.text.split() or ["help"]
+            in_support = bool(self.support_channel) and msg.key.chat_id == self.support_channel
+            ctx = commands.Context(
+                self.bot, msg, args, prefix=f"{self.settings.command} ", in_support=in_support, whole_chat=not direct
+            )
+            text = await commands.run(name, ctx)
+        await ack(response_type="ephemeral", text=text or "Sorry, this bot is not available here.")
 
-    async def _resolve(self, channel: str, user: str, args: list[str]) -> str:
-        if not self.support_channel or channel != self.support_channel:
-            return "Escalations are resolved from the support channel."
-        if not args or not args[0].lstrip("#").isdigit():
-            return "Usage: `/tonebot resolve <escalation number>`"
-        record = await self.bot.resolve(int(args[0].lstrip("#")), by=f"slack:{user}")
-        return f"Escalation #{record.id} resolved." if record else f"There is no escalation #{args[0]}."
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        """Bolt's error handler: the error table's line, in the thread (or DM) that failed."""
+        if isinstance(error, SlackApiError):
+            metrics.PLATFORM_ERRORS.labels("slack").inc()
+        text = answer(error).text
+        msg = to_incoming(body, self.bot_user_id) if isinstance(body, dict) and body.get("event") else None
+        if msg is not None:
+            try:
+                await self.channel.post(msg.key, text)
+            except Exception as exc:  # the platform itself may be what failed
+                log.warning("slack: could not tell the user about the error: %s", exc)

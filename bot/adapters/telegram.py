@@ -1,9 +1,9 @@
-"""Telegram, on python-telegram-bot: polling or webhook, private chats and groups.
+"""Telegram, on python-telegram-bot: polling or webhook, private chats, groups and forum topics.
 
-Pure part: `to_incoming` (Update -> IncomingMessage | NotText | None).
-`TelegramAdapter` owns the Application's lifecycle and sends replies: typing indicator,
-streamed by editing one message at a throttled pace, split at 4096 characters, Markdown
-with a plain-text fallback. Flood limits and RetryAfter are handled by PTB's AIORateLimiter.
+Pure part: `to_incoming` (Update -> IncomingMessage | NotText | None). `TelegramChannel` is the
+output channel (send / edit with Markdown and a plain-text fallback, the typing indicator);
+`TelegramAdapter` owns the Application's lifecycle. Flood limits and RetryAfter are handled by
+PTB's AIORateLimiter; errors go through the one error table (bot/errors.py).
 """
 
 from __future__ import annotations
@@ -13,54 +13,41 @@ import contextlib
 import hmac
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import telegram
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from telegram import BotCommand, Message, ReplyParameters, Update, User
 from telegram.constants import ChatAction, ChatType, MessageEntityType, MessageLimit, ParseMode
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTypes, MessageHandler, filters
 
-from bot.adapters.access import RateLimit, allowed
-from bot.adapters.streaming import previews, split
+from bot import commands
+from bot.admission import Admission
 from bot.config import Secrets, TelegramSettings
+from bot.delivery import OutputChannel, Sent, deliver
+from bot.errors import answer
 from core import metrics
-from core.bot import Bot, Event
-from core.errors import BotError, ConfigError
-from core.events import ConversationKey, IncomingMessage, Reply
+from core.bot import Bot
+from core.errors import ConfigError
+from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
-LIMIT = MessageLimit.MAX_TEXT_LENGTH
 NOT_TEXT = "Sorry, I can only read text messages. Please type what you would like to say."
-REFUSED = "Sorry, this bot is private and cannot talk with you here."
-SLOW_DOWN = "You are sending messages faster than I can answer. Please wait a minute and try again."
-GREETING = (
-    "Hi! I am tonebot. Write to me and I will do my best to help; if things go wrong, "
-    "I will stay calm and get a person involved. In groups, mention me or reply to my messages."
-)
-HELP = "/reset starts a fresh conversation, /forget deletes what you wrote to me, /mood shows your recent moods."
-COMMANDS = [
-    BotCommand("start", "what this bot does"),
-    BotCommand("help", "how to use it"),
-    BotCommand("reset", "start a fresh conversation"),
-    BotCommand("forget", "delete my stored messages"),
-    BotCommand("mood", "the mood of my recent messages"),
-]
-EMOJI = {"negative": "😟", "neutral": "😐", "positive": "🙂"}
+MENU = [BotCommand(name, description) for name, description in commands.menu()]
 
 
 @dataclass(frozen=True)
 class NotText:
     """A non-text message (photo, sticker, voice, file...) addressed to the bot."""
 
-    chat_id: int
-    thread_id: int | None
-    message_id: int
+    key: ConversationKey
+    message_id: str
 
 
 def _addressed(message: Message, me: User) -> bool:
@@ -81,10 +68,6 @@ def _addressed(message: Message, me: User) -> bool:
     return False
 
 
-def _thread(message: Message) -> int | None:
-    return message.message_thread_id if message.is_topic_message else None
-
-
 def strip_mention(text: str, username: str) -> str:
     return re.sub(rf"@{re.escape(username)}\b", "", text, flags=re.IGNORECASE).strip()
 
@@ -95,17 +78,19 @@ def to_incoming(update: Update, me: User) -> IncomingMessage | NotText | None:
     sender = message.from_user if message else None
     if message is None or sender is None or sender.is_bot or not _addressed(message, me):
         return None
+    thread = message.message_thread_id if message.is_topic_message else None
+    key = ConversationKey(PLATFORM, str(message.chat.id), str(thread) if thread else "")
     if message.text is None:
         media = (message.photo, message.sticker, message.voice, message.document, message.video, message.audio,
                  message.animation, message.video_note)  # fmt: skip
-        return NotText(message.chat.id, _thread(message), message.message_id) if any(media) else None
-    thread = _thread(message)
+        return NotText(key, str(message.message_id)) if any(media) else None
     return IncomingMessage(
-        key=ConversationKey(PLATFORM, str(message.chat.id), str(thread) if thread else ""),
+        key=key,
         user_id=str(sender.id),
         user_name=sender.full_name,
         text=strip_mention(message.text, me.username or ""),
         event_id=str(update.update_id),
+        message_id=str(message.message_id),
         is_direct=message.chat.type == ChatType.PRIVATE,
         addressed_to_bot=True,
         received_at=message.date,
@@ -134,6 +119,64 @@ class RetryingRateLimiter(AIORateLimiter):
         return None
 
 
+class TelegramChannel(OutputChannel):
+    limit = MessageLimit.MAX_TEXT_LENGTH
+
+    def __init__(self, bot: telegram.Bot, interval: float) -> None:
+        self.bot, self.interval = bot, interval
+
+    async def post(
+        self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
+    ) -> Sent:
+        quote = ReplyParameters(int(reply_to), allow_sending_without_reply=True) if reply_to else None
+        message = await _markdown_or_plain(
+            lambda mode: self.bot.send_message(
+                int(conversation.chat_id), text, parse_mode=mode, reply_parameters=quote,
+                message_thread_id=int(conversation.thread_id) if conversation.thread_id else None,
+            ),
+            markdown,
+        )  # fmt: skip
+        return Sent(conversation, str(message.message_id))
+
+    async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
+        chat, message_id = int(sent.conversation.chat_id), int(sent.id)
+        try:
+            await _markdown_or_plain(
+                lambda mode: self.bot.edit_message_text(text, chat_id=chat, message_id=message_id, parse_mode=mode),
+                markdown,
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                raise
+        return sent
+
+    @contextlib.asynccontextmanager
+    async def typing(self, conversation: ConversationKey) -> AsyncIterator[None]:
+        chat, thread = int(conversation.chat_id), int(conversation.thread_id) if conversation.thread_id else None
+
+        async def keep_typing() -> None:
+            while True:  # the indicator lasts ~5 s; renew it until the reply is done
+                with contextlib.suppress(NetworkError):
+                    await self.bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)
+                await asyncio.sleep(4)
+
+        task = asyncio.create_task(keep_typing())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+async def _markdown_or_plain(send: Callable[[str | None], Awaitable[Any]], markdown: bool) -> Any:
+    """Markdown that Telegram refuses to parse is sent again as plain text."""
+    try:
+        return await send(ParseMode.MARKDOWN if markdown else None)
+    except BadRequest as exc:
+        if not markdown or "parse" not in exc.message.lower():
+            raise
+        return await send(None)
+
+
 class TelegramAdapter:
     """Owns the python-telegram-bot Application: an async context manager around its lifecycle."""
 
@@ -144,8 +187,7 @@ class TelegramAdapter:
             raise ConfigError("telegram webhook mode needs telegram.webhook_url and TELEGRAM_WEBHOOK_SECRET")
         self.bot, self.settings, self.secret = bot, settings, secrets.telegram_webhook_secret
         self.support_chat_id = support_chat_id
-        self.rate = RateLimit(settings.rate_limit_per_minute)
-        self._refused: set[str] = set()
+        self.admission = Admission(settings.allowed_user_ids, settings.allowed_chat_ids, settings.rate_limit_per_minute)
         builder = (
             Application.builder()
             .token(secrets.telegram_bot_token)
@@ -157,19 +199,15 @@ class TelegramAdapter:
         if settings.mode == "webhook":
             builder = builder.updater(None)
         self.application = builder.build()
-        commands: dict[str, Callable[[Update, IncomingMessage], Coroutine[Any, Any, str]]] = {
-            "start": self._start, "help": self._help, "reset": self._reset, "forget": self._forget, "mood": self._mood,
-            "resolve": self._resolve,
-        }  # fmt: skip
-        for name, answer in commands.items():
-            self.application.add_handler(CommandHandler(name, self._command(answer)))
+        self.channel = TelegramChannel(self.application.bot, settings.edit_interval)
+        self.application.add_handler(CommandHandler(list(commands.COMMANDS), self._on_command))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, self._on_message))
         self.application.add_error_handler(self._on_error)
 
     async def __aenter__(self) -> TelegramAdapter:
         app = self.application
         await app.initialize()
-        await app.bot.set_my_commands(COMMANDS)
+        await app.bot.set_my_commands(MENU)
         await app.start()
         if app.updater is not None:
             await app.updater.start_polling(allowed_updates=[Update.MESSAGE])
@@ -191,139 +229,43 @@ class TelegramAdapter:
     async def _webhook(self, request: Request) -> Response:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
-            return Response("forbidden", status_code=403)
+            return JSONResponse({"error": "wrong or missing secret token"}, 403)
         try:
             update = Update.de_json(await request.json(), self.application.bot)
-        except ValueError:
-            return Response("invalid update", status_code=400)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return JSONResponse({"error": "the body is not a Telegram update"}, 400)
         await self.application.update_queue.put(update)
         return Response(status_code=200)
 
-    def _admit(self, msg: IncomingMessage) -> str | None:
-        """None when the user may go on; otherwise the one line to answer (or "" for silence)."""
-        s = self.settings
-        if not allowed(msg.user_id, msg.key.chat_id, s.allowed_user_ids, s.allowed_chat_ids):
-            first = msg.user_id not in self._refused
-            self._refused.add(msg.user_id)
-            return REFUSED if first else ""
-        return None if self.rate.hit(msg.user_id) else SLOW_DOWN
-
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         found = to_incoming(update, context.bot.bot)
-        if found is None:
-            return
         if isinstance(found, NotText):
-            await context.bot.send_message(
-                found.chat_id, NOT_TEXT, message_thread_id=found.thread_id,
-                reply_parameters=ReplyParameters(found.message_id, allow_sending_without_reply=True),
-            )  # fmt: skip
-            return
-        assert update.message is not None
-        if (answer := self._admit(found)) is not None:
-            if answer:
-                await update.message.reply_text(answer)
-            return
-        async with self._typing(update.message):
-            reply = await self.deliver(update.message, self.bot.stream(found))
-        log.info(
-            "telegram %s: %s, escalated=%s", found.event_id, reply.mood.label if reply.mood else "-", reply.escalated
-        )
-
-    def _command(
-        self, answer: Callable[[Update, IncomingMessage], Coroutine[Any, Any, str]]
-    ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
-        async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-            found = to_incoming(update, context.bot.bot)
-            if not isinstance(found, IncomingMessage) or update.message is None:
+            await self.channel.post(found.key, NOT_TEXT, reply_to=found.message_id)
+        elif found is not None:
+            if (refusal := self.admission.check(found)) is not None:
+                if refusal:
+                    await self.channel.post(found.key, refusal, reply_to=found.message_id)
                 return
-            refusal = self._admit(found)
-            text = refusal if refusal is not None else await answer(update, found)
-            if text:
-                await update.message.reply_text(text, do_quote=False)
+            await deliver(self.channel, found.key, self.bot.stream(found), reply_to=found.message_id)
 
-        return handle
-
-    async def _resolve(self, _: Update, msg: IncomingMessage) -> str:
-        if not self.support_chat_id or msg.key.chat_id != self.support_chat_id:
-            return "Escalations are resolved from the support chat."
-        number = msg.text.split()[1] if len(msg.text.split()) > 1 else ""
-        if not number.lstrip("#").isdigit():
-            return "Usage: /resolve <escalation number>"
-        record = await self.bot.resolve(int(number.lstrip("#")), by=f"telegram:{msg.user_name or msg.user_id}")
-        return f"Escalation #{record.id} resolved." if record else f"There is no escalation #{number}."
-
-    async def _start(self, _: Update, msg: IncomingMessage) -> str:
-        return f"{GREETING}\n\n{HELP}"
-
-    async def _help(self, _: Update, msg: IncomingMessage) -> str:
-        return HELP
-
-    async def _reset(self, _: Update, msg: IncomingMessage) -> str:
-        await self.bot.reset(msg.key)
-        return "Fresh start: I will not use our earlier messages as context."
-
-    async def _forget(self, _: Update, msg: IncomingMessage) -> str:
-        deleted = await self.bot.forget(PLATFORM, msg.user_id)
-        return f"Done: I deleted {deleted} stored messages (yours and my answers to them)."
-
-    async def _mood(self, _: Update, msg: IncomingMessage) -> str:
-        moods = await self.bot.recent_moods(PLATFORM, msg.user_id)
-        if not moods:
-            return "I have not read any of your messages here yet."
-        return "Your recent moods: " + " ".join(f"{EMOJI[m.label]} {m.label}" for m in moods)
-
-    @contextlib.asynccontextmanager
-    async def _typing(self, message: Message) -> AsyncIterator[None]:
-        async def keep_typing() -> None:
-            while True:  # the indicator lasts ~5 s; renew it until the reply is done
-                with contextlib.suppress(NetworkError):
-                    await message.get_bot().send_chat_action(
-                        message.chat_id, ChatAction.TYPING, message_thread_id=_thread(message)
-                    )
-                await asyncio.sleep(4)
-
-        task = asyncio.create_task(keep_typing())
-        try:
-            yield
-        finally:
-            task.cancel()
-
-    async def deliver(self, message: Message, events: AsyncIterator[Event]) -> Reply:
-        """Stream the reply into one message (edited at a throttled pace), then finish it."""
-        sent: Message | None = None
-        reply = None
-        async for item in previews(events, self.settings.edit_interval):
-            if isinstance(item, Reply):
-                reply = item
-            else:
-                sent = await self._put(message, sent, split(item, LIMIT)[0], markdown=False)
-        if reply is None:
-            raise BotError("the core ended without a reply")
-        if reply.duplicate or reply.paused:
-            return reply  # answered on the first delivery, or a person has taken over
-        first, *rest = split(reply.text, LIMIT) or ["…"]
-        sent = await self._put(message, sent, first, markdown=True)
-        for piece in rest:
-            sent = await self._put(message, None, piece, markdown=True)
-        return reply
-
-    async def _put(self, message: Message, sent: Message | None, text: str, markdown: bool) -> Message:
-        """Send or edit; Markdown that Telegram rejects is sent again as plain text."""
-        mode = ParseMode.MARKDOWN if markdown else None
-        try:
-            if sent is None:
-                return await message.reply_text(text, parse_mode=mode, do_quote=True)
-            edited = await sent.edit_text(text, parse_mode=mode)
-            return edited if isinstance(edited, Message) else sent
-        except BadRequest as exc:
-            if "not modified" in exc.message.lower():
-                return sent or message
-            if mode is None or "parse" not in exc.message.lower():
-                raise
-            return await self._put(message, sent, text, markdown=False)
+    async def _on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        found = to_incoming(update, context.bot.bot)
+        if not isinstance(found, IncomingMessage):
+            return
+        text = self.admission.check(found)
+        if text is None:
+            name, *args = found.text.split()
+            in_support = bool(self.support_chat_id) and found.key.chat_id == self.support_chat_id
+            ctx = commands.Context(self.bot, found, args, prefix="/", in_support=in_support)
+            text = await commands.run(name.lstrip("/"), ctx)
+        if text:
+            await self.channel.send(found.key, text)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("telegram update failed", exc_info=context.error)
-        if isinstance(update, Update) and update.effective_message is not None:
-            with contextlib.suppress(Exception):
-                await update.effective_message.reply_text("Sorry, something went wrong. Please try again.")
+        """PTB's error handler: the error table's line, as a reply to the message that failed."""
+        assert context.error is not None
+        text = answer(context.error).text
+        found = to_incoming(update, self.application.bot.bot) if isinstance(update, Update) else None
+        if found is not None:
+            with contextlib.suppress(Exception):  # the platform itself may be what failed
+                await self.channel.post(found.key, text, reply_to=found.message_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from core.engine import Engine
+from core.engine import Engine, Health
 from core.events import ChatMessage, Mood
 
 
@@ -13,6 +13,9 @@ class SpyEngine:
         self.real = real
         self.chats: list[list[ChatMessage]] = []
         self.fail_reply = fail_reply
+
+    def health(self) -> Health:
+        return self.real.health()
 
     async def classify(self, texts: Sequence[str]) -> list[Mood]:
         return await self.real.classify(texts)

@@ -38,7 +38,7 @@ def test_chat_reads_piped_lines_and_prints_mood_and_reply(env: dict[str, str]) -
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("[🙂 positive ") and "bot> " in lines[0] and len(lines[0]) > 30
-    assert lines[1].startswith("[🙂 positive")
+    assert lines[1].startswith("Your recent moods: 🙂 positive")
 
 
 def test_classify_adds_mood_and_probabilities(env: dict[str, str], tmp_path: Path) -> None:
@@ -75,3 +75,21 @@ def test_config_check_prints_what_is_enabled_and_names_what_is_missing(env: dict
     assert telegram.returncode == 2 and "TELEGRAM_BOT_TOKEN" in telegram.stderr
     remote = tonebot("config", "check", env={**env, "TONEBOT_MODEL__ENGINE": "openai"})
     assert remote.returncode == 2 and "model.base_url" in remote.stderr
+
+
+def test_json_logs_carry_library_warnings_as_json_lines(env: dict[str, str]) -> None:
+    """A library's FutureWarning and Transformers' own logger go through tonebot's handler too."""
+    code = (
+        "import warnings\n"
+        "from bot.__main__ import setup_logging\n"
+        "from bot.config import load_settings\n"
+        "setup_logging(load_settings(environ={'TONEBOT_LOG_FORMAT': 'json'}))\n"
+        "warnings.warn('x is deprecated', FutureWarning)\n"
+        "from transformers.utils import logging\n"
+        "logging.get_logger('transformers.modeling_utils').warning('a transformers warning')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # every line is one JSON object
+    assert [r["name"] for r in records] == ["py.warnings", "transformers.modeling_utils"]
+    assert "x is deprecated" in records[0]["message"] and records[1]["message"] == "a transformers warning"

@@ -35,7 +35,14 @@ def test_examples_become_tuples_and_strings_stay_strings() -> None:
 
 @pytest.mark.parametrize(
     ("env", "error"),
-    [({"TONEBOT_MODEL__NAME": "x"}, "unknown setting"), ({"TONEBOT_WEB__PORT": "high"}, "web.port must be int")],
+    [
+        ({"TONEBOT_MODEL__NAME": "x"}, "unknown setting"),
+        ({"TONEBOT_WEB__PORT": "high"}, "web.port .*must be an integer"),
+        ({"TONEBOT_SLACK__MODE": "HTTP"}, "slack.mode must be 'socket' or 'http', got 'HTTP'"),
+        ({"TONEBOT_ESCALATION__MODE": "pasue"}, "escalation.mode must be 'notify' or 'pause'"),
+        ({"TONEBOT_TELEGRAM__MODE": "webhooks"}, "telegram.mode must be 'polling' or 'webhook'"),
+        ({"TONEBOT_LOG_FORMAT": "jsn"}, "log_format must be 'text' or 'json'"),
+    ],
 )
 def test_mistakes_are_clear_errors(env: dict[str, str], error: str) -> None:
     with pytest.raises(ConfigError, match=error):
@@ -46,3 +53,35 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(environ={})
     with pytest.raises(AttributeError):
         settings.web.port = 1  # type: ignore[misc]
+
+
+def test_environment_values_are_read_by_the_type_of_their_setting() -> None:
+    env = {
+        "TONEBOT_NOTIFY__TELEGRAM_CHAT_ID": "-1001234567890",  # how Telegram writes chat ids: stays a string
+        "TONEBOT_TELEGRAM__ALLOWED_USER_IDS": "111, 222",
+        "TONEBOT_NOTIFY__WEBHOOK_URLS": '["https://a.example/hook"]',
+        "TONEBOT_ESCALATION__ENABLED": "false",
+        "TONEBOT_MODEL__MAX_QUEUE": "12",
+        "TONEBOT_ESCALATION__HIGH_NEGATIVE": "0.8",
+    }
+    settings = load_settings(environ=env)
+    assert settings.notify.telegram_chat_id == "-1001234567890"
+    assert settings.telegram.allowed_user_ids == ("111", "222")
+    assert settings.notify.webhook_urls == ("https://a.example/hook",)
+    assert settings.escalation.enabled is False and settings.model.max_queue == 12
+    assert settings.escalation.high_negative == 0.8
+
+
+def test_defaults_live_in_the_code_and_config_show_round_trips(tmp_path: Path) -> None:
+    import dataclasses
+    import tomllib
+
+    from bot.config import DEFAULTS, as_toml
+
+    shipped = tomllib.loads(DEFAULTS.read_text())
+    assert set(shipped) == {"sentiment", "prompts", "escalation"}  # the texts; every other default is in code
+    settings = load_settings(environ={})
+    shown = tmp_path / "shown.toml"
+    shown.write_text(as_toml(settings))
+    again = load_settings(shown, {})
+    assert dataclasses.asdict(again) == dataclasses.asdict(settings)

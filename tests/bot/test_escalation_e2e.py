@@ -1,4 +1,6 @@
-"""Escalation end to end through /v1/chat on the real embedded model, with a loopback webhook receiver."""
+"""Escalation end to end through /v1/chat, with a loopback webhook receiver. The moods are scripted:
+these tests are about what the pipeline does with them (which moods the model reads is tested on
+the model itself)."""
 
 import dataclasses
 import hashlib
@@ -13,10 +15,12 @@ from bot.adapters.web import create_app
 from bot.config import Secrets, Settings
 from bot.notify import Notifications
 from core.bot import Bot
-from core.memory import EscalationStore, Memory
+from core.escalations import EscalationStore
+from core.memory import Memory
+from core.outbox import Outbox
 from tests.auxil.receiver import Receiver
+from tests.auxil.scripted import MILD_NEGATIVE, NEGATIVE, ScriptedEngine
 from tests.auxil.servers import eventually, serve_asgi
-from tests.auxil.spy import SpyEngine
 
 TOKEN = "operator-s3cret"
 HOOK_SECRET = "hook-s3cret"
@@ -27,11 +31,18 @@ ANGRY = [
     "This is a disgrace. I am so angry, terrible, awful service!",
 ]
 
+MOODS = {ANGRY[1]: MILD_NEGATIVE, ANGRY[2]: MILD_NEGATIVE, ANGRY[3]: NEGATIVE, "Still angry. Terrible!": NEGATIVE}
 Factory = Callable[..., tuple[Bot, Notifications]]
 
 
 @pytest.fixture
-def make_bot(spy: SpyEngine, memory: Memory, settings: Settings) -> Factory:
+def spy(scripted: ScriptedEngine) -> ScriptedEngine:
+    scripted.moods = MOODS
+    return scripted
+
+
+@pytest.fixture
+def make_bot(spy: ScriptedEngine, memory: Memory, settings: Settings) -> Factory:
     def make(hook_url: str, **policy: object) -> tuple[Bot, Notifications]:
         configured = dataclasses.replace(
             settings,
@@ -39,8 +50,10 @@ def make_bot(spy: SpyEngine, memory: Memory, settings: Settings) -> Factory:
             notify=dataclasses.replace(settings.notify, webhook_urls=(hook_url,), retry_seconds=0.0),
             secrets=Secrets(escalation_webhook_secret=HOOK_SECRET, operator_token=TOKEN),
         )
-        notifications = Notifications(memory, EscalationStore(memory), configured)
-        bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications)
+        escalations = EscalationStore(memory.db)
+        notifications = Notifications(memory, escalations, Outbox(memory.db), configured)
+        bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications,
+                  escalations=escalations)  # fmt: skip
         return bot, notifications
 
     return make
@@ -65,7 +78,7 @@ async def say(client: httpx.AsyncClient, text: str, conversation: str = "angry-1
 
 
 async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
-    make_bot: Factory, receiver: tuple[Receiver, str], spy: SpyEngine, settings: Settings
+    make_bot: Factory, receiver: tuple[Receiver, str], spy: ScriptedEngine, settings: Settings
 ) -> None:
     hook, url = receiver
     bot, notifications = make_bot(url)
@@ -94,7 +107,7 @@ async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
 
 
 async def test_pause_mode_silences_the_bot_until_an_operator_resolves(
-    make_bot: Factory, receiver: tuple[Receiver, str], spy: SpyEngine, settings: Settings
+    make_bot: Factory, receiver: tuple[Receiver, str], spy: ScriptedEngine, settings: Settings
 ) -> None:
     _, url = receiver
     bot, notifications = make_bot(url, mode="pause", cooldown_minutes=0)
@@ -127,14 +140,14 @@ async def test_a_dead_webhook_never_costs_the_reply_and_is_retried(make_bot: Fac
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     bot, notifications = make_bot(f"http://127.0.0.1:{port}/hook")
-    store = EscalationStore(memory)
+    store, outbox = EscalationStore(memory.db), Outbox(memory.db)
     async with client_for(bot) as client:
         reply = await say(client, "I want to speak to a human agent now!", "dead-1")
     assert reply["escalated"] and reply["reply"]
 
     async def failed_once() -> bool:
         [escalation] = await store.all()
-        [delivery] = await store.deliveries(escalation.id)
+        [delivery] = await outbox.deliveries(escalation.id)
         return delivery.attempts >= 1 and delivery.status == "pending" and bool(delivery.last_error)
 
     await eventually(failed_once, what="a recorded failed delivery")
@@ -142,7 +155,7 @@ async def test_a_dead_webhook_never_costs_the_reply_and_is_retried(make_bot: Fac
     async with serve_asgi(hook.app(), port=port):
         await notifications.deliver_due()
     [escalation] = await store.all()
-    [delivery] = await store.deliveries(escalation.id)
+    [delivery] = await outbox.deliveries(escalation.id)
     assert delivery.status == "sent" and delivery.attempts >= 2
     assert len(hook.received) == 1 and hook.bodies()[0]["reason"] == "asked_for_human"
     await notifications.aclose()

@@ -3,7 +3,7 @@
 import pytest
 
 from bot.evaluate import evaluate, metrics, sample
-from core.engine import TransformersEngine
+from core.local.engine import TransformersEngine
 
 
 def test_metrics_on_a_hand_checked_example() -> None:

@@ -9,7 +9,7 @@ from playwright.async_api import Browser, async_playwright, expect
 from bot.adapters.web import create_app
 from bot.config import Secrets
 from core.bot import Bot
-from core.memory import Accepted, EscalationStore, Memory
+from core.memory import Accepted, Memory
 from tests.auxil.servers import serve_asgi
 
 TOKEN = "page-s3cret"
@@ -34,7 +34,7 @@ async def open_escalation(testbot: Bot, memory: Memory) -> int:
     accepted = await memory.accept(msg)
     assert isinstance(accepted, Accepted)
     await memory.set_mood(accepted.message_id, Mood.from_scores({"negative": 0.97, "neutral": 0.01, "positive": 0.02}))
-    record = await EscalationStore(memory).open(accepted.conversation_id, "high_negative", [], ())
+    record = await testbot.escalations.open(accepted.conversation_id, "high_negative", [], ())
     assert record is not None
     return record.id
 
@@ -63,5 +63,5 @@ async def test_operator_page_lists_escapes_and_resolves(browser: Browser, testbo
         await expect(page.locator("#status")).to_contain_text(f"#{escalation_id} resolved")
         await expect(page.locator(".card")).to_have_count(0)
         await page.close()
-    [record] = await EscalationStore(memory).all(open_only=False)
+    [record] = await testbot.escalations.all(open_only=False)
     assert record.resolved_at is not None and record.resolved_by == "operator page"

@@ -10,8 +10,8 @@ import pytest
 from bot.adapters.web import create_app
 from bot.config import Secrets, Settings, WebSettings
 from core.bot import Bot
-from core.engine import TransformersEngine
 from core.events import ConversationKey
+from core.local.engine import TransformersEngine
 from core.memory import Memory
 from tests.auxil.servers import free_port
 
@@ -147,13 +147,21 @@ async def test_oversized_bodies_are_refused_before_reading_and_when_chunked(test
         assert chunked.status_code == 413
 
 
-async def test_not_ready_answers_503_and_readyz_says_loading(testbot: Bot) -> None:
-    app = create_app(testbot, ready=lambda: False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+async def test_while_loading_chat_answers_503_readyz_says_loading_and_nothing_is_stored(
+    memory: Memory, settings: Settings
+) -> None:
+    from bot.app import Loading
+
+    bot = Bot(Loading(), memory, settings.prompts, settings.memory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(bot)), base_url="http://t") as client:
         response = await client.post("/v1/chat", json={"conversation_id": "nr", "text": "hi"})
         assert response.status_code == 503 and response.headers["retry-after"]
+        assert "loading" in response.json()["error"]
+        sentiment = await client.post("/v1/sentiment", json={"texts": ["hi"]})
+        assert sentiment.status_code == 503 and sentiment.headers["content-type"] == "application/json"
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "model loading"
+    assert not await memory.knows(ConversationKey("web", "nr"))
 
 
 async def test_cors_is_off_by_default_and_on_for_listed_origins(testbot: Bot) -> None:

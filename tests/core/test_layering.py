@@ -1,21 +1,41 @@
-"""core/ is platform-free: it imports no adapter library, no web framework, and nothing from bot/."""
+"""The layers: core/ is platform-free (no adapter library, no web framework, nothing from bot/), no
+module imports itself back through others, the engine protocol imports no implementation, and the
+torch-free parts of the core load without torch."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import core
 
+ROOT = Path(core.__path__[0]).parent
 FORBIDDEN = {"bot", "telegram", "slack_bolt", "slack_sdk", "starlette", "fastapi", "uvicorn", "sse_starlette", "httpx"}
+LONG_MODULES = {  # module -> why it is longer than ~250 lines
+    "bot/bench.py": "one benchmark report: each measure is a short function, the table prints them together",
+    "bot/adapters/telegram.py": "one platform read together: the pure conversion, its output channel, the lifecycle",
+    "core/memory.py": "three tables and the one repository over them; every method is one short transaction",
+}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports (absolute names), at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
 
 
 def imported_roots(path: Path) -> set[str]:
-    roots = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+    return {name.split(".")[0] for name in imports(path)}
+
+
+def project_modules() -> dict[str, Path]:
+    files = [*(ROOT / "core").rglob("*.py"), *(ROOT / "bot").rglob("*.py")]
+    return {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f for f in files}
 
 
 def test_core_imports_no_platform_or_web_library() -> None:
@@ -29,3 +49,43 @@ def test_the_check_catches_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("from telegram.ext import Application\nimport bot.app\n")
     assert imported_roots(sample) & FORBIDDEN == {"telegram", "bot"}
+
+
+def test_no_import_circles() -> None:
+    modules = project_modules()
+    graph = {name: {m for m in imports(path) if m in modules and m != name} for name, path in modules.items()}
+    for name in graph:  # a package's __init__ is not a dependency of its own modules' imports
+        graph[name] -= {p for p in graph[name] if name.startswith(p + ".")}
+    circles, done = [], set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            circles.append([*path[path.index(name) :], name])
+            return
+        if name in done:
+            return
+        for nxt in sorted(graph[name]):
+            visit(nxt, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert circles == []
+
+
+def test_the_engine_protocol_imports_no_implementation() -> None:
+    assert {m for m in imports(ROOT / "core" / "engine.py") if m.startswith("core")} <= {
+        "core.events", "core.events.ChatMessage", "core.events.Mood"
+    }  # fmt: skip
+
+
+def test_the_torch_free_core_loads_without_torch() -> None:
+    code = "import sys, core.bot, core.remote, core.prompts, core.memory; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_modules_fit_on_a_screen_or_two() -> None:
+    lengths = {str(path.relative_to(ROOT)): len(path.read_text().splitlines()) for path in project_modules().values()}
+    assert {name: n for name, n in lengths.items() if n > 250 and name not in LONG_MODULES} == {}

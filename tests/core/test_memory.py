@@ -10,8 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from core.db import Base, Database
+from core.escalations import EscalationStore
 from core.events import ConversationKey, IncomingMessage
-from core.memory import Accepted, Base, EscalationStore, Memory, Seen
+from core.memory import Accepted, Memory, Seen
+from core.outbox import Outbox
 from tests.auxil.postgres import postgres_database
 
 
@@ -94,28 +97,28 @@ async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_re
     msg = IncomingMessage(ConversationKey("test", "esc"), user_id="u", text="I want a human", event_id="x-1")
     accepted = await memory.accept(msg)
     assert isinstance(accepted, Accepted)
-    store = EscalationStore(memory)
+    store, outbox = EscalationStore(memory.db), Outbox(memory.db)
     opened = await asyncio.gather(
         *(store.open(accepted.conversation_id, "asked_for_human", [], ("webhook:a", "slack:b")) for _ in range(3))
     )
     assert sum(r is not None for r in opened) == 1
     assert (await store.state(accepted.conversation_id)).open
 
-    other = Memory.open(db_url)  # a second replica
+    other = Database.open(db_url)  # a second replica
     try:
-        claims = await asyncio.gather(store.claim_due(), EscalationStore(other).claim_due())
+        claims = await asyncio.gather(outbox.claim_due(), Outbox(other).claim_due())
     finally:
         await other.aclose()
     claimed = [d.destination for batch in claims for d in batch]
     assert sorted(claimed) == ["slack:b", "webhook:a"]  # each delivery exactly once
-    assert await store.claim_due() == []  # leased, not due again yet
+    assert await outbox.claim_due() == []  # leased, not due again yet
 
     first = claims[0][0] if claims[0] else claims[1][0]
-    await store.delivered(first.id, "ConnectError: refused", retry_in=0)
-    [again] = await store.claim_due()
+    await outbox.delivered(first.id, "ConnectError: refused", retry_in=0)
+    [again] = await outbox.claim_due()
     assert again.id == first.id and again.attempts == 1 and again.last_error == "ConnectError: refused"
-    await store.delivered(again.id, None, retry_in=0)
-    assert await store.claim_due() == []
+    await outbox.delivered(again.id, None, retry_in=0)
+    assert await outbox.claim_due() == []
     record = await store.resolve(opened[[r is not None for r in opened].index(True)].id, "ops")
     assert record is not None and record.resolved_by == "ops"
     assert not (await store.state(accepted.conversation_id)).open

@@ -4,6 +4,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,17 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.adapters.slack import HELP, SlackAdapter
+from bot.adapters.slack import SlackAdapter
 from bot.adapters.web import create_app
+from bot.admission import SLOW_DOWN
+from bot.commands import help_text
 from bot.config import Secrets, SlackSettings
 from core.bot import Bot
 from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage
 from core.memory import Accepted
 from tests.auxil.fake_slack import FakeSlackAPI
+from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import eventually, serve_asgi
 from tests.auxil.spy import SpyEngine
 
@@ -42,16 +46,27 @@ def signed(body: bytes, secret: str = SECRET, age: int = 0) -> dict[str, str]:
     return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
 
 
-@pytest.fixture
-async def slack(testbot: Bot) -> AsyncIterator[tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]]:
+Running = tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]
+
+
+@asynccontextmanager
+async def running_slack(bot: Bot, **changes: Any) -> AsyncIterator[Running]:
     api = FakeSlackAPI()
     async with serve_asgi(api.app()) as url:
-        settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{url}/api/", edit_interval=0.2)
+        settings = SlackSettings(
+            **{"enabled": True, "mode": "http", "api_base_url": f"{url}/api/", "edit_interval": 0.2, **changes}
+        )
         secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret=SECRET)
-        async with SlackAdapter(testbot, settings, secrets, support_channel=SUPPORT) as adapter:
-            transport = httpx.ASGITransport(app=create_app(testbot, adapter.routes()))
+        async with SlackAdapter(bot, settings, secrets, support_channel=SUPPORT) as adapter:
+            transport = httpx.ASGITransport(app=create_app(bot, adapter.routes()))
             async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
                 yield api, adapter, client
+
+
+@pytest.fixture
+async def slack(testbot: Bot) -> AsyncIterator[Running]:
+    async with running_slack(testbot) as running:
+        yield running
 
 
 async def post_event(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
@@ -140,7 +155,7 @@ async def slash(client: httpx.AsyncClient, text: str, channel: str = CHANNEL) ->
 
 async def test_slash_command_answers_ephemerally(slack: tuple[FakeSlackAPI, SlackAdapter, httpx.AsyncClient]) -> None:
     _, _, client = slack
-    assert await slash(client, "help") == {"response_type": "ephemeral", "text": HELP}
+    assert await slash(client, "help") == {"response_type": "ephemeral", "text": help_text("/tonebot ")}
     assert "deleted 0" in (await slash(client, "forget"))["text"]
 
 
@@ -186,6 +201,38 @@ async def test_socket_mode_envelope_is_acked_and_routed_to_the_same_handler(
 
     await eventually(reply_shown, what="the DM reply")
     await handler.close_async()
+
+
+async def test_reset_in_a_channel_resets_the_threads_the_user_wrote_in(
+    scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    """Regression: channel conversations are keyed by thread, and the slash command knows no thread."""
+    async with running_slack(scriptbot) as (api, _, client):
+        await post_event(client, envelope("channel_mention.json"))
+        await answered(api, scriptbot, 1)
+        assert "Fresh start" in (await slash(client, "reset"))["text"]
+        await post_event(client, envelope("thread_followup.json"))
+        await answered(api, scriptbot, 2)
+    assert [m.role for m in scripted.chats[-1]] == ["system", "user"]  # the thread's history is gone
+    assert scripted.chats[-1][-1].content == "it still fails on step 3"
+
+
+async def test_slack_has_the_per_user_rate_limit_too(scriptbot: Bot, scripted: ScriptedEngine) -> None:
+    async with running_slack(scriptbot, rate_limit_per_minute=1) as (api, _, client):
+        await post_event(client, envelope("channel_mention.json"))
+        await answered(api, scriptbot, 1)
+        await post_event(client, envelope("thread_followup.json"))
+        await eventually(lambda: SLOW_DOWN in [m["text"] for m in api.in_thread(CHANNEL, THREAD)], what="slow down")
+    assert len(scripted.chats) == 1
+
+
+async def test_a_message_that_is_only_the_mention_gets_the_error_tables_line(scriptbot: Bot) -> None:
+    """Regression: it answered nothing at all on Slack (and "something went wrong" on Telegram)."""
+    async with running_slack(scriptbot) as (api, _, client):
+        await post_event(client, envelope("channel_mention.json", text="<@U0BOT00001>"))
+        shown = await eventually(lambda: api.in_thread(CHANNEL, THREAD), what="an answer in the thread")
+    assert shown[0]["text"] == "The message has no text: please write what you would like to say."
+    assert await scriptbot.memory.messages(ConversationKey("slack", CHANNEL, THREAD)) == []
 
 
 def test_missing_tokens_are_clear_errors(testbot: Bot) -> None:

@@ -8,12 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.adapters.telegram import COMMANDS, TelegramAdapter
+from bot.adapters.telegram import MENU, TelegramAdapter
 from bot.adapters.web import create_app
 from bot.config import Secrets, Settings, TelegramSettings
 from core.bot import Bot
 from core.events import ConversationKey
 from tests.auxil.fake_telegram import FakeBotAPI
+from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import eventually, serve_asgi
 from tests.auxil.spy import SpyEngine
 
@@ -62,7 +63,7 @@ async def test_polling_two_turns_group_silence_duplicates_and_429(
     api, url = fake
     secrets = Secrets(telegram_bot_token=TOKEN)
     async with TelegramAdapter(testbot, telegram_settings(url), secrets):
-        assert [c["command"] for c in api.called("setMyCommands")[0]["commands"]] == [c.command for c in COMMANDS]
+        assert [c["command"] for c in api.called("setMyCommands")[0]["commands"]] == [c.command for c in MENU]
 
         api.push(private("Hi, my name is Ada and my invoice number is 7731.", message_id=1))
         first = await answered(api, testbot, ALICE, 1)
@@ -143,6 +144,35 @@ async def test_webhook_checks_the_secret(fake: tuple[FakeBotAPI, str], testbot: 
             await answered(api, testbot, ALICE, 8)
     stored = await testbot.memory.messages(ConversationKey("telegram", str(ALICE)))
     assert [m.text for m in stored if m.role == "user"] == ["Is the webhook working?"]
+
+
+async def test_a_message_that_is_only_the_mention_gets_the_error_tables_line(
+    fake: tuple[FakeBotAPI, str], scriptbot: Bot
+) -> None:
+    """Regression: it answered "Sorry, something went wrong" (and nothing at all on Slack)."""
+    api, url = fake
+    update = json.loads((DATA / "group_mention.json").read_text())
+    update["update_id"] = next(_update_ids)
+    update["message"]["text"] = "@tonebot_test_bot"
+    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+        api.push(update)
+        [answer] = await eventually(lambda: api.sent_to(GROUP), what="the answer in the group")
+    assert answer["text"] == "The message has no text: please write what you would like to say."
+    assert answer["reply_to"] == update["message"]["message_id"]
+
+
+async def test_busy_is_answered_with_the_busy_line_and_nothing_is_stored(
+    fake: tuple[FakeBotAPI, str], scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    from bot.errors import BUSY
+
+    api, url = fake
+    scripted.busy = True
+    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+        api.push(private("Hello?", message_id=30))
+        [answer] = await eventually(lambda: api.sent_to(ALICE), what="the busy line")
+    assert answer["text"] == BUSY
+    assert await scriptbot.memory.messages(ConversationKey("telegram", str(ALICE))) == []
 
 
 def test_missing_token_is_a_clear_error(testbot: Bot) -> None:

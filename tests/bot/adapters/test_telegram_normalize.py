@@ -61,7 +61,7 @@ def test_ignored_updates(name: str) -> None:
 @pytest.mark.parametrize("name", ["photo.json", "sticker.json"])
 def test_non_text_gets_a_not_text_answer_target(name: str) -> None:
     found = load(name)
-    assert isinstance(found, NotText) and found.chat_id == 111 and found.thread_id is None
+    assert isinstance(found, NotText) and found.key == ConversationKey("telegram", "111", "")
 
 
 def test_a_command_addressed_to_this_bot_in_a_group() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.errors import Busy, EngineError
+from core.local import internals
 
 T = TypeVar("T")
 _Job = tuple[Callable[[], Any], asyncio.Future[Any]]
@@ -30,23 +31,17 @@ class ModelWorker:
     continuous batching manager, before each step of its generation loop.
 
     The queue is bounded: when it is full, `run` raises `Busy` at once rather than letting requests
-    pile up without limit. Transformers has no public hook for running work on that thread, so
-    this wraps the manager's loop step (`_generation_loop_body`) and rings its wake-up event
-    (`_wake_up_loop`); both are checked here, so a release that renames them fails at start-up.
+    pile up without limit.
     """
 
     def __init__(self, batcher: Any, max_queue: int = 64) -> None:
-        step, wake_up = getattr(batcher, "_generation_loop_body", None), getattr(batcher, "_wake_up_loop", None)
-        if step is None or not isinstance(wake_up, threading.Event):
-            raise EngineError("this transformers release changed its continuous batching loop (tested: 5.23)")
-        self._batcher, self._wake_up = batcher, wake_up
+        self._batcher = batcher
         self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=max_queue)
+        self._wake_up = internals.run_before_each_step(batcher, self._run_pending)
 
-        def body(*args: Any, **kwargs: Any) -> Any:
-            self._run_pending()
-            return step(*args, **kwargs)
-
-        batcher._generation_loop_body = body
+    @property
+    def waiting(self) -> int:
+        return self._jobs.qsize()
 
     def _run_pending(self) -> None:
         """On the batcher's thread."""
@@ -59,18 +54,18 @@ class ModelWorker:
                 _run(fn, future)
 
     async def run(self, fn: Callable[[], T]) -> T:
-        if not self._batcher.is_running():
-            raise EngineError("the model's generation loop is not running")
+        if problem := internals.failure(self._batcher):
+            raise EngineError(problem)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         try:
             self._jobs.put_nowait((fn, future))
         except queue.Full:
             raise Busy() from None
-        self._wake_up.set()
+        self._wake_up()
         while not (await asyncio.wait({future}, timeout=1.0))[0]:
-            if not self._batcher.is_running():  # stopped or crashed: nobody will run the job
+            if problem := internals.failure(self._batcher):  # stopped or crashed: nobody will run the job
                 future.cancel()
-                raise EngineError("the model's generation loop stopped")
+                raise EngineError(problem)
         return future.result()
 
 

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
-from core.engine import TransformersEngine
 from core.errors import Busy
 from core.events import LABELS, ChatMessage
-from core.worker import ModelWorker
+from core.local import internals
+from core.local.engine import TransformersEngine
+from core.local.worker import ModelWorker
 
 NEGATIVE = [
     "This is terrible. My order is broken and nobody answers me. I am furious!",
@@ -73,8 +74,8 @@ def test_context_keeps_the_system_prompt_and_last_message_and_drops_the_oldest_t
     chat = [ChatMessage("system", "SYSTEM-PROMPT"), *history, ChatMessage("user", "the newest question")]
     ids = engine.prompt_ids(chat)
     budget = engine.settings.context_tokens - engine.settings.max_new_tokens
-    text = engine.tokenizer.decode(ids[0])
-    assert ids.shape[1] <= budget
+    text = engine.tokenizer.decode(ids)
+    assert len(ids) <= budget
     assert "SYSTEM-PROMPT" in text and "the newest question" in text
     assert "old question number 199" in text and "old question number 0 " not in text
 
@@ -124,7 +125,7 @@ async def test_model_jobs_run_on_the_batchers_thread_and_a_failing_one_fails_onl
     engine: TransformersEngine,
 ) -> None:
     # one thread for every forward pass: a second thread with an OpenMP pool halves the speed of both
-    assert await engine.worker.run(threading.current_thread) is engine.batcher._generation_thread
+    assert await engine.worker.run(threading.current_thread) is internals.thread(engine.batcher)
 
     def fail() -> None:
         raise RuntimeError("job failed")

@@ -1,10 +1,16 @@
-"""Who may talk to the bot, and how often: an allowlist and a per-user sliding-window rate limit."""
+"""Who may talk to the bot, and how often, written once for every platform: allowlists and a
+per-user sliding-window rate limit. A refused user hears the refusal once, then silence."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection
+
+from core.events import IncomingMessage
+
+REFUSED = "Sorry, this bot is private and cannot talk with you here."
+SLOW_DOWN = "You are sending messages faster than I can answer. Please wait a minute and try again."
 
 
 def allowed(user_id: str, chat_id: str, users: Collection[str], chats: Collection[str]) -> bool:
@@ -32,3 +38,17 @@ class RateLimit:
             return False
         seen.append(now)
         return True
+
+
+class Admission:
+    def __init__(self, users: Collection[str], chats: Collection[str], per_minute: int) -> None:
+        self.users, self.chats, self.rate = users, chats, RateLimit(per_minute)
+        self._refused: set[str] = set()
+
+    def check(self, msg: IncomingMessage) -> str | None:
+        """None when the user may go on; otherwise the line to answer ("" for silence)."""
+        if not allowed(msg.user_id, msg.key.chat_id, self.users, self.chats):
+            first = msg.user_id not in self._refused
+            self._refused.add(msg.user_id)
+            return REFUSED if first else ""
+        return None if self.rate.hit(msg.user_id) else SLOW_DOWN

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from core.events import LABELS, Mood
+from core.prompts import sentiment_prompt
 from core.settings import SentimentSettings
 
-_PLACEHOLDER = "\u2063TONEBOT_TEXT\u2063"
 _CONTENT_FREE = ("", "N/A", "[text]", "ok")
 
 
@@ -29,13 +29,13 @@ class LabelScorer:
 
     def __init__(self, model: Any, tokenizer: Any, settings: SentimentSettings) -> None:
         self.model, self.tokenizer = model, tokenizer
-        prefix_text, self._suffix_text = render_prompt(tokenizer, settings)
+        prefix_text, self._suffix_text = sentiment_prompt(tokenizer, settings)
         self.prefix_ids = tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt").input_ids
         self._label_tokens = self._label_token_ids()
         self._decoder = model.get_decoder()
         self._label_rows = model.get_output_embeddings().weight
         with torch.inference_mode():
-            self._prefix_cache = self._decoder(self.prefix_ids, use_cache=True).past_key_values
+            self._prefix_cache = self._decoder(self.prefix_ids, use_cache=True).cache
         self._bias = torch.zeros(len(LABELS))
         if settings.calibrate:
             self._bias = self.log_probs(list(_CONTENT_FREE)).exp().mean(0).log()
@@ -69,7 +69,7 @@ class LabelScorer:
         if use_prefix_cache:
             cache = copy.deepcopy(self._prefix_cache)
             cache.batch_repeat_interleave(n)
-            hidden = self._decoder(ids, attention_mask=full_mask, past_key_values=cache).last_hidden_state
+            hidden = self._decoder(ids, attention_mask=full_mask, cache=cache).last_hidden_state
         else:
             full_ids = torch.cat([self.prefix_ids.expand(n, -1), ids], dim=1)
             hidden = self._decoder(full_ids, attention_mask=full_mask).last_hidden_state[:, prefix_len:]
@@ -83,23 +83,3 @@ class LabelScorer:
     def classify(self, texts: Sequence[str]) -> list[Mood]:
         probs = torch.softmax(self.log_probs(texts) - self._bias, dim=-1).tolist()
         return [Mood.from_scores(dict(zip(LABELS, row, strict=True))) for row in probs]
-
-
-def render_prompt(tokenizer: Any, settings: SentimentSettings) -> tuple[str, str]:
-    """The classification prompt in the model's chat template, split around the message: (prefix, suffix).
-    The suffix ends with the answer prefix, so the next token is the label."""
-    messages = [{"role": "system", "content": settings.instruction}]
-    for text, label in settings.examples:
-        answer = f"{settings.answer_prefix} {label}".strip()
-        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": _PLACEHOLDER})
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    prefix, suffix = rendered.split(_PLACEHOLDER)
-    return prefix, suffix + settings.answer_prefix
-
-
-def label_of_token(token: str) -> str | None:
-    """The label a generated token starts, if exactly one: " Neg" -> negative, "neutral" -> neutral, "n" -> None."""
-    word = token.strip().lower()
-    matches = [label for label in LABELS if len(word) >= 2 and label.startswith(word)]
-    return matches[0] if len(matches) == 1 else None

@@ -1,6 +1,7 @@
 """Allowlists and the per-user rate limit."""
 
-from bot.adapters.access import RateLimit, allowed
+from bot.admission import REFUSED, SLOW_DOWN, Admission, RateLimit, allowed
+from core.events import ConversationKey, IncomingMessage
 
 
 def test_empty_allowlists_allow_everyone_and_either_list_admits() -> None:
@@ -20,3 +21,13 @@ def test_rate_limit_is_a_sliding_minute_per_user() -> None:
     now[0] = 60.0
     assert limit.hit("a")
     assert RateLimit(0).hit("a")
+
+
+def test_admission_refuses_once_then_stays_silent_and_limits_each_user() -> None:
+    def msg(user: str, chat: str = "c1") -> IncomingMessage:
+        return IncomingMessage(ConversationKey("any", chat), user_id=user, text="hi")
+
+    gate = Admission(users=("u1", "u2"), chats=(), per_minute=1)
+    assert gate.check(msg("u9")) == REFUSED and gate.check(msg("u9")) == ""
+    assert gate.check(msg("u1")) is None and gate.check(msg("u1")) == SLOW_DOWN
+    assert gate.check(msg("u2")) is None

@@ -1,0 +1,200 @@
+"""The public HTTP API: chat (whole or streamed as server-sent events), batch sentiment, and a
+user's own data (reset, forget). Mounted behind ApiGuard. JSON in, JSON out; the endpoints'
+docstrings (YAML) are their OpenAPI operations."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot.errors import answer
+from core.bot import Bot, Event
+from core.events import ConversationKey, IncomingMessage, Mood, Reply
+
+PLATFORM = "web"
+MAX_BATCH = 64
+
+
+def mood_json(mood: Mood | None) -> dict[str, Any] | None:
+    return {"label": mood.label, "scores": mood.scores} if mood else None
+
+
+def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "mood": mood_json(reply.mood),
+        "reply": reply.text,
+        "escalated": reply.escalated,
+        "duplicate": reply.duplicate,
+        "paused": reply.paused,
+        "failed": reply.failed,
+    }
+
+
+def field(body: dict[str, Any], name: str, required: bool = True) -> str:
+    value = body.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+        raise HTTPException(422, f"'{name}' must be a non-empty string")
+    return str(value)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    body = b""
+    async for chunk in request.stream():  # counted as it arrives: a chunked body cannot sneak past
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request body is larger than {limit} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "request body must be a JSON object")
+    return data
+
+
+def to_incoming(body: dict[str, Any]) -> IncomingMessage:
+    """The web payload as the common event. Pure: raises HTTPException on a bad payload."""
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise HTTPException(422, "'text' must be a non-empty string")
+    return IncomingMessage(
+        key=ConversationKey(PLATFORM, field(body, "conversation_id")),
+        user_id=field(body, "user_id", required=False) or "web-user",
+        user_name=str(body.get("user_name") or ""),
+        text=text,
+        event_id=field(body, "event_id", required=False) or uuid.uuid4().hex,
+    )
+
+
+def sse(item: Event, conversation_id: str) -> dict[str, str]:
+    if isinstance(item, Mood):
+        return {"event": "mood", "data": json.dumps(mood_json(item))}
+    if isinstance(item, str):
+        return {"event": "token", "data": json.dumps(item)}
+    return {"event": "done", "data": json.dumps(reply_json(item, conversation_id))}
+
+
+def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
+    async def chat(request: Request) -> Response:
+        """
+        summary: Send one message and get the mood and the whole reply
+        requestBody: {$ref: "#/components/requestBodies/Message"}
+        responses:
+          200: {description: "the reply", content: {application/json: {schema: {$ref: "#/components/schemas/Reply"}}}}
+          401: {$ref: "#/components/responses/Unauthorized"}
+          413: {description: body or text too long}
+          422: {description: invalid message}
+          429: {$ref: "#/components/responses/RateLimited"}
+          500: {description: "the model failed; `reply` is the apology and `failed` is true"}
+          503: {$ref: "#/components/responses/Unavailable"}
+        """
+        msg = to_incoming(await read_json(request, max_body))
+        reply = await bot.handle(msg)
+        return JSONResponse(reply_json(reply, msg.key.chat_id), 500 if reply.failed else 200)
+
+    async def chat_stream(request: Request) -> Response:
+        """
+        summary: Send one message; the mood, reply tokens and the final reply arrive as server-sent events
+        requestBody: {$ref: "#/components/requestBodies/Message"}
+        responses:
+          200: {description: "events: mood, token (repeated), done; or error", content: {text/event-stream: {}}}
+          401: {$ref: "#/components/responses/Unauthorized"}
+          422: {description: invalid message}
+          429: {$ref: "#/components/responses/RateLimited"}
+          503: {$ref: "#/components/responses/Unavailable"}
+        """
+        msg = to_incoming(await read_json(request, max_body))
+        events = bot.stream(msg)
+        first = await anext(events)  # refusals (busy, invalid) become a status code before the stream starts
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            async with contextlib.aclosing(events):
+                yield sse(first, msg.key.chat_id)
+                try:
+                    async for item in events:
+                        yield sse(item, msg.key.chat_id)
+                except Exception as exc:  # after the 200: the error table's answer as the last event
+                    failure = answer(exc)
+                    yield {"event": "error", "data": json.dumps({"error": failure.error, "status": failure.status})}
+
+        return EventSourceResponse(stream())
+
+    async def sentiment(request: Request) -> Response:
+        """
+        summary: Classify the mood of up to 64 texts
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [texts]
+                properties: {texts: {type: array, items: {type: string}, minItems: 1, maxItems: 64}}
+        responses:
+          200:
+            description: one result per text, in order
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties: {results: {type: array, items: {$ref: "#/components/schemas/Mood"}}}
+          401: {$ref: "#/components/responses/Unauthorized"}
+          413: {description: too many texts}
+          422: {description: "texts missing, empty or too long"}
+          503: {$ref: "#/components/responses/Unavailable"}
+        """
+        texts = (await read_json(request, max_body)).get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise HTTPException(422, "'texts' must be a non-empty list of non-empty strings")
+        if len(texts) > MAX_BATCH:
+            raise HTTPException(413, f"at most {MAX_BATCH} texts per request")
+        return JSONResponse({"results": [mood_json(m) for m in await bot.classify(texts)]})
+
+    async def reset(request: Request) -> Response:
+        """
+        summary: Start a fresh context for a conversation (stored messages are kept)
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema: {type: object, required: [conversation_id], properties: {conversation_id: {type: string}}}
+        responses:
+          200: {description: reset}
+        """
+        conversation_id = field(await read_json(request, max_body), "conversation_id")
+        await bot.reset(ConversationKey(PLATFORM, conversation_id))
+        return JSONResponse({"conversation_id": conversation_id, "reset": True})
+
+    async def forget(request: Request) -> Response:
+        """
+        summary: Delete everything stored from one web user
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema: {type: object, required: [user_id], properties: {user_id: {type: string}}}
+        responses:
+          200: {description: "how many messages were deleted"}
+        """
+        user_id = field(await read_json(request, max_body), "user_id")
+        return JSONResponse({"user_id": user_id, "deleted": await bot.forget(PLATFORM, user_id)})
+
+    return [
+        Route("/v1/chat", chat, methods=["POST"]),
+        Route("/v1/chat/stream", chat_stream, methods=["POST"]),
+        Route("/v1/sentiment", sentiment, methods=["POST"]),
+        Route("/v1/reset", reset, methods=["POST"]),
+        Route("/v1/forget", forget, methods=["POST"]),
+    ]

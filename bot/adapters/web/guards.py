@@ -1,0 +1,93 @@
+"""Guards, one per audience, as ASGI middleware on that audience's routes (bot/adapters/web/__init__.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Sequence
+
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core import metrics
+
+
+def bearer(request: Request) -> bytes:
+    """The token of an `Authorization: Bearer <token>` header (empty when there is none)."""
+    return request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+
+
+class _Guard:
+    """Pure ASGI middleware: `refusal` returns a response to send instead, or None to go on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (refusal := await self.refusal(Request(scope))) is not None:
+            metrics.HTTP_REFUSED.labels(str(refusal.status_code)).inc()
+            return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    async def refusal(self, request: Request) -> Response | None:
+        raise NotImplementedError
+
+
+class ApiGuard(_Guard):
+    """The public API: bearer tokens (when API_TOKENS is set), per-token and per-IP rate limits,
+    and the declared body size (the body is counted again as it is read)."""
+
+    def __init__(self, app: ASGIApp, tokens: Sequence[str], rate_limit: str, max_body: int) -> None:
+        super().__init__(app)
+        self.tokens, self.max_body = [t.encode() for t in tokens], max_body
+        self.rate = parse(rate_limit) if rate_limit else None
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def refusal(self, request: Request) -> Response | None:
+        token = bearer(request)
+        if self.tokens and not any(hmac.compare_digest(token, t) for t in self.tokens):
+            return JSONResponse(
+                {"error": "a valid API token is required (Authorization: Bearer ...)"},
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if int(request.headers.get("content-length") or 0) > self.max_body:
+            return JSONResponse({"error": f"request body is larger than {self.max_body} bytes"}, 413)
+        if self.rate is not None:
+            client = request.client.host if request.client else "unknown"
+            keys = [f"ip:{client}"] + ([f"token:{hashlib.sha256(token).hexdigest()[:16]}"] if token else [])
+            for key in keys:
+                if not await self.limiter.hit(self.rate, key):
+                    stats = await self.limiter.get_window_stats(self.rate, key)
+                    wait = max(1, math.ceil(stats.reset_time - time.time()))
+                    return JSONResponse(
+                        {"error": f"rate limit {self.rate} exceeded, retry in {wait} s"},
+                        429,
+                        headers={"Retry-After": str(wait)},
+                    )
+        return None
+
+
+class OperatorGuard(_Guard):
+    """The operator API: off unless OPERATOR_TOKEN is set, then that bearer token."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        super().__init__(app)
+        self.token = token.encode()
+
+    async def refusal(self, request: Request) -> Response | None:
+        if not self.token:
+            return JSONResponse({"error": "the operator API is off: set OPERATOR_TOKEN to turn it on"}, 403)
+        if not hmac.compare_digest(bearer(request), self.token):
+            return JSONResponse(
+                {"error": "a valid operator token is required (Authorization: Bearer ...)"},
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return None

@@ -1,0 +1,87 @@
+"""What a browser opens: the chat page, the operator page, and the API described as OpenAPI 3
+(limits taken from the settings the server runs with)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.schemas import SchemaGenerator
+
+from bot.adapters.web.api import MAX_BATCH
+
+
+def _page(name: str) -> Route:
+    async def page(_: Request) -> Response:
+        return HTMLResponse(files("bot.adapters.web").joinpath(name).read_text(encoding="utf-8"))
+
+    return Route("/" if name == "chat.html" else f"/{name.removesuffix('.html')}", page, include_in_schema=False)
+
+
+def openapi(max_text_chars: int) -> SchemaGenerator:
+    """The document's frame; the endpoints' docstrings (YAML) add the paths."""
+    message = {
+        "type": "object",
+        "required": ["conversation_id", "text"],
+        "properties": {
+            "conversation_id": {"type": "string"},
+            "user_id": {"type": "string"},
+            "user_name": {"type": "string"},
+            "text": {"type": "string", "maxLength": max_text_chars},
+            "event_id": {"type": "string", "description": "idempotency key: a redelivery gets the stored reply"},
+        },
+    }
+    mood = {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "enum": ["negative", "neutral", "positive"]},
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    }
+    flags = ("escalated", "duplicate", "paused", "failed")
+    reply: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "conversation_id": {"type": "string"},
+            "mood": {"$ref": "#/components/schemas/Mood"},
+            "reply": {"type": "string"},
+            **{flag: {"type": "boolean"} for flag in flags},
+        },
+    }
+    return SchemaGenerator(
+        {
+            "openapi": "3.0.3",
+            "info": {"title": "tonebot HTTP API", "version": "1", "description": f"at most {MAX_BATCH} texts a batch"},
+            "security": [{"bearer": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "description": "one of API_TOKENS"},
+                    "operator": {"type": "http", "scheme": "bearer", "description": "OPERATOR_TOKEN"},
+                },
+                "schemas": {"Message": message, "Mood": mood, "Reply": reply},
+                "requestBodies": {
+                    "Message": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}},
+                    }
+                },
+                "responses": {
+                    "Unauthorized": {"description": "a valid API token is required"},
+                    "RateLimited": {"description": "rate limited (see Retry-After)"},
+                    "Unavailable": {"description": "the model is loading or busy: retry after Retry-After seconds"},
+                },
+            },
+        }
+    )
+
+
+def routes(max_text_chars: int) -> list[BaseRoute]:
+    schema = openapi(max_text_chars)
+
+    async def document(request: Request) -> Response:
+        return JSONResponse(schema.get_schema(request.app.routes))
+
+    return [_page("chat.html"), _page("operator.html"), Route("/openapi.json", document, include_in_schema=False)]

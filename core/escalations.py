@@ -1,0 +1,125 @@
+"""Escalations: the one truth for "escalated" and "with a human" (resolved_at is NULL while open).
+Opening one queues its notices in the outbox in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, Database
+from core.escalation import EscalationState
+from core.events import ConversationKey, utcnow
+from core.memory import Conversation
+from core.outbox import Delivery
+
+
+class Escalation(Base):
+    """A hand-off to a human; at most one open per conversation."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (  # the database itself keeps it to one open escalation, whoever races to open
+        Index(
+            "uq_escalations_open_per_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    scores: Mapped[list[dict[str, float]]] = mapped_column(JSON)  # the moods that triggered it
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+
+
+@dataclass(frozen=True)
+class EscalationRecord:
+    id: int
+    key: ConversationKey
+    reason: str
+    scores: list[dict[str, float]]
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+def _record(row: Escalation, conversation: Conversation) -> EscalationRecord:
+    key = ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id)
+    return EscalationRecord(
+        row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by
+    )
+
+
+class EscalationStore:
+    def __init__(self, db: Database) -> None:
+        self._session = db.session
+
+    async def state(self, conversation_id: int) -> EscalationState:
+        query = select(Escalation.resolved_at).filter_by(conversation_id=conversation_id)
+        async with self._session() as session:
+            rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(1))).all()
+        if not rows:
+            return EscalationState()
+        [(resolved_at,)] = rows
+        return EscalationState(open=resolved_at is None, last_resolved_at=resolved_at)
+
+    async def open(
+        self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str]
+    ) -> EscalationRecord | None:
+        """Open an escalation and queue its notifications; None when one is already open."""
+        async with self._session() as session, session.begin():
+            conversation = await session.get_one(Conversation, conversation_id, with_for_update=True)
+            query = select(Escalation.id).filter_by(conversation_id=conversation_id, resolved_at=None)
+            if await session.scalar(query) is not None:
+                return None
+            row = Escalation(conversation_id=conversation_id, reason=reason, scores=scores)
+            try:
+                async with session.begin_nested():
+                    session.add(row)
+                    await session.flush()
+            except IntegrityError:  # opened meanwhile by another session (the unique index above)
+                return None
+            session.add_all(Delivery(escalation_id=row.id, destination=d) for d in destinations)
+            return _record(row, conversation)
+
+    async def _update(self, escalation_id: int, **values: object) -> EscalationRecord | None:
+        """Set the fields that are not set yet (a second resolve keeps the first one's time and name)."""
+        async with self._session() as session, session.begin():
+            row = await session.get(Escalation, escalation_id)
+            if row is None:
+                return None
+            for name, value in values.items():
+                if getattr(row, name) is None:
+                    setattr(row, name, value)
+            return _record(row, await session.get_one(Conversation, row.conversation_id))
+
+    async def acknowledge(self, escalation_id: int) -> EscalationRecord | None:
+        return await self._update(escalation_id, acknowledged_at=utcnow())
+
+    async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
+        now = utcnow()
+        return await self._update(escalation_id, acknowledged_at=now, resolved_at=now, resolved_by=by)
+
+    async def get(self, escalation_id: int) -> EscalationRecord | None:
+        async with self._session() as session:
+            row = await session.get(Escalation, escalation_id)
+            return _record(row, await session.get_one(Conversation, row.conversation_id)) if row else None
+
+    async def all(self, open_only: bool = True, limit: int = 100) -> list[EscalationRecord]:
+        query = select(Escalation, Conversation).join(Conversation, Conversation.id == Escalation.conversation_id)
+        if open_only:
+            query = query.where(Escalation.resolved_at.is_(None))
+        async with self._session() as session:
+            rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(limit))).all()
+        return [_record(e, c) for e, c in rows]
