@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
 
 from sqlalchemy.engine import make_url
 
-from bot import app, bench, evaluate, migrate
+from bot import app, migrate
 from bot.config import Settings, as_toml, load_settings
+from bot.datasets import read_rows, write_rows
 from core import loading
 from core.errors import BotError, ConfigError
 from core.events import LABELS
@@ -48,6 +47,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     evaluate.add_argument("--limit", type=int, help="a reproducible random sample of N rows")
     evaluate.add_argument("--json", action="store_true", help="print the full report as JSON")
     evaluate.add_argument("--vs-generate", action="store_true", help="also run the seed's generate-the-label method")
+    evaluate.add_argument("--split", choices=["all", "train", "valid", "test"], default="all",
+                          help="only the rows of one split (test: rows train-head never fits on)")  # fmt: skip
+    head = commands.add_parser("train-head", help="fit the mood head on labelled JSONL files (held-out report)")
+    head.add_argument("files", type=Path, nargs="+")
+    head.add_argument("--layer", type=int, help="the layer to read (default: the best on the valid split)")
+    head.add_argument("--pooling", choices=["last", "mean"], default="last")
+    head.add_argument("--limit", type=int, help="at most N rows from each file (a reproducible sample)")
+    head.add_argument("-o", "--output", type=Path, help="where to save it (default: model.cache_dir/heads/)")
+    head.add_argument("--json", action="store_true", help="print the full report as JSON")
+    escalation = commands.add_parser("eval-escalation", help="escalation precision and recall on scripted chats")
+    escalation.add_argument("file", type=Path)
+    escalation.add_argument("--json", action="store_true", help="print the full report as JSON")
     bench = commands.add_parser("bench", help="speed and memory of the configured model, with a JSON report")
     bench.add_argument("--quick", action="store_true", help="a few seconds' smoke run (numbers not meaningful)")
     bench.add_argument("--vs-llamacpp", action="store_true", help="also decode the same GGUF with llama.cpp")
@@ -86,9 +97,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "classify":
         asyncio.run(classify_file(settings, args.file, args.output))
     elif args.command == "eval":
-        report = asyncio.run(evaluate_file(settings, args.file, args.limit, args.vs_generate))
+        from bot import evaluate
+
+        report = asyncio.run(evaluate.run(settings, args.file, args.limit, args.split, args.vs_generate))
         print(json.dumps(report, indent=2) if args.json else evaluate.table(report))
+    elif args.command == "train-head":
+        from bot import train_head
+
+        report = asyncio.run(train_head.run(settings, args.files, args.layer, args.pooling, args.limit, args.output))
+        print(json.dumps(report, indent=2) if args.json else train_head.table(report))
+    elif args.command == "eval-escalation":
+        from bot import escalation_eval
+
+        report = asyncio.run(escalation_eval.run(settings, args.file))
+        print(json.dumps(report, indent=2) if args.json else escalation_eval.table(report))
     elif args.command == "bench":
+        from bot import bench
+
         report = asyncio.run(bench.run(settings, args.quick, args.vs_llamacpp))
         print(bench.table(report))
         print(f"report: {bench.write(report, args.out)}")
@@ -158,29 +183,6 @@ def check_config(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        raise ConfigError(f"no such file: {path}")
-    with path.open(encoding="utf-8", newline="") as f:
-        if path.suffix.lower() == ".csv":
-            rows: list[dict[str, Any]] = list(csv.DictReader(f))
-        else:
-            rows = [json.loads(line) for line in f if line.strip()]
-    for number, row in enumerate(rows, 1):
-        if not isinstance(row.get("text"), str):
-            raise ConfigError(f"{path}: row {number} has no 'text' field")
-    return rows
-
-
-def write_rows(rows: list[dict[str, Any]], out: TextIO, as_csv: bool) -> None:
-    if as_csv:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["text"])
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
 async def classify_file(settings: Settings, path: Path, output: Path | None) -> None:
     from tqdm import tqdm
 
@@ -203,17 +205,6 @@ async def classify_file(settings: Settings, path: Path, output: Path | None) -> 
     else:
         with output.open("w", encoding="utf-8", newline="") as out:
             write_rows(rows, out, as_csv)
-
-
-async def evaluate_file(settings: Settings, path: Path, limit: int | None, vs_generate: bool) -> dict[str, Any]:
-    from core.local.engine import TransformersEngine
-
-    rows = evaluate.sample(read_rows(path), limit)
-    engine = await TransformersEngine.load(settings.model, settings.sentiment)
-    try:
-        return await evaluate.evaluate(engine, rows, vs_generate)
-    finally:
-        await engine.aclose()
 
 
 if __name__ == "__main__":

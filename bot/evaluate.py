@@ -1,31 +1,27 @@
 """`tonebot eval`: sentiment quality and speed of the configured model on a labelled JSONL file.
 
-With `--vs-generate` it also runs the seed's method on the same rows with the same weights
-(an instruction prompt, then greedy generation of up to 8 tokens, parsed for a label word), so
-the two are compared in one process.
+Every method runs on the same rows, in one process, with the same weights: the configured one (the
+mood head, or label scoring for a model without one), label-token scoring as a baseline, and with
+`--vs-generate` the seed's method (an instruction prompt, then greedy generation of up to 8 tokens,
+parsed for a label word).
 """
 
 from __future__ import annotations
 
 import functools
-import random
 import re
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from bot.config import Settings
+from bot.datasets import labelled, sample
 from core.events import LABELS
 from core.local.engine import TransformersEngine
 
 SEED_PROMPT = "Classify the sentiment of the following text as negative, neutral or positive.\nText: {text}\nSentiment:"
-
-
-def sample(rows: list[dict[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
-    """A reproducible random sample (the files are sorted by source, so the head is not representative)."""
-    if limit is None or limit >= len(rows):
-        return rows
-    return random.Random(seed).sample(rows, limit)
 
 
 def metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
@@ -50,7 +46,7 @@ def metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> 
     }
 
 
-def generate_label(model: Any, tokenizer: Any, text: str, two_class: bool) -> str:
+def generate_label(model: Any, tokenizer: Any, text: str, two_class: bool = False) -> str:
     """The seed's method: ask, generate up to 8 tokens greedily, take the first label word."""
     import torch
 
@@ -67,51 +63,61 @@ def generate_label(model: Any, tokenizer: Any, text: str, two_class: bool) -> st
     return found.group(0) if found else "neutral"
 
 
+NAMES = {"head": "mood head", "labels": "label-token scoring", "generate": "generate (seed)"}
+
+
 async def evaluate(engine: TransformersEngine, rows: list[dict[str, Any]], vs_generate: bool) -> dict[str, Any]:
+    """One report per method, the configured one first; two-class rows are scored negative vs positive."""
     gold = [r["label"] for r in rows]
     two_class = "neutral" not in gold
     labels = ("negative", "positive") if two_class else LABELS
     texts = [r["text"] for r in rows]
+    reader = engine.reader
 
-    latencies: list[float] = []
-    pred: list[str] = []
-    started = time.perf_counter()
-    for text in texts:  # one at a time: the per-message latency a chat user sees
-        t = time.perf_counter()
-        [mood] = await engine.classify([text])
-        latencies.append(time.perf_counter() - t)
-        scores = mood.scores
-        pred.append(max(labels, key=scores.__getitem__))
-    report: dict[str, Any] = {
-        "method": "label-token scoring",
-        **metrics(gold, pred, labels),
-        "p50_ms": 1000 * statistics.median(latencies),
-        "rows_per_s": len(texts) / (time.perf_counter() - started),
-    }
-    if not vs_generate:
-        return report
-    latencies, pred = [], []
-    for text in texts:
-        t = time.perf_counter()
-        pred.append(
-            await engine.worker.run(functools.partial(generate_label, engine.model, engine.tokenizer, text, two_class))
-        )
-        latencies.append(time.perf_counter() - t)
-    baseline = {
-        "method": "generate (seed)",
-        **metrics(gold, pred, labels),
-        "p50_ms": 1000 * statistics.median(latencies),
-    }
-    return {**report, "baseline": baseline, "speedup_p50": baseline["p50_ms"] / report["p50_ms"]}
+    def scored(method: str) -> Callable[[str], str]:
+        def label(text: str) -> str:
+            probs = reader.probabilities([text], method)[0]  # type: ignore[arg-type]
+            return max(labels, key=lambda name: float(probs[LABELS.index(name)]))
+
+        return label
+
+    methods: dict[str, Callable[[str], str]] = {reader.method: scored(reader.method)}
+    if reader.method == "head":
+        methods["labels"] = scored("labels")
+    if vs_generate:
+        methods["generate"] = functools.partial(generate_label, engine.model, engine.tokenizer, two_class=two_class)
+    reports = []
+    for method, predict in methods.items():
+        latencies, pred = [], []
+        for text in texts:  # one at a time: the per-message latency a chat user sees
+            started = time.perf_counter()
+            pred.append(await engine.worker.run(functools.partial(predict, text)))
+            latencies.append(time.perf_counter() - started)
+        reports.append({"method": NAMES[method], **metrics(gold, pred, labels),
+                        "p50_ms": 1000 * statistics.median(latencies)})  # fmt: skip
+    report: dict[str, Any] = {**reports[0], "baselines": reports[1:]}
+    if vs_generate:
+        report["speedup_p50"] = reports[-1]["p50_ms"] / reports[0]["p50_ms"]
+    return report
+
+
+async def run(settings: Settings, path: Path, limit: int | None, split: str, vs_generate: bool) -> dict[str, Any]:
+    rows = sample(labelled(path, split), limit)  # type: ignore[arg-type]
+    engine = await TransformersEngine.load(settings.model, settings.sentiment)
+    try:
+        return {"file": str(path), "split": split, **await evaluate(engine, rows, vs_generate)}
+    finally:
+        await engine.aclose()
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"{'method':<22}{'rows':>6}{'accuracy':>10}{'macro-F1':>10}{'p50 ms':>9}"]
-    for r in (report, report.get("baseline")):
-        if r:
-            lines.append(
-                f"{r['method']:<22}{r['rows']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}{r['p50_ms']:>9.1f}"
-            )
+    lines = [f"{'method':<22}{'rows':>6}{'accuracy':>10}{'macro-F1':>10}{'neutral R':>11}{'p50 ms':>9}"]
+    for r in (report, *report["baselines"]):
+        neutral = r["per_class"].get("neutral", {}).get("recall")
+        lines.append(
+            f"{r['method']:<22}{r['rows']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}"
+            f"{'—' if neutral is None else f'{neutral:.3f}':>11}{r['p50_ms']:>9.1f}"
+        )
     if "speedup_p50" in report:
         lines.append(f"classify p50 speed-up over the seed's generate method: {report['speedup_p50']:.1f}x")
     return "\n".join(lines)

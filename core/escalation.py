@@ -32,25 +32,49 @@ class EscalationState:
     last_resolved_at: datetime | None = None
 
 
+FILLERS = ("a", "an", "the", "your", "some", "one", "of", "real", "live", "actual", "proper", "human")
+POLITE = ("please", "pls", "plz", "now", "asap", "i", "want", "need", "a", "an", "the", "real", "live", "一下",
+          "请", "我", "要", "吧", "啊", "呀", "谢谢")  # fmt: skip
+
+
 def _normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
-def asks_for_human(text: str, phrases: Sequence[str], exclusions: Sequence[str] = ()) -> bool:
-    """Whole words for alphabetic phrases ("agent" but not "agents' fees"), substrings for CJK."""
+def _alternatives(phrases: Sequence[str], latin: bool) -> str:
+    """A regex alternation of the Latin-script (or the CJK) phrases, longest first; never matches if none."""
+    chosen = {_normalize(p) for p in phrases if p.strip() and p.isascii() == latin}
+    return "|".join(re.escape(p) for p in sorted(chosen, key=len, reverse=True)) or r"(?!x)x"
+
+
+def asks_for_human(text: str, settings: EscalationSettings) -> bool:
+    """A request for a person, as intent, not a word: a way of asking (`request_phrases`: "speak to",
+    "transfer me to", "找", "转") followed by someone to ask for (`human_phrases`: "supervisor",
+    "real person", "人工", "客服"), or a message that is nothing but such a someone ("operator please",
+    "人工"). So "agent" as an ordinary noun, "human skin" or "人工智能" (`not_human_phrases`) do not count."""
     said = _normalize(text)
-    for excluded in map(_normalize, exclusions):
-        said = said.replace(excluded, " ") if excluded else said
-    for phrase in map(_normalize, phrases):
-        if not phrase:
-            continue
-        if phrase.isascii():
-            if re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", said):
-                return True
-        elif phrase in said.replace(" ", ""):
-            return True
-    return False
+    for excluded in filter(None, map(_normalize, settings.not_human_phrases)):
+        said = said.replace(excluded, " ")
+    asking, someone = settings.request_phrases, settings.human_phrases
+    fillers = "|".join(FILLERS)
+    latin = (
+        rf"(?<!\w)(?:{_alternatives(asking, True)}) (?:(?:{fillers}) ){{0,3}}(?:{_alternatives(someone, True)})(?!\w)"
+    )
+    cjk = rf"(?:{_alternatives(asking, False)})(?:一个|个|一下|下)?(?:{_alternatives(someone, False)})"
+    return bool(re.search(latin, said) or re.search(cjk, said.replace(" ", "")) or _only_someone(said, someone))
+
+
+def _only_someone(said: str, persons: Sequence[str]) -> bool:
+    """The message is a someone and politeness: "operator please", "HUMAN!!", "请转人工" (minus the verb)."""
+    marked = said
+    for phrase in sorted({_normalize(p) for p in persons if p.strip()}, key=len, reverse=True):
+        bounded = rf"(?<!\w){re.escape(phrase)}(?!\w)" if phrase.isascii() else re.escape(phrase)
+        marked = re.sub(bounded, " \x00 ", marked)
+    if "\x00" not in marked:
+        return False
+    polite = "|".join(map(re.escape, POLITE))
+    return all(t == "\x00" or t in POLITE or (not t.isascii() and not re.sub(polite, "", t)) for t in marked.split())
 
 
 def recent_negatives(moods: Sequence[Mood], settings: EscalationSettings) -> int:
@@ -78,7 +102,7 @@ def decide(
             resolved = resolved.replace(tzinfo=now.tzinfo)
         if now - resolved < timedelta(minutes=settings.cooldown_minutes):
             return Decision(False)
-    if asks_for_human(text, settings.human_phrases, settings.not_human_phrases):
+    if asks_for_human(text, settings):
         return Decision(True, "asked_for_human")
     current = moods[-1]
     if current.label != "negative":

@@ -41,7 +41,13 @@ class SentimentSettings:
     instruction: str
     answer_prefix: str = ""  # opens the assistant turn; the label is scored right after it
     examples: tuple[tuple[str, str], ...] = ()  # in-context (text, label) turns in the cached prefix
-    calibrate: bool = False  # contextual calibration against content-free inputs (cost 11 points on vader)
+    # What one message may cost the mood pass: longer ones are read by their first and last
+    # tokens (a 4,000-character message of rare CJK characters is ~16,000 tokens otherwise).
+    max_text_tokens: int = 256
+    # The mood head (core/local/head.py): "auto" = the shipped head fitted on the loaded model and
+    # this prompt, if there is one; a .safetensors path = that head (refused if it does not fit);
+    # "" = label scoring (any model).
+    head: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class MemorySettings:
 class EscalationSettings:
     """When to hand a conversation to a human, and what to tell the user. Texts live in config.toml."""
 
-    human_phrases: tuple[str, ...]  # a request for a person, in any language
+    human_phrases: tuple[str, ...]  # whom a customer asks for: "supervisor", "real person", "人工", in any language
+    request_phrases: tuple[str, ...]  # how they ask: "speak to", "transfer me to", "找", "转"
     not_human_phrases: tuple[str, ...]  # look-alikes removed before matching ("人工智能")
     notify_line: str  # appended once to the reply that escalates, in notify mode
     pause_line: str  # the bot's last words until an operator resolves, in pause mode

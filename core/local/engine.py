@@ -15,7 +15,7 @@ from core.engine import Health
 from core.errors import Busy, EngineError
 from core.events import ChatMessage, Mood
 from core.local import internals
-from core.local.sentiment import LabelScorer
+from core.local.sentiment import MoodReader
 from core.local.worker import ModelWorker, in_own_thread, settle
 from core.prompts import fit_chat
 from core.settings import ModelSettings, SentimentSettings
@@ -35,7 +35,7 @@ class TransformersEngine:
     ) -> None:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.source_name = name or getattr(model, "name_or_path", "")
-        self.scorer = LabelScorer(model, tokenizer, sentiment)
+        self.reader = MoodReader(model, tokenizer, sentiment, self.source_name, heads=settings.cache_dir / "heads")
         self._pending: list[tuple[str, asyncio.Future[Mood]]] = []
         self._pending_lock = threading.Lock()
         self.batcher = internals.start(model, tokenizer, settings)
@@ -58,7 +58,9 @@ class TransformersEngine:
             lambda: cls(*loading.load(source, dtype, settings.cache_dir), settings, sentiment, source.name)
         )
         await engine.classify(["warm-up"])  # on the batcher's thread, like every pass after it
-        log.info("model %s ready in %.1fs (%s)", source.name, time.perf_counter() - started, dtype)
+        reader = engine.reader
+        mood = f"head at layer {reader.head.identity.layer}/{reader.depth}" if reader.head else "label scoring"
+        log.info("model %s ready in %.1fs (%s, mood: %s)", source.name, time.perf_counter() - started, dtype, mood)
         return engine
 
     def health(self) -> Health:
@@ -89,7 +91,7 @@ class TransformersEngine:
         for i in range(0, len(pending), step):
             chunk = pending[i : i + step]
             try:
-                outcomes: list[Any] = list(self.scorer.classify([text for text, _ in chunk]))
+                outcomes: list[Any] = list(self.reader.classify([text for text, _ in chunk]))
             except Exception as exc:  # handed to every waiting caller
                 outcomes = [exc] * len(chunk)
             for (_, future), outcome in zip(chunk, outcomes, strict=True):

@@ -1,4 +1,5 @@
-"""The one module that touches Transformers internals: the continuous batching manager.
+"""The one module that touches Transformers internals: the continuous batching manager, and a
+decoder's layer list (to stop a sentiment pass early).
 
 Transformers has no public hook for running work on the manager's thread, so `run_before_each_step`
 wraps its loop step (`_generation_loop_body`) and rings its wake-up event (`_wake_up_loop`). Those
@@ -8,9 +9,10 @@ admits only that minor, and tests/core/local/test_internals.py fails on any othe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import transformers
@@ -81,3 +83,19 @@ def failure(batcher: Any) -> str:
     if (error := getattr(status, "fatal_error", None)) is not None:
         return f"the generation loop failed: {error!r}"
     return "" if batcher.is_running() else "the generation loop is not running"
+
+
+@contextlib.contextmanager
+def truncated(decoder: Any, layers: int) -> Iterator[None]:
+    """Run only the decoder's first `layers` layers (its final norm still applies): a forward
+    pass that stops there costs that fraction of a whole one. On the batcher's thread only, like
+    every pass, so no other pass sees the decoder shortened."""
+    whole = decoder.layers
+    if layers >= len(whole):
+        yield
+        return
+    decoder.layers = whole[:layers]
+    try:
+        yield
+    finally:
+        decoder.layers = whole

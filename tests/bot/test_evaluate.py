@@ -2,7 +2,8 @@
 
 import pytest
 
-from bot.evaluate import evaluate, metrics, sample
+from bot.datasets import sample
+from bot.evaluate import evaluate, metrics, table
 from core.local.engine import TransformersEngine
 
 
@@ -28,12 +29,15 @@ def test_sample_is_reproducible_and_bounded() -> None:
     assert sample(rows, None) == rows
 
 
-async def test_scoring_and_the_seed_method_side_by_side(engine: TransformersEngine) -> None:
+async def test_the_head_label_scoring_and_the_seed_method_on_the_same_rows(engine: TransformersEngine) -> None:
     rows = [
         {"text": "I absolutely love this, best purchase ever!", "label": "positive"},
         {"text": "Horrible. It broke after one day and support ignored me.", "label": "negative"},
     ]
     report = await evaluate(engine, rows, vs_generate=True)
+    assert report["method"] == "mood head"
     assert report["accuracy"] == 1.0 and report["per_class"].keys() == {"negative", "positive"}
-    assert report["baseline"]["rows"] == 2 and report["baseline"]["p50_ms"] > 0
+    assert [b["method"] for b in report["baselines"]] == ["label-token scoring", "generate (seed)"]
+    assert all(b["rows"] == 2 and b["p50_ms"] > 0 for b in report["baselines"])
     assert report["speedup_p50"] > 1
+    assert "generate (seed)" in table(report) and "speed-up" in table(report)

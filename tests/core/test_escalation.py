@@ -65,12 +65,26 @@ def test_thresholds_come_from_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["HUMAN!!", "can I speak to someone?", "Agent.", "let me talk to an operator", "请帮我转 人工", "我要真人"]
-)
-def test_human_requests_are_matched_robustly(text: str) -> None:
-    assert asks_for_human(text, POLICY.human_phrases, POLICY.not_human_phrases)
+    "text",
+    [
+        "HUMAN!!", "can I speak to someone?", "Agent.", "let me talk to an operator", "请帮我转 人工", "我要真人",
+        "I'd like to speak to a supervisor about my account.", "Put me through to a manager, now.", "operator please",
+        "get me a real person", "Is there any way I can talk with a live agent?", "人工", "我要找真人客服。",
+        "能帮我联系一下客服吗", "Transfer me to customer service", "real person please",
+    ],
+)  # fmt: skip
+def test_human_requests_are_matched_as_intent(text: str) -> None:
+    assert asks_for_human(text, POLICY)
 
 
-@pytest.mark.parametrize("text", ["humane treatment", "the agency called", "人工智能真厉害", "my user agent is old"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "humane treatment", "the agency called", "人工智能真厉害", "my user agent is old",
+        "Does your API support a custom agent name in the headers?", "Is this product safe for human skin?",
+        "Can I change the agent on my policy?", "agent name?", "The manager of my building signed for it.",
+        "我想了解一下人工智能产品", "I need a refund", "The operator of the site is you?",
+    ],
+)  # fmt: skip
 def test_lookalikes_are_not_human_requests(text: str) -> None:
-    assert not asks_for_human(text, POLICY.human_phrases, POLICY.not_human_phrases)
+    assert not asks_for_human(text, POLICY)

@@ -1,0 +1,223 @@
+"""`tonebot train-head`: fit the mood head on labelled rows with the configured model and prompt,
+report it on rows it never saw, and save it bound to that model and prompt.
+
+Rows are split by a hash of their text (bot/datasets.py): train (fitting), valid (choosing the layer
+and the regularization, fitting the temperature), test (never used here but for the report). The
+head is class-weighted L2 logistic regression (scikit-learn) on standardized features; its
+probabilities are temperature-scaled on the valid split, so a threshold like `high_negative = 0.9`
+means about what it says. Two-class files (negative / positive only) train those two classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bot.config import Settings
+from bot.datasets import labelled, sample, split_of
+from bot.evaluate import metrics
+from core.events import LABELS
+from core.local.engine import TransformersEngine
+from core.local.head import Identity, MoodHead, Pooling
+
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
+TOLERANCE = 0.01  # of valid macro-F1 that a shallower layer may give up
+BATCH = 32
+
+
+def candidate_layers(depth: int) -> list[int]:
+    """Every other layer from a third of the way down to the last."""
+    return sorted({*range(depth // 3, depth + 1, 2), depth})
+
+
+async def extract(
+    engine: TransformersEngine, texts: Sequence[str], layers: Sequence[int], pooling: Pooling
+) -> dict[int, np.ndarray]:
+    """Features of every text at every layer, on the model's thread; batches of similar length."""
+    from tqdm import tqdm
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    found: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    with tqdm(total=len(texts), unit="row", file=sys.stderr, desc="features") as bar:
+        for start in range(0, len(order), BATCH):
+            chunk = [texts[i] for i in order[start : start + BATCH]]
+            batch = await engine.worker.run(functools.partial(engine.reader.layer_features, chunk, layers, pooling))
+            for layer in layers:
+                found[layer].append(batch[layer])
+            bar.update(len(chunk))
+    unsort = np.argsort(order)
+    return {layer: torch.cat(parts).numpy()[unsort] for layer, parts in found.items()}
+
+
+def _fit(x: np.ndarray, y: np.ndarray, c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)).fit(x, y)
+
+
+def _logits(pipeline: Any, x: np.ndarray) -> np.ndarray:
+    """Logits in LABELS order (a class missing from training gets -inf)."""
+    raw = pipeline.decision_function(x)
+    out = np.full((len(x), len(LABELS)), -np.inf)
+    for column, label in enumerate(pipeline.classes_):
+        out[:, LABELS.index(label)] = raw[:, column]
+    return out
+
+
+def score(logits: np.ndarray, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per file (the `source` a row came from): accuracy, macro-F1, neutral recall; two-class
+    files scored negative against positive."""
+    by_source: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_source.setdefault(str(row.get("source", "rows")), []).append(i)
+    report = {}
+    for source, index in sorted(by_source.items()):
+        gold = [rows[i]["label"] for i in index]
+        labels = LABELS if "neutral" in gold else ("negative", "positive")
+        columns = [LABELS.index(label) for label in labels]
+        pred = [labels[int(np.argmax(logits[i, columns]))] for i in index]
+        found = metrics(gold, pred, labels)
+        report[source] = {
+            "rows": found["rows"],
+            "accuracy": round(found["accuracy"], 4),
+            "macro_f1": round(found["macro_f1"], 4),
+            "recall": {k: round(v["recall"], 4) for k, v in found["per_class"].items()},
+            "confusion": found["confusion"],
+        }
+    return report
+
+
+def _mean_f1(report: dict[str, Any]) -> float:
+    return statistics.fmean(r["macro_f1"] for r in report.values())
+
+
+def temperature(logits: np.ndarray, gold: np.ndarray) -> float:
+    """The T that minimizes the negative log-likelihood of softmax(logits / T) on held-out rows."""
+    from scipy.optimize import minimize_scalar
+
+    target = np.array([LABELS.index(g) for g in gold])
+
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return float(-log_p[np.arange(len(z)), target].mean())
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+
+
+async def train(
+    engine: TransformersEngine,
+    files: Sequence[Path],
+    layer: int | None = None,
+    pooling: Pooling = "last",
+    limit: int | None = None,
+) -> tuple[MoodHead, dict[str, Any]]:
+    """Fit on the train split, choose layer and C on valid, report on test; `limit` rows at most
+    from each file (a reproducible sample), so that no file outweighs the others."""
+    rows = [{**row, "source": path.stem} for path in files for row in sample(labelled(path), limit)]
+    parts = {name: [r for r in rows if split_of(r["text"]) == name] for name in ("train", "valid", "test")}
+    if {r["label"] for r in parts["train"]} != set(LABELS):
+        raise ValueError("the training rows need all three labels (a three-class file among the inputs)")
+    depth = engine.reader.depth
+    layers = [layer] if layer else candidate_layers(depth)
+    features = {name: await extract(engine, [r["text"] for r in part], layers, pooling) for name, part in parts.items()}
+    if pooling == "last" and depth in layers:  # label scoring reads the same final state: no second pass
+        final = features["test"][depth]
+    else:
+        final = (await extract(engine, [r["text"] for r in parts["test"]], [depth], "last"))[depth]
+    baseline = score(np.log(engine.reader.label_scores(torch.tensor(final)).numpy()), parts["test"])
+    gold = {name: np.array([r["label"] for r in part]) for name, part in parts.items()}
+
+    sweep: list[dict[str, Any]] = []
+    for candidate in layers:
+        for c in C_GRID:
+            fitted = _fit(features["train"][candidate], gold["train"], c)
+            valid = _mean_f1(score(_logits(fitted, features["valid"][candidate]), parts["valid"]))
+            sweep.append({"layer": candidate, "C": c, "valid_macro_f1": round(valid, 4)})
+    # the shallowest (cheapest: the pass stops there) layer within TOLERANCE of the best, its best C
+    top = max(s["valid_macro_f1"] for s in sweep)
+    shallowest = min(s["layer"] for s in sweep if s["valid_macro_f1"] >= top - TOLERANCE)
+    best = max((s for s in sweep if s["layer"] == shallowest), key=lambda s: s["valid_macro_f1"])
+    chosen: int = best["layer"]
+    fitted = _fit(features["train"][chosen], gold["train"], best["C"])
+    t = temperature(_logits(fitted, features["valid"][chosen]), gold["valid"])
+    test = score(_logits(fitted, features["test"][chosen]), parts["test"])
+
+    scaler, classifier = fitted.steps[0][1], fitted.steps[1][1]
+    weight, bias = torch.zeros(len(LABELS), scaler.mean_.shape[0]), torch.full((len(LABELS),), -1e4)
+    for row, label in enumerate(classifier.classes_):
+        weight[LABELS.index(label)] = torch.tensor(classifier.coef_[row])
+        bias[LABELS.index(label)] = float(classifier.intercept_[row])
+    identity = Identity(**{**engine.reader.identity.__dict__, "layer": best["layer"], "pooling": pooling})
+    report = {
+        "model": identity.model,
+        "layer": best["layer"],
+        "depth": engine.reader.depth,
+        "pooling": pooling,
+        "C": best["C"],
+        "temperature": round(t, 4),
+        "rows": {name: len(part) for name, part in parts.items()},
+        "test": test,
+        "label_scoring_test": baseline,
+        "sweep": sweep,
+    }
+    head = MoodHead(
+        identity,
+        weight=weight,
+        bias=bias,
+        mean=torch.tensor(scaler.mean_, dtype=torch.float32),
+        scale=torch.tensor(scaler.scale_, dtype=torch.float32),
+        temperature=t,
+        report=json.dumps({k: v for k, v in report.items() if k != "sweep"}),
+    )
+    return head, report
+
+
+async def run(
+    settings: Settings, files: Sequence[Path], layer: int | None, pooling: Pooling, limit: int | None,
+    output: Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Load the configured model with no head (a head is fitted on the bare model), fit, save."""
+    sentiment = dataclasses.replace(settings.sentiment, head="")
+    engine = await TransformersEngine.load(settings.model, sentiment)
+    try:
+        head, report = await train(engine, files, layer, pooling, limit)
+    finally:
+        await engine.aclose()
+    identity = head.identity
+    name = re.sub(r"[^A-Za-z0-9.-]+", "-", identity.model).strip("-").lower()
+    path = output or settings.model.cache_dir / "heads" / f"{name}-{identity.fingerprint}-{identity.prompt}.safetensors"
+    head.save(path)
+    return {**report, "saved": str(path)}
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        f"head for {report['model']}: layer {report['layer']} of {report['depth']}, {report['pooling']} token, "
+        f"C={report['C']}, temperature {report['temperature']}; rows train/valid/test: "
+        + "/".join(str(n) for n in report["rows"].values()),
+        f"{'held-out (test split)':<28}{'rows':>6}{'accuracy':>10}{'macro-F1':>10}  recall",
+    ]
+    for source, r in report["test"].items():
+        recall = " ".join(f"{k} {v:.2f}" for k, v in r["recall"].items())
+        base = report["label_scoring_test"][source]
+        lines.append(
+            f"{source:<28}{r['rows']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}  {recall}"
+            f"  (label scoring {base['accuracy']:.3f} / {base['macro_f1']:.3f})"
+        )
+    if "saved" in report:
+        lines.append(f'saved to {report["saved"]} (sentiment.head = "auto" finds it there)')
+    return "\n".join(lines)

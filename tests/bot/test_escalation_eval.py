@@ -1,0 +1,34 @@
+"""`tonebot eval-escalation`: scripted conversations through the real pipeline on the embedded model."""
+
+from pathlib import Path
+
+from bot.config import Settings
+from bot.escalation_eval import evaluate, read, score, table
+from core.local.engine import TransformersEngine
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "escalation" / "conversations.jsonl"
+
+
+async def test_conversations_through_the_pipeline_give_precision_recall_and_the_rule(
+    engine: TransformersEngine, settings: Settings
+) -> None:
+    report = await evaluate(engine, settings, read(DATA))
+    assert report["conversations"] == 4 and report["precision"] == 1.0 and report["recall"] == 1.0
+    by_id = {r["id"]: r for r in report["results"]}
+    assert by_id["asks-for-a-supervisor"]["rule"] == "asked_for_human" and by_id["asks-for-a-supervisor"]["turn"] == 2
+    assert by_id["zh-asks-for-a-person"]["rule"] == "asked_for_human"
+    assert not by_id["agent-as-a-noun"]["escalated"]
+    assert all(t["mood"] in ("negative", "neutral", "positive") for r in report["results"] for t in r["turns"])
+    assert "precision 1.00, recall 1.00" in table(report)
+
+
+def test_scores_count_misses_both_ways() -> None:
+    results = [
+        {"id": "a", "expected": True, "escalated": True, "turn": 1, "rule": "high_negative", "turns": []},
+        {"id": "b", "expected": True, "escalated": False, "turn": None, "rule": None, "turns": []},
+        {"id": "c", "expected": False, "escalated": True, "turn": 2, "rule": "repeated_negative", "turns": []},
+        {"id": "d", "expected": False, "escalated": False, "turn": None, "rule": None, "turns": []},
+    ]
+    report = score(results)
+    assert (report["precision"], report["recall"]) == (0.5, 0.5)
+    assert [m["id"] for m in report["misses"]] == ["b", "c"]
