@@ -110,13 +110,21 @@ async def run(settings: Settings, path: Path, limit: int | None, split: str, vs_
         await engine.aclose()
 
 
+def score_header(first: str, width: int) -> str:
+    """The column heads that every score table starts with (eval and train-head)."""
+    return f"{first:<{width}}{'rows':>6}{'accuracy':>10}{'macro-F1':>10}"
+
+
+def score_cells(name: str, width: int, r: dict[str, Any]) -> str:
+    return f"{name:<{width}}{r['rows']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}"
+
+
 def table(report: dict[str, Any]) -> str:
-    lines = [f"{'method':<22}{'rows':>6}{'accuracy':>10}{'macro-F1':>10}{'neutral R':>11}{'p50 ms':>9}"]
+    lines = [score_header("method", 22) + f"{'neutral R':>11}{'p50 ms':>9}"]
     for r in (report, *report["baselines"]):
         neutral = r["per_class"].get("neutral", {}).get("recall")
         lines.append(
-            f"{r['method']:<22}{r['rows']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}"
-            f"{'—' if neutral is None else f'{neutral:.3f}':>11}{r['p50_ms']:>9.1f}"
+            score_cells(r["method"], 22, r) + f"{'—' if neutral is None else f'{neutral:.3f}':>11}{r['p50_ms']:>9.1f}"
         )
     if "speedup_p50" in report:
         lines.append(f"classify p50 speed-up over the seed's generate method: {report['speedup_p50']:.1f}x")

@@ -25,7 +25,7 @@ import torch
 
 from bot.config import Settings
 from bot.datasets import labelled, sample, split_of
-from bot.evaluate import metrics
+from bot.evaluate import metrics, score_cells, score_header
 from core.events import LABELS
 from core.local.engine import TransformersEngine
 from core.local.head import Identity, MoodHead, Pooling
@@ -209,14 +209,13 @@ def table(report: dict[str, Any]) -> str:
         f"head for {report['model']}: layer {report['layer']} of {report['depth']}, {report['pooling']} token, "
         f"C={report['C']}, temperature {report['temperature']}; rows train/valid/test: "
         + "/".join(str(n) for n in report["rows"].values()),
-        f"{'held-out (test split)':<28}{'rows':>6}{'accuracy':>10}{'macro-F1':>10}  recall",
+        score_header("held-out (test split)", 28) + "  recall",
     ]
     for source, r in report["test"].items():
         recall = " ".join(f"{k} {v:.2f}" for k, v in r["recall"].items())
         base = report["label_scoring_test"][source]
         lines.append(
-            f"{source:<28}{r['rows']:>6}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}  {recall}"
-            f"  (label scoring {base['accuracy']:.3f} / {base['macro_f1']:.3f})"
+            score_cells(source, 28, r) + f"  {recall}  (label scoring {base['accuracy']:.3f} / {base['macro_f1']:.3f})"
         )
     if "saved" in report:
         lines.append(f'saved to {report["saved"]} (sentiment.head = "auto" finds it there)')
