@@ -46,12 +46,23 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
+    # The driver's own transaction handling (BEGIN only before DML) breaks savepoints: releasing a
+    # SAVEPOINT that opened the transaction commits it. Turn it off; `_sqlite_begin` begins instead
+    # (SQLAlchemy's documented recipe for pysqlite / aiosqlite).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a deferred transaction
+    # that read and then writes after another connection's commit fails at once (SQLITE_BUSY_SNAPSHOT).
+    # Readers queue behind a writer too, which costs little: every transaction here lasts milliseconds.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -67,7 +78,8 @@ class Database:
         ensure_sqlite_dir(url)
         engine = create_async_engine(url)
         if make_url(url).get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return cls(engine)
 
     @property

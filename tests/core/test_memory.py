@@ -122,3 +122,14 @@ async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_re
     record = await store.resolve(opened[[r is not None for r in opened].index(True)].id, "ops")
     assert record is not None and record.resolved_by == "ops"
     assert not (await store.state(accepted.conversation_id)).open
+
+
+async def test_a_message_that_fails_to_store_leaves_no_ledger_row_behind(memory: Memory) -> None:
+    """Regression (#14 A.2): on SQLite, releasing the ledger's savepoint committed it, so a retry of an
+    event whose user turn failed to store was answered as a duplicate with an empty reply."""
+    bad = IncomingMessage(ConversationKey("test", "atomic"), user_id="u", text="broken \ud800", event_id="a-1")
+    with pytest.raises(Exception):  # noqa: B017 - the driver's encoding error, whatever its class
+        await memory.accept(bad)
+    good = IncomingMessage(ConversationKey("test", "atomic"), user_id="u", text="fine", event_id="a-1")
+    assert isinstance(await memory.accept(good), Accepted)
+    assert [m.text for m in await memory.messages(good.key)] == ["fine"]
