@@ -117,11 +117,13 @@ class Bot:
                 yield Reply(accepted.reply, accepted.mood, duplicate=True)
                 return
             metrics.MESSAGES_IN.labels(msg.platform).inc()
+            if accepted.retry:
+                log.info("answering an event accepted before and never answered", extra=_fields(msg))
             mood, parts, escalated, paused = None, [], False, False
             classify_s = first_token_s = None
             try:
                 classify_started = time.perf_counter()
-                [mood] = await self.engine.classify([msg.text])
+                [mood] = await self.engine.classify([accepted.text])
                 classify_s = time.perf_counter() - classify_started
                 metrics.CLASSIFY_SECONDS.observe(classify_s)
                 metrics.MOODS.labels(msg.platform, mood.label).inc()
@@ -137,7 +139,7 @@ class Bot:
                     history = await self.memory.history(accepted, self.limits.history_messages)
                     chat_mood = Mood("negative", mood.scores) if handed_off else mood  # soothing once escalated
                     reply_started = time.perf_counter()
-                    async for chunk in self.engine.reply(build_chat(self.prompts, chat_mood, history, msg.text)):
+                    async for chunk in self.engine.reply(build_chat(self.prompts, chat_mood, history, accepted.text)):
                         if first_token_s is None:
                             first_token_s = time.perf_counter() - reply_started
                             metrics.FIRST_TOKEN_SECONDS.observe(first_token_s)
@@ -148,14 +150,18 @@ class Bot:
                         parts.append(f"\n\n{self.policy.notify_line}")
                         yield parts[-1]
                 text, failed = "".join(parts).strip(), False
+            except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
+                await asyncio.shield(self.memory.release(accepted))  # the retry answers it
+                log.info("the reply was abandoned; the event is left for a retry", extra=_fields(msg))
+                raise
             except Exception as exc:
                 if isinstance(exc, Unavailable) and not parts:  # nothing answered: a retry is answered afresh
-                    await self.memory.release(msg, accepted)
+                    await self.memory.release(accepted)
                     log.info("model unavailable; the event is left for a retry", extra=_fields(msg))
                     raise
                 log.exception("answering failed", extra=_fields(msg))
                 text, failed = APOLOGY, True
-            await self.memory.record_reply(msg, accepted, text, failed)
+            await self.memory.record_reply(accepted, text, failed)
             outcome = "failed" if failed else "paused" if paused and not text else "answered"
             metrics.MESSAGES_OUT.labels(msg.platform, outcome).inc()
             log.info(
@@ -170,7 +176,7 @@ class Bot:
                     first_token_ms=_ms(first_token_s),
                     total_ms=_ms(time.perf_counter() - started),
                     reply_chars=len(text),
-                    **({"text": msg.text} if self.log_text else {}),
+                    **({"text": accepted.text} if self.log_text else {}),
                 ),
             )
             yield Reply(text, mood, escalated=escalated, failed=failed, paused=paused and not text)
@@ -182,7 +188,7 @@ class Bot:
         state = await self.escalations.state(accepted.conversation_id)
         window = self.policy.window + self.policy.reset_streak
         moods = await self.memory.conversation_moods(accepted.conversation_id, msg.user_id, window)
-        decision = decide(self.policy, moods, msg.text, state, utcnow())
+        decision = decide(self.policy, moods, accepted.text, state, utcnow())
         if not decision.escalate:
             return False, state.open
         scores = [dict(m.scores) for m in moods[-self.policy.window :]]

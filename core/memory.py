@@ -3,10 +3,12 @@ and the history the model sees. SQLAlchemy 2 models; the repository returns plai
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, func, select
@@ -16,6 +18,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Database
 from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, utcnow
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+"""Who answers an event, in the ledger: this process."""
+LEASE = timedelta(minutes=2)
+"""How long an event's owner is trusted to be answering it: a redelivery after that takes it over.
+(Within one process the conversation's turn lock already orders a redelivery after the answer.)"""
 
 
 class Conversation(Base):
@@ -48,32 +56,42 @@ class Message(Base):
 
 
 class ProcessedEvent(Base):
-    """The dedupe ledger: one row per platform event ever accepted."""
+    """The event ledger: one row per event ever accepted, keyed by its conversation (an event id
+    sent in one conversation never reaches another's), with who is answering it. A row goes
+    answering (owner + lease) -> answered | failed; `accepted` is one left for a retry."""
 
     __tablename__ = "processed_events"
-    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+    __table_args__ = (UniqueConstraint("conversation_id", "event_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    platform: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(255))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     reply_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(16), default="accepted")  # accepted | answered | failed
+    status: Mapped[str] = mapped_column(String(16), default="accepted")  # accepted | answering | answered | failed
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """A new event, stored: the user turn is safe before any work starts."""
+    """An event to answer now: its user turn is stored (before any work starts). `retry` when it
+    was accepted before and never answered (the answerer died, the client left, or it failed);
+    `text` is the stored turn's, which a redelivery cannot change."""
 
     conversation_id: int
     message_id: int
     context_from: int
+    ledger_id: int
+    text: str
+    retry: bool = False
 
 
 @dataclass(frozen=True)
 class Seen:
-    """An event that was accepted before; `reply` is empty while it is still being answered."""
+    """An event answered before (`reply` is empty when the bot stayed silent or the turn was forgotten)."""
 
     reply: str
     mood: Mood | None
@@ -129,15 +147,18 @@ class Memory:
         return self.db.lock(f"{key.platform}\x00{key.chat_id}\x00{key.thread_id}")
 
     async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
-        """Record the event in the ledger and store the user turn, or report that it was seen."""
+        """Record the event in the ledger and store the user turn; or take over an event accepted
+        before and never answered; or report the answer it got. Callers hold the conversation's
+        turn lock, so an unanswered event found here has no live answerer."""
+        lease = {"status": "answering", "owner": OWNER, "lease_until": utcnow() + LEASE}
         async with self._session() as session, session.begin():
             conversation = await self._conversation(session, msg.key)
             try:
                 async with session.begin_nested():
-                    ledger = ProcessedEvent(platform=msg.platform, event_id=msg.event_id)
+                    ledger = ProcessedEvent(conversation_id=conversation.id, event_id=msg.event_id, attempts=1, **lease)
                     session.add(ledger)
             except IntegrityError:
-                return await self._seen(session, msg)
+                return await self._redelivered(session, conversation, msg.event_id, lease)
             turn = Message(
                 conversation_id=conversation.id,
                 role="user",
@@ -149,15 +170,32 @@ class Memory:
             session.add(turn)
             await session.flush()
             ledger.message_id = turn.id
-            return Accepted(conversation.id, turn.id, conversation.context_from)
+            return Accepted(conversation.id, turn.id, conversation.context_from, ledger.id, turn.text)
 
-    async def _seen(self, session: AsyncSession, msg: IncomingMessage) -> Seen:
-        ledger = (
-            await session.scalars(select(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id))
-        ).one()
+    async def _redelivered(
+        self, session: AsyncSession, conversation: Conversation, event_id: str, lease: dict[str, Any]
+    ) -> Accepted | Seen:
+        query = select(ProcessedEvent).filter_by(conversation_id=conversation.id, event_id=event_id)
+        ledger = (await session.scalars(query)).one()
         user = await session.get(Message, ledger.message_id) if ledger.message_id else None
         reply = await session.get(Message, ledger.reply_id) if ledger.reply_id else None
-        return Seen(reply.text if reply else "", _mood(user) if user else None)
+        if ledger.status == "answered" or user is None or not self._abandoned(ledger):
+            return Seen(reply.text if reply else "", _mood(user) if user else None)
+        if reply is not None:  # the apology of a failed attempt makes way for the real answer
+            await session.delete(reply)
+        for name, value in lease.items():
+            setattr(ledger, name, value)
+        ledger.attempts += 1
+        return Accepted(conversation.id, user.id, conversation.context_from, ledger.id, user.text, retry=True)
+
+    def _abandoned(self, ledger: ProcessedEvent) -> bool:
+        """Whether nobody is answering the event: left for a retry (`accepted`), failed, its owner's
+        lease expired, or owned by another process on SQLite (one process per file: it is gone)."""
+        if ledger.status != "answering":
+            return True
+        if ledger.lease_until is None or _aware(ledger.lease_until) < utcnow():
+            return True
+        return self.db.dialect == "sqlite" and ledger.owner != OWNER
 
     async def set_mood(self, message_id: int, mood: Mood) -> None:
         async with self._session() as session, session.begin():
@@ -183,12 +221,11 @@ class Memory:
             turns.pop(0)
         return turns
 
-    async def record_reply(self, msg: IncomingMessage, accepted: Accepted, text: str, failed: bool) -> None:
+    async def record_reply(self, accepted: Accepted, text: str, failed: bool) -> None:
         """Store the bot turn (none when the bot stays silent) and close the event in the ledger."""
         async with self._session() as session, session.begin():
-            query = select(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id)
-            ledger = (await session.scalars(query)).one()
-            ledger.status = "failed" if failed else "answered"
+            ledger = await session.get_one(ProcessedEvent, accepted.ledger_id)
+            ledger.status, ledger.owner, ledger.lease_until = "failed" if failed else "answered", None, None
             if text:
                 turn = Message(
                     conversation_id=accepted.conversation_id,
@@ -201,12 +238,12 @@ class Memory:
                 await session.flush()
                 ledger.reply_id = turn.id
 
-    async def release(self, msg: IncomingMessage, accepted: Accepted) -> None:
-        """Undo an acceptance nothing was answered for (the model was busy): the ledger forgets the
-        event and its user turn, so the platform's retry of the same event is answered afresh."""
+    async def release(self, accepted: Accepted) -> None:
+        """Leave an event nothing was answered for (the model was busy or not running) for a retry:
+        the user turn stays stored, and the platform's retry of the same event takes it over."""
         async with self._session() as session, session.begin():
-            await session.execute(delete(ProcessedEvent).filter_by(platform=msg.platform, event_id=msg.event_id))
-            await session.execute(delete(Message).filter_by(id=accepted.message_id))
+            ledger = await session.get_one(ProcessedEvent, accepted.ledger_id)
+            ledger.status, ledger.owner, ledger.lease_until = "accepted", None, None
 
     async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
         """Start a fresh context: earlier turns stay stored but are no longer sent to the model.
@@ -276,6 +313,11 @@ class Memory:
         async with self._session() as session:
             rows: Sequence[Message] = (await session.scalars(query)).all()
         return [StoredMessage(r.id, r.role, r.author_id, r.text, _mood(r), r.created_at) for r in reversed(rows)]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; every timestamp here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _role(value: str) -> Role:

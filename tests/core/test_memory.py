@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from bot import migrate
 from core.db import Base, Database
 from core.escalations import EscalationStore
 from core.events import ConversationKey, IncomingMessage
@@ -133,3 +134,28 @@ async def test_a_message_that_fails_to_store_leaves_no_ledger_row_behind(memory:
     good = IncomingMessage(ConversationKey("test", "atomic"), user_id="u", text="fine", event_id="a-1")
     assert isinstance(await memory.accept(good), Accepted)
     assert [m.text for m in await memory.messages(good.key)] == ["fine"]
+
+
+OLD_LEDGER_ROWS = (
+    "INSERT INTO conversations (id, platform, chat_id, thread_id, context_from, created_at) "
+    "VALUES (1, 'telegram', '42', '', 0, CURRENT_TIMESTAMP)",
+    "INSERT INTO messages (id, conversation_id, role, author_id, author_name, text, created_at) "
+    "VALUES (1, 1, 'user', 'u', '', 'hi', CURRENT_TIMESTAMP)",
+    "INSERT INTO processed_events (platform, event_id, message_id, status, created_at) VALUES "
+    "('telegram', '7', 1, 'answered', CURRENT_TIMESTAMP), ('telegram', '8', NULL, 'answered', CURRENT_TIMESTAMP)",
+)
+
+
+async def test_the_ledger_migration_keys_old_events_by_their_conversation(db_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, db_url, "0004")
+    db = Database.open(db_url)
+    try:
+        async with db.engine.begin() as connection:
+            for statement in OLD_LEDGER_ROWS:
+                await connection.execute(text(statement))
+        await asyncio.to_thread(migrate.upgrade, db_url)
+        async with db.engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT conversation_id, event_id FROM processed_events"))).all()
+    finally:
+        await db.aclose()
+    assert [tuple(r) for r in rows] == [(1, "7")]  # the forgotten event (no turn left) has no conversation
