@@ -11,7 +11,7 @@ from typing import Protocol
 
 from core import metrics
 from core.engine import Engine, Health
-from core.errors import Busy, InvalidMessage, Unavailable
+from core.errors import Busy, InvalidMessage, Unavailable, check_text
 from core.escalation import decide
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
@@ -62,11 +62,12 @@ class Bot:
         self._background: set[asyncio.Task[None]] = set()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
 
-    def validate(self, text: str) -> None:
+    def validate(self, text: str, what: str = "the message") -> None:
+        check_text(text, what)
         if not text.strip():
-            raise InvalidMessage("the message has no text: please write what you would like to say")
+            raise InvalidMessage(f"{what} has no text: please write what you would like to say")
         if len(text) > self.limits.max_text_chars:
-            raise InvalidMessage(f"the message is longer than {self.limits.max_text_chars} characters")
+            raise InvalidMessage(f"{what} is longer than {self.limits.max_text_chars} characters")
 
     def _admit(self) -> None:
         """Capacity is checked before anything is accepted, so that "busy" leaves the event retryable."""
@@ -89,8 +90,8 @@ class Bot:
 
     async def classify(self, texts: Sequence[str]) -> list[Mood]:
         """Moods of texts that are not part of a conversation (nothing is stored)."""
-        for text in texts:
-            self.validate(text)
+        for n, text in enumerate(texts, 1):
+            self.validate(text, f"text {n}" if len(texts) > 1 else "the text")
         self._admit()
         return await self.engine.classify(texts)
 
@@ -104,6 +105,10 @@ class Bot:
     async def stream(self, msg: IncomingMessage) -> AsyncGenerator[Event]:
         """Answer one message, yielding the mood, then the reply text as it is generated, then the Reply."""
         self.validate(msg.text)
+        for what, value in (("the conversation id", msg.key.chat_id), ("the thread id", msg.key.thread_id),
+                            ("the user id", msg.user_id), ("the user name", msg.user_name),
+                            ("the event id", msg.event_id)):  # fmt: skip
+            check_text(value, what)
         lock = self._locks.setdefault(msg.key, asyncio.Lock())
         # one turn at a time per conversation, so each sees the one before: in this process, and
         # across replicas through the database's own lock (PostgreSQL advisory lock)

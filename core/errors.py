@@ -17,6 +17,18 @@ class InvalidMessage(BotError):
     """The incoming message cannot be accepted (empty, too long, ...); nothing was stored."""
 
 
+def check_text(value: str, what: str) -> str:
+    """A string a tokenizer and a database both take: no NUL, no lone surrogate (JSON's "\\ud800"
+    decodes to one). Checked at the edge, so a bad text fails its own request and nothing else."""
+    if "\x00" in value:
+        raise InvalidMessage(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessage(f"{what} is not valid Unicode (it contains a lone surrogate)") from None
+    return value
+
+
 class Unavailable(BotError):
     """The model cannot take work right now; nothing was stored, so the same event may be retried."""
 

@@ -18,9 +18,10 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import commands
@@ -138,8 +139,12 @@ class SlackAdapter:
         if self.settings.mode != "http":
             return []
         handler = AsyncSlackRequestHandler(self.app)
+        verifier = SignatureVerifier(self.secrets.slack_signing_secret)
 
         async def events(request: Request) -> Response:
+            # Bolt parses the body before it checks the signature: an unsigned body is never parsed here
+            if not verifier.is_valid_request(await request.body(), dict(request.headers)):
+                return JSONResponse({"error": "invalid or missing Slack signature"}, 401)
             return await handler.handle(request)
 
         return [Route(self.settings.events_path, events, methods=["POST"])]

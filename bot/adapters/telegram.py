@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -231,8 +232,11 @@ class TelegramAdapter:
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             return JSONResponse({"error": "wrong or missing secret token"}, 403)
         try:
-            update = Update.de_json(await request.json(), self.application.bot)
-        except (ValueError, TypeError, AttributeError, KeyError):
+            data = json.loads(await request.body())
+            if not isinstance(data, dict) or type(data.get("update_id")) is not int:
+                raise ValueError("no update_id")
+            update = Update.de_json(data, self.application.bot)
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return JSONResponse({"error": "the body is not a Telegram update"}, 400)
         await self.application.update_queue.put(update)
         return Response(status_code=200)

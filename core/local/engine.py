@@ -90,12 +90,20 @@ class TransformersEngine:
         step = self.settings.classify_batch
         for i in range(0, len(pending), step):
             chunk = pending[i : i + step]
-            try:
-                outcomes: list[Any] = list(self.reader.classify([text for text, _ in chunk]))
-            except Exception as exc:  # handed to every waiting caller
-                outcomes = [exc] * len(chunk)
+            outcomes = self._classify([text for text, _ in chunk])
             for (_, future), outcome in zip(chunk, outcomes, strict=True):
                 future.get_loop().call_soon_threadsafe(settle, future, outcome, isinstance(outcome, Exception))
+
+    def _classify(self, texts: list[str]) -> list[Any]:
+        """Moods, or the exception for each text: a batch that fails is read again one text at a
+        time, so a text the model cannot take fails its own caller and nobody else in the batch."""
+        try:
+            return list(self.reader.classify(texts))
+        except Exception as exc:
+            if len(texts) == 1:
+                return [exc]
+            log.warning("a sentiment batch failed (%s); reading its %d texts one by one", exc, len(texts))
+            return [outcome for text in texts for outcome in self._classify([text])]
 
     async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         """Stream a reply from the continuous batcher; concurrent conversations decode in one batch."""

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot.errors import answer
 from core.bot import Bot, Event
+from core.errors import check_text
 from core.events import ConversationKey, IncomingMessage, Mood, Reply
 
 PLATFORM = "web"
@@ -46,7 +47,7 @@ def field(body: dict[str, Any], name: str, required: bool = True) -> str:
         return ""
     if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
         raise HTTPException(422, f"'{name}' must be a non-empty string")
-    return str(value)
+    return check_text(str(value), f"'{name}'")
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -57,7 +58,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             raise HTTPException(413, f"request body is larger than {limit} bytes")
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise HTTPException(400, "request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "request body must be a JSON object")

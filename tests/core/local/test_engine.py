@@ -181,3 +181,23 @@ async def test_concurrent_classify_calls_are_batched_and_each_gets_its_own_answe
     together = await asyncio.gather(*(engine.classify([t]) for t in texts))
     assert [moods[0].label for moods in together] == alone
     assert [m.label for m in await engine.classify(texts)] == alone
+
+
+async def test_a_text_the_tokenizer_rejects_fails_only_its_own_caller(engine: TransformersEngine) -> None:
+    """Regression (#14 B.6): one bad text failed the whole batch it shared with other users' texts."""
+    results = await asyncio.gather(
+        engine.classify(["Thanks, that fixed it!"]),
+        engine.classify(["broken \ud800"]),
+        engine.classify(["This is terrible, I want a refund."]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Exception)
+    assert [r[0].label for r in (results[0], results[2])] == ["positive", "negative"]  # type: ignore[index]
+
+
+def test_one_message_costs_the_mood_pass_at_most_max_text_tokens(engine: TransformersEngine) -> None:
+    """Regression (#14 B.5): 4,000 rare CJK characters (~16,000 tokens) held the model for minutes."""
+    reader, cap = engine.reader, engine.reader.max_tokens
+    ids, _ = reader._encode(["𠀀𠀁𠀂𠀃" * 1000, "short"])
+    suffix = len(reader.tokenizer.encode(reader._suffix, add_special_tokens=False))
+    assert ids.shape[1] <= cap + suffix < 1000
