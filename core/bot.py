@@ -23,6 +23,9 @@ from core.support import Support
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, something went wrong on my side while answering. Please try again in a moment."
+TOO_LONG = (
+    "Your message is longer than {limit:,} characters, more than I read at once. Please send it in shorter parts."
+)
 
 Event = Mood | str | Reply
 """What `Bot.stream` yields: the mood first, then text chunks, and the final Reply last."""
@@ -62,11 +65,12 @@ class Bot:
         self._background: set[asyncio.Task[None]] = set()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
 
-    def validate(self, text: str, what: str = "the message") -> None:
+    def validate(self, text: str, what: str = "the message", length: bool = True) -> None:
+        """Refuse, before anything is stored, a text that cannot be one (and with `length`, a too long one)."""
         check_text(text, what)
         if not text.strip():
             raise InvalidMessage(f"{what} has no text: please write what you would like to say")
-        if len(text) > self.limits.max_text_chars:
+        if length and len(text) > self.limits.max_text_chars:
             raise InvalidMessage(f"{what} is longer than {self.limits.max_text_chars} characters")
 
     def _admit(self) -> None:
@@ -103,8 +107,10 @@ class Bot:
         raise AssertionError("Bot.stream ended without a Reply")
 
     async def stream(self, msg: IncomingMessage) -> AsyncGenerator[Event]:
-        """Answer one message, yielding the mood, then the reply text as it is generated, then the Reply."""
-        self.validate(msg.text)
+        """Answer one message, yielding the mood, then the reply text as it is generated, then the Reply.
+        A message over `max_text_chars` is stored and answered with that limit (a chat user cannot
+        be answered with a status code; the web API refuses it with a 422 at its edge instead)."""
+        self.validate(msg.text, length=False)
         for what, value in (("the conversation id", msg.key.chat_id), ("the thread id", msg.key.thread_id),
                             ("the user id", msg.user_id), ("the user name", msg.user_name),
                             ("the event id", msg.event_id)):  # fmt: skip
@@ -124,6 +130,12 @@ class Bot:
             metrics.MESSAGES_IN.labels(msg.platform).inc()
             if accepted.retry:
                 log.info("answering an event accepted before and never answered", extra=_fields(msg))
+            if len(accepted.text) > self.limits.max_text_chars:
+                line = TOO_LONG.format(limit=self.limits.max_text_chars)
+                await self.memory.record_reply(accepted, line, failed=False)
+                log.info("message over max_text_chars answered with the limit", extra=_fields(msg))
+                yield Reply(line, None)
+                return
             mood, parts, escalated, paused = None, [], False, False
             classify_s = first_token_s = None
             try:

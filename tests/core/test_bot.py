@@ -103,15 +103,18 @@ async def test_moods_belong_to_each_user_in_a_group(testbot: Bot) -> None:
     assert carol == ["positive"] and dave == ["negative"]
 
 
-async def test_empty_and_oversized_messages_are_refused_before_anything_is_stored(
+async def test_an_empty_message_is_refused_before_anything_is_stored_and_an_oversized_one_stored_and_told(
     testbot: Bot, memory: Memory, settings: Settings
 ) -> None:
     import pytest
 
+    from core.bot import TOO_LONG
     from core.errors import InvalidMessage
 
     small = Bot(testbot.engine, memory, settings.prompts, dataclasses.replace(settings.memory, max_text_chars=10))
-    for text in ["   ", "x" * 11]:
-        with pytest.raises(InvalidMessage):
-            await small.handle(message(text))
+    with pytest.raises(InvalidMessage):
+        await small.handle(message("   "))
     assert await memory.messages(KEY) == []
+    reply = await small.handle(message("x" * 11))
+    assert reply.text == TOO_LONG.format(limit=10) and not reply.failed
+    assert [(m.role, m.text) for m in await memory.messages(KEY)] == [("user", "x" * 11), ("assistant", reply.text)]

@@ -88,6 +88,11 @@ def sse(item: Event, conversation_id: str) -> dict[str, str]:
 
 
 def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
+    def incoming(body: dict[str, Any]) -> IncomingMessage:
+        msg = to_incoming(body)
+        bot.validate(msg.text)  # an API caller gets a too long text back as a 422, nothing stored
+        return msg
+
     async def chat(request: Request) -> Response:
         """
         summary: Send one message and get the mood and the whole reply
@@ -101,7 +106,7 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           500: {description: "the model failed; `reply` is the apology and `failed` is true"}
           503: {$ref: "#/components/responses/Unavailable"}
         """
-        msg = to_incoming(await read_json(request, max_body))
+        msg = incoming(await read_json(request, max_body))
         reply = await bot.handle(msg)
         return JSONResponse(reply_json(reply, msg.key.chat_id), 500 if reply.failed else 200)
 
@@ -116,7 +121,7 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           429: {$ref: "#/components/responses/RateLimited"}
           503: {$ref: "#/components/responses/Unavailable"}
         """
-        msg = to_incoming(await read_json(request, max_body))
+        msg = incoming(await read_json(request, max_body))
         events = bot.stream(msg)
         first = await anext(events)  # refusals (busy, invalid) become a status code before the stream starts
 

@@ -242,3 +242,22 @@ def test_missing_tokens_are_clear_errors(testbot: Bot) -> None:
         SlackAdapter(testbot, SlackSettings(enabled=True), Secrets(slack_bot_token="xoxb"))
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
         SlackAdapter(testbot, SlackSettings(enabled=True, mode="http"), Secrets(slack_bot_token="xoxb"))
+
+
+async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(scriptbot: Bot) -> None:
+    """Regression (#14 C.12): a Slack DM over max_text_chars got no answer at all."""
+    from core.bot import TOO_LONG
+
+    text = ("My order is late. " * 250).strip()
+    body = envelope("dm.json", text=text)
+    key = ConversationKey("slack", body["event"]["channel"])
+    async with running_slack(scriptbot) as (api, _, client):
+        assert (await post_event(client, body)).status_code == 200
+
+        async def shown() -> list[str] | None:
+            texts = [m["text"] for m in api.messages.values() if m["channel"] == key.chat_id]
+            return texts or None
+
+        [answer] = await eventually(shown, what="the limit line in the DM")
+    assert answer == TOO_LONG.format(limit=scriptbot.limits.max_text_chars)
+    assert [m.text for m in await scriptbot.memory.messages(key)] == [text, answer]

@@ -180,3 +180,22 @@ def test_missing_token_is_a_clear_error(testbot: Bot) -> None:
 
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
         TelegramAdapter(testbot, TelegramSettings(enabled=True), Secrets())
+
+
+async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(
+    fake: tuple[FakeBotAPI, str], scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    """Regression (#14 C.12): 4,001-4,096 characters (Telegram allows 4,096) got "something went
+    wrong" and were not stored."""
+    from core.bot import TOO_LONG
+
+    api, url = fake
+    text = ("My order is late. " * 227).strip()  # 4,085 characters
+    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+        api.push(private(text, message_id=40))
+        [answer] = await eventually(lambda: api.sent_to(ALICE), what="the limit line")
+    limit = scriptbot.limits.max_text_chars
+    assert answer["text"] == TOO_LONG.format(limit=limit) and answer["reply_to"] == 40
+    stored = await scriptbot.memory.messages(ConversationKey("telegram", str(ALICE)))
+    assert [(m.role, m.text) for m in stored] == [("user", text), ("assistant", answer["text"])]
+    assert scripted.chats == []  # the model was not asked
