@@ -60,7 +60,9 @@ async def test_a_bad_text_in_a_sentiment_batch_fails_only_its_own_request(
     scriptbot: Bot, scripted: ScriptedEngine
 ) -> None:
     async with client(create_app(scriptbot)) as http:
-        bad = await http.post("/v1/sentiment", content=raw('{"texts": ["\\ud800"]}'))
+        bad = await http.post(
+            "/v1/sentiment", content=raw('{"texts": ["\\ud800"]}'), headers={"content-type": "application/json"}
+        )
         good = await http.post("/v1/sentiment", json={"texts": ["all good"]})
     assert bad.status_code == 422 and "text" in bad.json()["error"]
     assert good.status_code == 200 and len(good.json()["results"]) == 1

@@ -65,3 +65,18 @@ async def test_operator_page_lists_escapes_and_resolves(browser: Browser, testbo
         await page.close()
     [record] = await testbot.escalations.all(open_only=False)
     assert record.resolved_at is not None and record.resolved_by == "operator page"
+
+
+async def test_the_chat_page_works_under_its_content_security_policy(browser: Browser, testbot: Bot) -> None:
+    """The CSP admits the page's own inline script and style by hash, and nothing else."""
+    async with serve_asgi(create_app(testbot)) as url:
+        page = await browser.new_page()
+        violations: list[str] = []
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        await page.goto(f"{url}/")
+        await page.fill("#text", "Hello there!")
+        await page.press("#text", "Enter")
+        await expect(page.locator(".turn.user .mood")).to_have_count(1, timeout=60_000)
+        await expect(page.locator(".turn.bot")).not_to_have_text("…", timeout=60_000)
+        await page.close()
+    assert violations == []

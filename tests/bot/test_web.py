@@ -134,7 +134,7 @@ async def test_rate_limit_answers_429_with_retry_after_per_token(testbot: Bot) -
 
 
 async def test_oversized_bodies_are_refused_before_reading_and_when_chunked(testbot: Bot) -> None:
-    auth = {"Authorization": "Bearer tok-a"}
+    auth = {"Authorization": "Bearer tok-a", "Content-Type": "application/json"}
     async with guarded(testbot, max_body_bytes=1000) as client:
         declared = await client.post("/v1/chat", content=b"x" * 2000, headers=auth)
         assert declared.status_code == 413
@@ -206,3 +206,44 @@ async def test_readyz_fails_when_the_database_is_unreachable(engine: Transformer
         assert response.status_code == 503 and response.json()["status"] == "database unreachable"
     finally:
         await dead.aclose()
+
+
+async def test_a_bare_token_and_another_scheme_are_refused_and_wrong_tokens_are_rate_limited(
+    testbot: Bot,
+) -> None:
+    """Regression (#14 C.12): a token without `Bearer` was accepted; 120 wrong tokens got 120 x 401."""
+    body = {"conversation_id": "auth-2", "text": "hello"}
+    async with guarded(testbot, rate_limit="") as client:
+        bare = await client.post("/v1/sentiment", json={"texts": ["hi"]}, headers={"Authorization": "tok-a"})
+        basic = await client.post("/v1/sentiment", json={"texts": ["hi"]}, headers={"Authorization": "Basic tok-a"})
+        lower = await client.post("/v1/sentiment", json={"texts": ["hi"]}, headers={"Authorization": "bearer tok-a"})
+        assert (bare.status_code, basic.status_code, lower.status_code) == (401, 401, 200)
+        statuses = [
+            (await client.post("/v1/chat", json=body, headers={"Authorization": f"Bearer guess-{n}"})).status_code
+            for n in range(12)
+        ]
+        right = await client.post("/v1/chat", json=body, headers={"Authorization": "Bearer tok-a"})
+    assert statuses[:8] == [401] * 8 and statuses[-1] == 429  # 10 a minute, counting the two above
+    assert right.status_code == 429 and right.headers["retry-after"]  # not even a right guess gets through
+
+
+async def test_a_cross_site_form_post_is_refused(client: httpx.AsyncClient, testbot: Bot) -> None:
+    """Regression (#14 C.10): with no tokens on loopback, `Content-Type: text/plain` was accepted,
+    so any web page the user visited could POST to the bot cross-site."""
+    body = '{"conversation_id": "csrf", "text": "hello"}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        response = await client.post("/v1/chat", content=body, headers={"Content-Type": content_type})
+        assert response.status_code == 415 and "JSON" in response.json()["error"]
+    assert await testbot.memory.messages(ConversationKey("web", "csrf")) == []
+
+
+async def test_pages_carry_a_content_security_policy_and_no_framing(client: httpx.AsyncClient) -> None:
+    """Regression (#14 C.12): no CSP / X-Frame-Options / nosniff on the pages."""
+    for path in ("/", "/operator"):
+        page = await client.get(path)
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "'sha256-" in csp
+        assert "unsafe-inline" not in csp
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    api = await client.post("/v1/chat", json={"conversation_id": "h", "text": ""})
+    assert api.headers["x-content-type-options"] == "nosniff"

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
 from bot.adapters.web import api, operator, pages, probes
-from bot.adapters.web.guards import ApiGuard, OperatorGuard
+from bot.adapters.web.guards import ApiGuard, OperatorGuard, SecurityHeaders
 from bot.config import Secrets, WebSettings
 from bot.errors import answer
 from core.bot import Bot
@@ -67,6 +67,7 @@ def create_app(
                 allow_headers=["Authorization", "Content-Type"],
             )
         )
+    middleware.append(Middleware(SecurityHeaders))  # type: ignore[arg-type]
     handlers: Any = {HTTPException: _http_error, BotError: _error, Exception: _error}  # the last: 500s
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
 

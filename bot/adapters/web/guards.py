@@ -13,14 +13,40 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import metrics
 
 
 def bearer(request: Request) -> bytes:
-    """The token of an `Authorization: Bearer <token>` header (empty when there is none)."""
-    return request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+    """The token of an `Authorization: Bearer <token>` header (empty when there is none, or when the
+    header is a bare token or another scheme: RFC 6750 wants the scheme, case-insensitively)."""
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    return token.strip().encode() if scheme.lower() == "bearer" else b""
+
+
+class SecurityHeaders:
+    """On every response: no MIME sniffing, no framing by other sites, no referrer leaks."""
+
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class _Guard:
@@ -39,9 +65,13 @@ class _Guard:
         raise NotImplementedError
 
 
+FAILED_TOKENS = parse("10/minute")  # wrong tokens one address may try before it waits
+
+
 class ApiGuard(_Guard):
-    """The public API: bearer tokens (when API_TOKENS is set), per-token and per-IP rate limits,
-    and the declared body size (the body is counted again as it is read)."""
+    """The public API: bearer tokens (when API_TOKENS is set; wrong ones rate-limited per address),
+    JSON bodies only (a page on another site cannot POST JSON without CORS allowing it), per-token
+    and per-IP rate limits, and the declared body size (the body is counted again as it is read)."""
 
     def __init__(self, app: ASGIApp, tokens: Sequence[str], rate_limit: str, max_body: int) -> None:
         super().__init__(app)
@@ -51,16 +81,27 @@ class ApiGuard(_Guard):
 
     async def refusal(self, request: Request) -> Response | None:
         token = bearer(request)
+        client = request.client.host if request.client else "unknown"
+        # an address that sent too many wrong tokens waits, whatever it sends (a guess is not checked)
+        if self.tokens and not await self.limiter.test(FAILED_TOKENS, f"failed:{client}"):
+            return JSONResponse(
+                {"error": f"too many wrong API tokens from this address ({FAILED_TOKENS}), retry later"},
+                429,
+                headers={"Retry-After": "60"},
+            )
         if self.tokens and not any(hmac.compare_digest(token, t) for t in self.tokens):
+            await self.limiter.hit(FAILED_TOKENS, f"failed:{client}")
             return JSONResponse(
                 {"error": "a valid API token is required (Authorization: Bearer ...)"},
                 401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if request.method == "POST" and media_type != "application/json":
+            return JSONResponse({"error": "the request body must be JSON (Content-Type: application/json)"}, 415)
         if int(request.headers.get("content-length") or 0) > self.max_body:
             return JSONResponse({"error": f"request body is larger than {self.max_body} bytes"}, 413)
         if self.rate is not None:
-            client = request.client.host if request.client else "unknown"
             keys = [f"ip:{client}"] + ([f"token:{hashlib.sha256(token).hexdigest()[:16]}"] if token else [])
             for key in keys:
                 if not await self.limiter.hit(self.rate, key):

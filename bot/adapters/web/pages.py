@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from importlib.resources import files
 from typing import Any
 
@@ -14,9 +17,27 @@ from starlette.schemas import SchemaGenerator
 from bot.adapters.web.api import MAX_BATCH
 
 
+def content_security_policy(html: str) -> str:
+    """Only this page's own inline script and style (by hash) run; it talks to this origin only,
+    and no other site may frame it."""
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+        digests = (base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in blocks)
+        return " ".join(f"'sha256-{d}'" for d in digests) or "'none'"
+
+    return (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
 def _page(name: str) -> Route:
+    html = files("bot.adapters.web").joinpath(name).read_text(encoding="utf-8")
+    headers = {"Content-Security-Policy": content_security_policy(html)}
+
     async def page(_: Request) -> Response:
-        return HTMLResponse(files("bot.adapters.web").joinpath(name).read_text(encoding="utf-8"))
+        return HTMLResponse(html, headers=headers)
 
     return Route("/" if name == "chat.html" else f"/{name.removesuffix('.html')}", page, include_in_schema=False)
 
