@@ -16,6 +16,7 @@ from typing import Any
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
@@ -143,9 +144,26 @@ class SlackAdapter:
 
         async def events(request: Request) -> Response:
             # Bolt parses the body before it checks the signature: an unsigned body is never parsed here
-            if not verifier.is_valid_request(await request.body(), dict(request.headers)):
+            try:
+                text = (await request.body()).decode()
+            except UnicodeDecodeError:  # Slack signs UTF-8 only
+                text = None
+            if text is None or not verifier.is_valid_request(text, dict(request.headers)):
                 return JSONResponse({"error": "invalid or missing Slack signature"}, 401)
-            return await handler.handle(request)
+            try:  # signed, but still not a Slack payload: a 400, not Bolt's traceback
+                parsed = parse_body(text, request.headers.get("content-type"))
+            except (ValueError, RecursionError):
+                parsed = None
+            if not isinstance(parsed, dict):
+                return JSONResponse({"error": "the body is not a Slack payload"}, 400)
+            try:
+                response = await handler.handle(request)
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                response = JSONResponse({"error": repr(exc)}, 500)
+            if response.status_code >= 500:  # Bolt acks before the listeners run: a 5xx is a body it could not read
+                log.warning("slack: a signed body Bolt could not read (%s)", bytes(response.body)[:200])
+                return JSONResponse({"error": "the body is not a Slack payload"}, 400)
+            return response
 
         return [Route(self.settings.events_path, events, methods=["POST"])]
 
