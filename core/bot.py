@@ -226,7 +226,18 @@ class Bot:
         await self.memory.reset(key, user_id)
 
     async def forget(self, platform: str, user_id: str) -> int:
-        return await self.memory.forget(platform, user_id)
+        """Delete everything a user wrote on a platform, the bot's answers to it, and escalations left
+        with nothing to show; each conversation under its turn lock, so that a reply being written
+        meanwhile is finished (and then deleted) first. Returns how many messages went."""
+        deleted = 0
+        for key in await self.memory.conversations_of(platform, user_id):
+            async with self._locks.setdefault(key, asyncio.Lock()), self.memory.turn_lock(key):
+                count, emptied = await self.memory.forget(key, user_id)
+                if emptied is not None:
+                    await self.escalations.forget(emptied)
+            deleted += count
+        await self.memory.scrub()
+        return deleted
 
     async def recent_moods(self, platform: str, user_id: str, limit: int = 10) -> list[Mood]:
         return await self.memory.moods(platform, user_id, limit)

@@ -55,6 +55,7 @@ def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA secure_delete=ON")  # deleted text is overwritten, not left in free pages (forget)
     cursor.close()
 
 
@@ -62,7 +63,8 @@ def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a deferred transaction
     # that read and then writes after another connection's commit fails at once (SQLITE_BUSY_SNAPSHOT).
     # Readers queue behind a writer too, which costs little: every transaction here lasts milliseconds.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:

@@ -111,6 +111,16 @@ class EscalationStore:
         now = utcnow()
         return await self._update(escalation_id, acknowledged_at=now, resolved_at=now, resolved_by=by)
 
+    async def forget(self, conversation_id: int) -> None:
+        """The conversation's user turns are all forgotten: no escalation stays open on an empty
+        transcript, and the moods it was opened on go too."""
+        async with self._session() as session, session.begin():
+            for row in (await session.scalars(select(Escalation).filter_by(conversation_id=conversation_id))).all():
+                row.scores = []
+                if row.resolved_at is None:
+                    row.acknowledged_at = row.acknowledged_at or utcnow()
+                    row.resolved_at, row.resolved_by = utcnow(), "forget"
+
     async def get(self, escalation_id: int) -> EscalationRecord | None:
         async with self._session() as session:
             row = await session.get(Escalation, escalation_id)

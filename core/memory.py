@@ -259,20 +259,41 @@ class Memory:
                 last = await session.scalar(select(func.max(Message.id)).filter_by(conversation_id=conversation.id))
                 conversation.context_from = last or 0
 
-    async def forget(self, platform: str, user_id: str) -> int:
-        """Delete everything a user wrote on a platform, and the bot's answers to it. Returns the count."""
-        mine = (
-            select(Message.id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Conversation.platform == platform, Message.author_id == user_id, Message.role == "user")
+    async def conversations_of(self, platform: str, user_id: str) -> list[ConversationKey]:
+        """Every conversation on a platform the user wrote in."""
+        query = (
+            select(Conversation)
+            .where(Conversation.platform == platform)
+            .where(Conversation.id.in_(select(Message.conversation_id).filter_by(author_id=user_id, role="user")))
         )
+        async with self._session() as session:
+            rows = (await session.scalars(query.order_by(Conversation.id))).all()
+        return [ConversationKey(r.platform, r.chat_id, r.thread_id) for r in rows]
+
+    async def forget(self, key: ConversationKey, user_id: str) -> tuple[int, int | None]:
+        """Delete what a user wrote in one conversation and the bot's answers to it: (how many
+        messages, the conversation's id when no user turn of anyone is left in it, else None)."""
         async with self._session() as session, session.begin():
+            conversation = await session.scalar(
+                select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+            )
+            if conversation is None:
+                return 0, None
+            mine = select(Message.id).filter_by(conversation_id=conversation.id, author_id=user_id, role="user")
             ids = list((await session.scalars(mine)).all())
-            if not ids:
-                return 0
             answers = await session.execute(delete(Message).where(Message.reply_to_id.in_(ids)))
             await session.execute(delete(Message).where(Message.id.in_(ids)))
-            return len(ids) + int(answers.rowcount or 0)  # type: ignore[attr-defined]
+            others = await session.scalar(select(Message.id).filter_by(conversation_id=conversation.id, role="user"))
+            return len(ids) + int(answers.rowcount or 0), None if others else conversation.id  # type: ignore[attr-defined]
+
+    async def scrub(self) -> None:
+        """Leave no deleted text behind in the files: SQLite overwrites deleted content (secure_delete,
+        set on connect) and its write-ahead log is checkpointed into the database and truncated.
+        (On PostgreSQL, deleted rows are gone from queries at once and from disk at the next VACUUM.)"""
+        if self.db.dialect == "sqlite":
+            async with self.engine.connect() as connection:
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def knows(self, key: ConversationKey) -> bool:
         """Whether the conversation exists, i.e. the bot has taken part in it."""

@@ -1,0 +1,62 @@
+"""Forget is complete (#14 C.11): no escalation left open on an empty transcript, no text left in
+the SQLite files, and no reply being written meanwhile that survives it."""
+
+import asyncio
+from pathlib import Path
+
+from core.bot import Bot
+from core.events import ConversationKey, IncomingMessage, Mood
+from tests.auxil.scripted import NEGATIVE, ScriptedEngine
+
+KEY = ConversationKey("web", "forget-1")
+SECRET = "my card number is 4111-1111-1111-1111"
+
+
+def message(text: str, user: str = "alice") -> IncomingMessage:
+    return IncomingMessage(KEY, user_id=user, text=text)
+
+
+async def test_forget_closes_the_escalation_it_empties_and_drops_its_moods(
+    scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    """Regression: forget left the escalation open with an empty transcript."""
+    scripted.moods[SECRET] = NEGATIVE
+    assert (await scriptbot.handle(message(SECRET))).escalated
+    assert await scriptbot.forget("web", "alice") == 2
+    [record] = await scriptbot.escalations.all(open_only=False)
+    assert record.resolved_by == "forget" and record.scores == []
+    assert await scriptbot.escalations.all() == []
+
+
+async def test_forget_leaves_no_text_in_the_sqlite_files(scriptbot: Bot, db_url: str) -> None:
+    """Regression: the text stayed in the WAL until a checkpoint (and in free pages after it)."""
+    await scriptbot.handle(message(SECRET))
+    path = Path(db_url.removeprefix("sqlite:///"))
+    await scriptbot.forget("web", "alice")
+    files = [p for p in (path, path.with_name(path.name + "-wal")) if p.exists()]
+    assert files and not any(SECRET.encode() in p.read_bytes() for p in files)
+
+
+async def test_forget_while_a_reply_is_being_written_waits_for_it_and_deletes_it_too(
+    scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    """Regression: forget raced a reply (500 with the reply lost, or a bot reply that survived)."""
+    events = scriptbot.stream(message("hello there, a long question"))
+    assert isinstance(await anext(events), Mood)
+    assert isinstance(await anext(events), str)  # the reply is being written
+    forgetting = asyncio.create_task(scriptbot.forget("web", "alice"))
+    await asyncio.sleep(0.2)
+    assert not forgetting.done()  # it waits for the turn
+    rest = [item async for item in events]
+    assert not rest[-1].failed
+    assert await forgetting == 2
+    assert await scriptbot.memory.messages(KEY) == []
+
+
+async def test_forget_keeps_other_users_turns_and_their_escalation(scriptbot: Bot, scripted: ScriptedEngine) -> None:
+    scripted.moods["this is awful"] = NEGATIVE
+    await scriptbot.handle(message("hi", user="alice"))
+    assert (await scriptbot.handle(message("this is awful", user="bob"))).escalated
+    assert await scriptbot.forget("web", "alice") == 2
+    assert [m.author_id for m in await scriptbot.memory.messages(KEY)] == ["bob", "tonebot"]
+    assert len(await scriptbot.escalations.all()) == 1
