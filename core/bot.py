@@ -73,8 +73,10 @@ class Bot:
         if length and len(text) > self.limits.max_text_chars:
             raise InvalidMessage(f"{what} is longer than {self.limits.max_text_chars} characters")
 
-    def _admit(self) -> None:
-        """Capacity is checked before anything is accepted, so that "busy" leaves the event retryable."""
+    def admit(self) -> None:
+        """Capacity is checked before anything is accepted, so that "busy" leaves the event retryable;
+        webhooks ask too, to answer the platform 503 (it redelivers) instead of acking a message
+        that cannot be answered now (raises Busy / Unavailable)."""
         health = self.engine.health()
         if health.state == "loading":
             raise Busy("the model is still loading, please retry in a moment")
@@ -96,7 +98,7 @@ class Bot:
         """Moods of texts that are not part of a conversation (nothing is stored)."""
         for n, text in enumerate(texts, 1):
             self.validate(text, f"text {n}" if len(texts) > 1 else "the text")
-        self._admit()
+        self.admit()
         return await self.engine.classify(texts)
 
     async def handle(self, msg: IncomingMessage) -> Reply:
@@ -120,7 +122,7 @@ class Bot:
         # across replicas through the database's own lock (PostgreSQL advisory lock)
         async with lock, self.memory.turn_lock(msg.key):
             started = time.perf_counter()
-            self._admit()
+            self.admit()
             accepted = await self.memory.accept(msg)
             if not isinstance(accepted, Accepted):
                 metrics.DUPLICATES.labels(msg.platform).inc()

@@ -32,7 +32,7 @@ from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
-from core.errors import ConfigError
+from core.errors import ConfigError, Unavailable
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,12 @@ class SlackAdapter:
                 parsed = None
             if not isinstance(parsed, dict):
                 return JSONResponse({"error": "the body is not a Slack payload"}, 400)
+            if parsed.get("type") == "event_callback":
+                try:  # loading or full: not acked, so Slack redelivers it later instead of it being lost
+                    self.bot.admit()
+                except Unavailable as exc:
+                    refusal = answer(exc)
+                    return JSONResponse({"error": refusal.error}, 503, headers=refusal.headers)
             try:
                 response = await handler.handle(request)
             except (TypeError, AttributeError, KeyError, ValueError) as exc:

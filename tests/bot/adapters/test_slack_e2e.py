@@ -261,3 +261,26 @@ async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(sc
         [answer] = await eventually(shown, what="the limit line in the DM")
     assert answer == TOO_LONG.format(limit=scriptbot.limits.max_text_chars)
     assert [m.text for m in await scriptbot.memory.messages(key)] == [text, answer]
+
+
+async def test_an_event_while_the_model_is_busy_is_not_acked_and_its_redelivery_answered(
+    scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    """Regression (#14 A.4): events during start-up or under load were acked, answered with the
+    apology (or the busy line) and lost; Slack's retries were ignored."""
+    body = envelope("dm.json", text="Where is my invoice?")
+    key = ConversationKey("slack", body["event"]["channel"])
+    async with running_slack(scriptbot) as (api, _, client):
+        scripted.busy = True
+        refused = await post_event(client, body)
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert await scriptbot.memory.messages(key) == [] and api.messages == {}
+        scripted.busy = False
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
+        assert (await post_event(client, body, **retry)).status_code == 200
+
+        async def shown() -> list[str] | None:
+            texts = [m["text"] for m in api.messages.values() if m["channel"] == key.chat_id]
+            return texts if texts and texts[-1].endswith("invoice?") else None
+
+        assert await eventually(shown, what="the answer") == ["You said: Where is my invoice?"]

@@ -199,3 +199,25 @@ async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(
     stored = await scriptbot.memory.messages(ConversationKey("telegram", str(ALICE)))
     assert [(m.role, m.text) for m in stored] == [("user", text), ("assistant", answer["text"])]
     assert scripted.chats == []  # the model was not asked
+
+
+async def test_a_webhook_update_while_the_model_is_busy_is_a_503_and_its_redelivery_answered(
+    fake: tuple[FakeBotAPI, str], scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    """Regression (#14 A.3/A.4): the webhook answered 200 for an update it could not answer."""
+    api, url = fake
+    hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
+    secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+    update = private("Is anyone there?", message_id=50)
+    async with TelegramAdapter(scriptbot, hook, secrets) as adapter:
+        transport = httpx.ASGITransport(app=create_app(scriptbot, adapter.routes()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
+            scripted.busy = True
+            refused = await client.post("/telegram/webhook", json=update, headers=headers)
+            assert refused.status_code == 503 and refused.headers["retry-after"]
+            assert api.sent_to(ALICE) == []
+            scripted.busy = False
+            assert (await client.post("/telegram/webhook", json=update, headers=headers)).status_code == 200
+            [answer] = await eventually(lambda: api.sent_to(ALICE), what="the answer")
+    assert answer["text"] == "You said: Is anyone there?"
