@@ -201,3 +201,18 @@ def test_one_message_costs_the_mood_pass_at_most_max_text_tokens(engine: Transfo
     ids, _ = reader._encode(["𠀀𠀁𠀂𠀃" * 1000, "short"])
     suffix = len(reader.tokenizer.encode(reader._suffix, add_special_tokens=False))
     assert ids.shape[1] <= cap + suffix < 1000
+
+
+def test_openmp_waits_passively_unless_the_user_chose_otherwise() -> None:
+    """Regression (#14 B.8): spinning OpenMP threads made a reply 2x+ slower beside one busy process."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, core.local.engine; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    chosen = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
+    )
+    assert (default.stdout.strip(), chosen.stdout.strip()) == ("PASSIVE", "ACTIVE")
