@@ -13,6 +13,7 @@ from core.bot import Bot
 from core.events import ConversationKey
 from core.local.engine import TransformersEngine
 from core.memory import Memory
+from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import free_port
 
 
@@ -247,3 +248,28 @@ async def test_pages_carry_a_content_security_policy_and_no_framing(client: http
         assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
     api = await client.post("/v1/chat", json={"conversation_id": "h", "text": ""})
     assert api.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_stream_closed_after_the_first_token_is_answered_by_the_retry_without_a_traceback(
+    scriptbot: Bot, scripted: ScriptedEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (#14 A.1, C.12), the issue's repro on a real socket: close `/v1/chat/stream` after
+    the first token, then `POST /v1/chat` the same body: it got `{"reply": "", "duplicate": true}`
+    forever, and every client disconnect logged a traceback."""
+    import logging
+
+    from tests.auxil.servers import serve_asgi
+
+    scripted.answer = lambda text: " ".join(["word"] * 300)
+    body = {"conversation_id": "left-socket", "text": "hi", "event_id": "left-socket-1"}
+    caplog.set_level(logging.INFO)
+    async with serve_asgi(create_app(scriptbot)) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("POST", "/v1/chat/stream", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: token"):
+                    break  # and the client goes away
+        retried = await http.post("/v1/chat", json=body)
+    assert retried.status_code == 200
+    data = retried.json()
+    assert not data["duplicate"] and data["reply"].startswith("word word")
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
