@@ -273,3 +273,22 @@ async def test_a_stream_closed_after_the_first_token_is_answered_by_the_retry_wi
     data = retried.json()
     assert not data["duplicate"] and data["reply"].startswith("word word")
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_a_body_that_trickles_in_is_dropped_with_a_408(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (#14 C.12): no body read timeout (slow clients held requests open)."""
+    import asyncio
+
+    from bot.adapters.web import api
+
+    monkeypatch.setattr(api, "BODY_SECONDS", 0.3)
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield b'{"conversation_id": "slow", '
+        await asyncio.sleep(2)
+        yield b'"text": "hi"}'
+
+    response = await client.post("/v1/chat", content=slowly(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 408 and "did not arrive" in response.json()["error"]

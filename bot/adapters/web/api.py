@@ -4,6 +4,7 @@ docstrings (YAML) are their OpenAPI operations."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -23,6 +24,7 @@ from core.events import ConversationKey, IncomingMessage, Mood, Reply
 
 PLATFORM = "web"
 MAX_BATCH = 64
+BODY_SECONDS = 10.0
 
 
 def mood_json(mood: Mood | None) -> dict[str, Any] | None:
@@ -52,10 +54,14 @@ def field(body: dict[str, Any], name: str, required: bool = True) -> str:
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     body = b""
-    async for chunk in request.stream():  # counted as it arrives: a chunked body cannot sneak past
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"request body is larger than {limit} bytes")
+    try:  # a body trickled in byte by byte (slowloris) does not hold a request for longer than this
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():  # counted as it arrives: a chunked body cannot sneak past
+                body += chunk
+                if len(body) > limit:
+                    raise HTTPException(413, f"request body is larger than {limit} bytes")
+    except TimeoutError:
+        raise HTTPException(408, f"the request body did not arrive within {BODY_SECONDS:g} s") from None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
