@@ -86,6 +86,7 @@ class Secrets:
     operator_token: str = ""
     inference_api_key: str = ""  # for model.engine = "openai"
     api_tokens: tuple[str, ...] = ()  # API_TOKENS: comma-separated bearer tokens for /v1/*
+    web_session_secret: str = ""  # signs web-chat sessions; random per start when unset (replicas: set it)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Secrets:

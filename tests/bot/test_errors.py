@@ -10,9 +10,9 @@ from bot.adapters.web import create_app
 from bot.errors import BUSY, answer
 from core.bot import APOLOGY, Bot
 from core.errors import Busy, EngineError, InvalidMessage, Unavailable
-from core.events import ConversationKey
 from core.memory import Memory
 from tests.auxil.scripted import ScriptedEngine
+from tests.auxil.web import web_messages
 
 
 @pytest.mark.parametrize(
@@ -49,14 +49,14 @@ async def test_busy_on_chat_is_a_503_with_retry_after_and_the_same_event_later_g
         refused = await http.post("/v1/chat", json=body)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "busy" in refused.json()["error"]
-        assert await memory.messages(ConversationKey("web", "busy-1")) == []  # not stored as a turn
+        assert await web_messages(memory, "busy-1") == []  # not stored as a turn
 
         scripted.busy = False
         retried = await http.post("/v1/chat", json=body)
     assert retried.status_code == 200
     data = retried.json()
     assert data["reply"] == "You said: Where is my parcel?" and not data["duplicate"] and not data["failed"]
-    stored = await memory.messages(ConversationKey("web", "busy-1"))
+    stored = await web_messages(memory, "busy-1")
     assert [(m.role, m.text) for m in stored] == [("user", "Where is my parcel?"), ("assistant", data["reply"])]
 
 

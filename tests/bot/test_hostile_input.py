@@ -11,12 +11,12 @@ from bot.adapters.telegram import TelegramAdapter
 from bot.adapters.web import create_app
 from bot.config import Secrets, SlackSettings
 from core.bot import Bot
-from core.events import ConversationKey
 from core.memory import Memory
 from tests.auxil.fake_slack import FakeSlackAPI
 from tests.auxil.fake_telegram import FakeBotAPI
 from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import serve_asgi
+from tests.auxil.web import web_messages
 from tests.bot.adapters.test_telegram_e2e import ME, TOKEN, telegram_settings
 
 
@@ -53,7 +53,7 @@ async def test_malformed_web_input_is_a_4xx_with_a_json_error(
         response = await http.post(path, content=body, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]
-    assert await memory.messages(ConversationKey("web", "c1")) == []
+    assert await web_messages(memory, "c1") == []
 
 
 async def test_a_bad_text_in_a_sentiment_batch_fails_only_its_own_request(

@@ -10,11 +10,11 @@ import pytest
 from bot.adapters.web import create_app
 from bot.config import Secrets, Settings, WebSettings
 from core.bot import Bot
-from core.events import ConversationKey
 from core.local.engine import TransformersEngine
 from core.memory import Memory
 from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import free_port
+from tests.auxil.web import web_messages
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ async def test_bad_requests_get_a_clear_4xx(
     response = await client.post(path, content=content, headers={"content-type": "application/json"})
     assert response.status_code == status
     assert error in response.json()["error"]
-    assert await testbot.memory.messages(ConversationKey("web", "c")) == []
+    assert await web_messages(testbot.memory, "c") == []
 
 
 async def test_health_readiness_and_the_chat_page(client: httpx.AsyncClient) -> None:
@@ -117,7 +117,7 @@ async def test_api_tokens_are_required_when_configured_and_nothing_is_stored_wit
         wrong = await client.post("/v1/chat", json=body, headers={"Authorization": "Bearer nope"})
         assert missing.status_code == wrong.status_code == 401
         assert missing.headers["www-authenticate"] == "Bearer"
-        assert not await memory.knows(ConversationKey("web", "auth-1"))
+        assert not await web_messages(memory, "auth-1")
         ok = await client.post("/v1/sentiment", json={"texts": ["fine"]}, headers={"Authorization": "Bearer tok-b"})
         assert ok.status_code == 200
         assert (await client.get("/healthz")).status_code == 200  # probes stay open
@@ -162,7 +162,7 @@ async def test_while_loading_chat_answers_503_readyz_says_loading_and_nothing_is
         assert sentiment.status_code == 503 and sentiment.headers["content-type"] == "application/json"
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "model loading"
-    assert not await memory.knows(ConversationKey("web", "nr"))
+    assert not await web_messages(memory, "nr")
 
 
 async def test_cors_is_off_by_default_and_on_for_listed_origins(testbot: Bot) -> None:
@@ -235,7 +235,7 @@ async def test_a_cross_site_form_post_is_refused(client: httpx.AsyncClient, test
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
         response = await client.post("/v1/chat", content=body, headers={"Content-Type": content_type})
         assert response.status_code == 415 and "JSON" in response.json()["error"]
-    assert await testbot.memory.messages(ConversationKey("web", "csrf")) == []
+    assert await web_messages(testbot.memory, "csrf") == []
 
 
 async def test_pages_carry_a_content_security_policy_and_no_framing(client: httpx.AsyncClient) -> None:
@@ -292,3 +292,41 @@ async def test_a_body_that_trickles_in_is_dropped_with_a_408(
 
     response = await client.post("/v1/chat", content=slowly(), headers={"Content-Type": "application/json"})
     assert response.status_code == 408 and "did not arrive" in response.json()["error"]
+
+
+async def test_web_chat_callers_are_bound_to_their_own_session(scriptbot: Bot, memory: Memory) -> None:
+    """Regression (#14 C.10): `/v1/forget {"user_id": "u-victim"}` and `/v1/reset` acted on anyone,
+    and every caller that omitted `user_id` was the same "web-user"."""
+    transport = httpx.ASGITransport(app=create_app(scriptbot))
+    victim = httpx.AsyncClient(transport=transport, base_url="http://tonebot.test")
+    other = httpx.AsyncClient(transport=transport, base_url="http://tonebot.test")
+    body = {"conversation_id": "shared", "user_id": "u-victim", "text": "my secret plan", "event_id": "e-1"}
+    async with victim, other:
+        first = await victim.post("/v1/chat", json=body)
+        assert first.json()["conversation_id"] == "shared"
+        assert "samesite=strict" in first.headers["set-cookie"].lower()
+        stolen = await other.post("/v1/chat", json={**body, "text": "what did I say before?"})
+        assert not stolen.json()["duplicate"] and "secret" not in stolen.json()["reply"]
+        assert "secret" not in str(scriptbot.engine.chats[-1])  # type: ignore[attr-defined]
+        assert (await other.post("/v1/forget", json={"user_id": "u-victim"})).json()["deleted"] == 2  # its own
+        await other.post("/v1/reset", json={"conversation_id": "shared"})
+        again = await victim.post("/v1/chat", json={**body, "text": "and now?", "event_id": "e-2"})
+    assert [m.text for m in await web_messages(memory, "shared")] == [
+        "my secret plan",
+        "You said: my secret plan",
+        "and now?",
+        again.json()["reply"],
+    ]
+    assert "my secret plan" in str(scriptbot.engine.chats[-1])  # type: ignore[attr-defined]  # context intact
+
+
+async def test_api_token_holders_each_have_their_own_namespace(scriptbot: Bot, memory: Memory) -> None:
+    app = create_app(scriptbot, secrets=Secrets(api_tokens=("tok-a", "tok-b")))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tonebot.test") as http:
+        a, b = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}
+        body = {"conversation_id": "c-1", "user_id": "erin", "text": "hello from a"}
+        assert (await http.post("/v1/chat", json=body, headers=a)).status_code == 200
+        assert (await http.post("/v1/forget", json={"user_id": "erin"}, headers=b)).json()["deleted"] == 0
+        assert (await http.post("/v1/forget", json={}, headers=b)).status_code == 422  # a token holder names the user
+        assert len(await web_messages(memory, "c-1")) == 2
+        assert (await http.post("/v1/forget", json={"user_id": "erin"}, headers=a)).json()["deleted"] == 2

@@ -12,12 +12,14 @@ Errors from any route are answered from the one error table (bot/errors.py), as 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from secrets import token_urlsafe
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
@@ -50,8 +52,14 @@ def create_app(
     """The ASGI app around a Bot; its lifecycle is the caller's."""
     web, secrets = web or WebSettings(), secrets or Secrets()
     api_guard = Middleware(ApiGuard, secrets.api_tokens, web.rate_limit, web.max_body_bytes)
+    session = Middleware(
+        SessionMiddleware,  # type: ignore[arg-type]
+        secret_key=secrets.web_session_secret or token_urlsafe(32),
+        session_cookie="tonebot_session",
+        same_site="strict",
+    )
     routes: list[BaseRoute] = [
-        Group(api.routes(bot, web.max_body_bytes), [api_guard]),
+        Group(api.routes(bot, web.max_body_bytes), [api_guard, session]),
         Group(operator.routes(bot, web.max_body_bytes), [Middleware(OperatorGuard, secrets.operator_token)]),
         Group(probes.routes(bot)),
         Group(pages.routes(bot.limits.max_text_chars)),

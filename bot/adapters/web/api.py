@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.adapters.web.guards import bearer
 from bot.errors import answer
 from core.bot import Bot, Event
 from core.errors import check_text
@@ -24,6 +27,7 @@ from core.events import ConversationKey, IncomingMessage, Mood, Reply
 
 PLATFORM = "web"
 MAX_BATCH = 64
+MAX_ID = 64  # characters of a conversation, user or event id
 BODY_SECONDS = 10.0
 
 
@@ -44,12 +48,40 @@ def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
 
 
 def field(body: dict[str, Any], name: str, required: bool = True) -> str:
+    """An id from the body: a non-empty string (or number) of at most MAX_ID characters."""
     value = body.get(name)
     if value is None and not required:
         return ""
     if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
         raise HTTPException(422, f"'{name}' must be a non-empty string")
+    if len(str(value)) > MAX_ID:
+        raise HTTPException(422, f"'{name}' is longer than {MAX_ID} characters")
     return check_text(str(value), f"'{name}'")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, and so where its ids live. An API-token holder names its own users and
+    conversations inside the token's namespace; a web-chat caller is one user, bound to a session
+    the server issued (a signed cookie), and every id it sends lives inside that session. So no
+    caller can reach, reset or forget another's conversations, whatever ids it sends."""
+
+    namespace: str
+    names_users: bool
+
+    @classmethod
+    def of(cls, request: Request) -> Caller:
+        if token := bearer(request):  # checked by ApiGuard when API_TOKENS is set
+            return cls("t." + hashlib.sha256(token).hexdigest()[:16], names_users=True)
+        session = request.session  # Starlette's SessionMiddleware: signed, SameSite=strict
+        session.setdefault("id", uuid.uuid4().hex)
+        return cls("s." + session["id"], names_users=False)
+
+    def conversation(self, conversation_id: str) -> ConversationKey:
+        return ConversationKey(PLATFORM, f"{self.namespace}/{conversation_id}")
+
+    def user(self, user_id: str) -> str:
+        return f"{self.namespace}/{user_id or 'web-user'}" if self.names_users else self.namespace
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -71,14 +103,15 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-def to_incoming(body: dict[str, Any]) -> IncomingMessage:
-    """The web payload as the common event. Pure: raises HTTPException on a bad payload."""
+def to_incoming(body: dict[str, Any], caller: Caller) -> IncomingMessage:
+    """The web payload as the common event, inside the caller's namespace. Pure: raises
+    HTTPException on a bad payload."""
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise HTTPException(422, "'text' must be a non-empty string")
     return IncomingMessage(
-        key=ConversationKey(PLATFORM, field(body, "conversation_id")),
-        user_id=field(body, "user_id", required=False) or "web-user",
+        key=caller.conversation(field(body, "conversation_id")),
+        user_id=caller.user(field(body, "user_id", required=False)),
         user_name=str(body.get("user_name") or ""),
         text=text,
         event_id=field(body, "event_id", required=False) or uuid.uuid4().hex,
@@ -94,10 +127,12 @@ def sse(item: Event, conversation_id: str) -> dict[str, str]:
 
 
 def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
-    def incoming(body: dict[str, Any]) -> IncomingMessage:
-        msg = to_incoming(body)
+    async def incoming(request: Request) -> tuple[IncomingMessage, str]:
+        """The message, and the conversation id as the caller knows it."""
+        body = await read_json(request, max_body)
+        msg = to_incoming(body, Caller.of(request))
         bot.validate(msg.text)  # an API caller gets a too long text back as a 422, nothing stored
-        return msg
+        return msg, str(body["conversation_id"])
 
     async def chat(request: Request) -> Response:
         """
@@ -112,9 +147,9 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           500: {description: "the model failed; `reply` is the apology and `failed` is true"}
           503: {$ref: "#/components/responses/Unavailable"}
         """
-        msg = incoming(await read_json(request, max_body))
+        msg, conversation_id = await incoming(request)
         reply = await bot.handle(msg)
-        return JSONResponse(reply_json(reply, msg.key.chat_id), 500 if reply.failed else 200)
+        return JSONResponse(reply_json(reply, conversation_id), 500 if reply.failed else 200)
 
     async def chat_stream(request: Request) -> Response:
         """
@@ -127,16 +162,16 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           429: {$ref: "#/components/responses/RateLimited"}
           503: {$ref: "#/components/responses/Unavailable"}
         """
-        msg = incoming(await read_json(request, max_body))
+        msg, conversation_id = await incoming(request)
         events = bot.stream(msg)
         first = await anext(events)  # refusals (busy, invalid) become a status code before the stream starts
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             async with contextlib.aclosing(events):
-                yield sse(first, msg.key.chat_id)
+                yield sse(first, conversation_id)
                 try:
                     async for item in events:
-                        yield sse(item, msg.key.chat_id)
+                        yield sse(item, conversation_id)
                 except Exception as exc:  # after the 200: the error table's answer as the last event
                     failure = answer(exc)
                     yield {"event": "error", "data": json.dumps({"error": failure.error, "status": failure.status})}
@@ -186,22 +221,23 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           200: {description: reset}
         """
         conversation_id = field(await read_json(request, max_body), "conversation_id")
-        await bot.reset(ConversationKey(PLATFORM, conversation_id))
+        await bot.reset(Caller.of(request).conversation(conversation_id))
         return JSONResponse({"conversation_id": conversation_id, "reset": True})
 
     async def forget(request: Request) -> Response:
         """
-        summary: Delete everything stored from one web user
+        summary: "Delete everything stored from one user: a web-chat caller itself, or the `user_id` of a token holder"
         requestBody:
           required: true
           content:
             application/json:
-              schema: {type: object, required: [user_id], properties: {user_id: {type: string}}}
+              schema: {type: object, properties: {user_id: {type: string}}}
         responses:
           200: {description: "how many messages were deleted"}
         """
-        user_id = field(await read_json(request, max_body), "user_id")
-        return JSONResponse({"user_id": user_id, "deleted": await bot.forget(PLATFORM, user_id)})
+        caller = Caller.of(request)
+        user_id = field(await read_json(request, max_body), "user_id", required=caller.names_users)
+        return JSONResponse({"user_id": user_id, "deleted": await bot.forget(PLATFORM, caller.user(user_id))})
 
     return [
         Route("/v1/chat", chat, methods=["POST"]),
