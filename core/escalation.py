@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.events import Mood
+from core.events import Mood, as_utc
 from core.settings import EscalationSettings
 
 
@@ -96,12 +96,9 @@ def decide(
     """`moods` are this user's moods in the conversation, oldest first, the current message's last."""
     if not settings.enabled or state.open or not moods:
         return Decision(False)
-    if state.last_resolved_at is not None:
-        resolved = state.last_resolved_at
-        if resolved.tzinfo is None:  # SQLite hands back naive UTC
-            resolved = resolved.replace(tzinfo=now.tzinfo)
-        if now - resolved < timedelta(minutes=settings.cooldown_minutes):
-            return Decision(False)
+    cooldown = timedelta(minutes=settings.cooldown_minutes)
+    if state.last_resolved_at is not None and now - as_utc(state.last_resolved_at) < cooldown:
+        return Decision(False)
     if asks_for_human(text, settings):
         return Decision(True, "asked_for_human")
     current = moods[-1]

@@ -16,6 +16,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp as UTC: SQLite hands them back without their zone, and every one is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class ConversationKey:
     """Where a conversation lives: a chat on a platform, and a thread (or topic) inside it."""

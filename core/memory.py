@@ -8,7 +8,7 @@ import socket
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, func, select
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Database
-from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, utcnow
+from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, as_utc, utcnow
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 """Who answers an event, in the ledger: this process."""
@@ -193,7 +193,7 @@ class Memory:
         lease expired, or owned by another process on SQLite (one process per file: it is gone)."""
         if ledger.status != "answering":
             return True
-        if ledger.lease_until is None or _aware(ledger.lease_until) < utcnow():
+        if ledger.lease_until is None or as_utc(ledger.lease_until) < utcnow():
             return True
         return self.db.dialect == "sqlite" and ledger.owner != OWNER
 
@@ -334,11 +334,6 @@ class Memory:
         async with self._session() as session:
             rows: Sequence[Message] = (await session.scalars(query)).all()
         return [StoredMessage(r.id, r.role, r.author_id, r.text, _mood(r), r.created_at) for r in reversed(rows)]
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; every timestamp here is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _role(value: str) -> Role:

@@ -32,7 +32,7 @@ from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
-from core.errors import ConfigError, Unavailable
+from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -157,11 +157,7 @@ class SlackAdapter:
             if not isinstance(parsed, dict):
                 return JSONResponse({"error": "the body is not a Slack payload"}, 400)
             if parsed.get("type") == "event_callback":
-                try:  # loading or full: not acked, so Slack redelivers it later instead of it being lost
-                    self.bot.admit()
-                except Unavailable as exc:
-                    refusal = answer(exc)
-                    return JSONResponse({"error": refusal.error}, 503, headers=refusal.headers)
+                self.bot.admit()  # loading or full: the error table's 503, so Slack redelivers it later
             try:
                 response = await handler.handle(request)
             except (TypeError, AttributeError, KeyError, ValueError) as exc:

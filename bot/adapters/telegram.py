@@ -34,7 +34,7 @@ from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
-from core.errors import ConfigError, Unavailable
+from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -238,11 +238,7 @@ class TelegramAdapter:
             update = Update.de_json(data, self.application.bot)
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return JSONResponse({"error": "the body is not a Telegram update"}, 400)
-        try:  # loading or full: a 503, so Telegram redelivers the update later instead of it being lost
-            self.bot.admit()
-        except Unavailable as exc:
-            refusal = answer(exc)
-            return JSONResponse({"error": refusal.error}, 503, headers=refusal.headers)
+        self.bot.admit()  # loading or full: the error table's 503, so Telegram redelivers the update later
         await self.application.update_queue.put(update)
         return Response(status_code=200)
 
