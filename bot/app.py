@@ -18,7 +18,9 @@ from bot import migrate
 from bot.adapters.console import run_console
 from bot.adapters.web import create_app
 from bot.config import Settings
+from bot.delivery import OutputChannel
 from bot.notify import Notifications
+from bot.recovery import Recovery
 from core.bot import Bot
 from core.db import Database
 from core.engine import Engine, Health
@@ -102,7 +104,11 @@ async def _close_engine(bot: Bot, loading: asyncio.Task[None]) -> None:
 
 
 class Adapter(Protocol):
-    """A platform adapter: an async context manager that may add routes to the web server."""
+    """A platform adapter: an async context manager that may add routes to the web server, with the
+    output channel that posts to its platform."""
+
+    @property
+    def channel(self) -> OutputChannel: ...
 
     async def __aenter__(self) -> Adapter: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -173,6 +179,12 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
         await loading
         for adapter in adapters:
             await stack.enter_async_context(adapter)
+        if settings.recovery.enabled:  # what a crash left: answered and sent by the first replica to look
+            channels = {
+                name: adapter.channel for name, adapter in zip(enabled_adapters(settings), adapters, strict=True)
+            }
+            recovering = asyncio.create_task(Recovery(bot, settings.recovery, channels).run())
+            stack.callback(recovering.cancel)
         log.info("ready: %s", ", ".join(["web"] * bool(server) + enabled_adapters(settings)))
         if server is not None:
             await serving  # returns after uvicorn's graceful shutdown (in-flight requests finish)

@@ -27,6 +27,7 @@ from core.settings import (
     ModelSettings,
     NotifySettings,
     PromptSettings,
+    RecoverySettings,
     SentimentSettings,
 )
 
@@ -110,6 +111,7 @@ class Settings:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    recovery: RecoverySettings = field(default_factory=RecoverySettings)
     secrets: Secrets = field(default_factory=Secrets)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line

@@ -4,20 +4,28 @@
 Each platform implements an `OutputChannel` — `post` a text to a conversation, `edit` what it
 posted, optionally show `typing` — and the base owns the policy (Rasa's `OutputChannel` shape).
 `post` is also how anything else (notices, a person's answer) reaches a conversation.
+
+The ledger is the outbox: every message posted for an event is noted (its platform id) as soon as
+it is posted, and the event is marked delivered once its whole answer is shown; recovery finishes
+what a crash left (`redeliver` edits what was posted instead of posting it again).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from core.bot import Event
-from core.errors import BotError
-from core.events import ConversationKey, Reply
+from core.bot import Bot, Event
+from core.errors import BotError, Busy
+from core.events import ConversationKey, IncomingMessage, Reply
+from core.memory import Memory, Owed
+
+log = logging.getLogger(__name__)
 
 BOUNDARIES = ("\n\n", "\n", ". ", "! ", "? ", "。", " ")  # strongest first
 
@@ -53,34 +61,56 @@ class OutputChannel(ABC):
         return [await self.post(conversation, piece, reply_to=reply_to) for piece in split(text, self.limit)]
 
 
-async def deliver(
-    channel: OutputChannel, conversation: ConversationKey, events: AsyncIterator[Event], reply_to: str | None = None
-) -> Reply:
-    """Show the reply as it streams in one message, then its final text (the rest in more messages)."""
-    sent: Sent | None = None
+async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_to: str | None = None) -> Reply | None:
+    """Answer a stored platform message: the reply as it streams in one message, then its final
+    text (the rest in more messages). None when the model is busy: the message stays stored and
+    recovery answers it (a platform user cannot be asked to send it again)."""
+    shown = _Shown(channel, bot.memory, msg, reply_to, await bot.memory.sent_ids(msg.key, msg.event_id))
     reply = None
-    async with channel.typing(conversation):
-        async for item in previews(events, channel.interval):
-            if isinstance(item, Reply):
-                reply = item
-                continue
-            preview = split(item, channel.limit)[0]
-            if sent is None:
-                sent = await channel.post(conversation, preview, reply_to=reply_to)
-            else:
-                sent = await channel.edit(sent, preview)
+    try:
+        async with channel.typing(msg.key):
+            async for item in previews(bot.stream(msg), channel.interval):
+                if isinstance(item, Reply):
+                    reply = item
+                else:
+                    await shown.show(split(item, channel.limit)[:1], markdown=False)
+    except Busy:
+        log.info("model busy: the stored message is left for recovery (%s:%s)", msg.platform, msg.event_id)
+        return None
     if reply is None:
         raise BotError("the core ended without a reply")
     if reply.duplicate or reply.paused:
-        return reply  # answered on the first delivery, or a person has taken over
-    first, *rest = split(reply.text, channel.limit) or ["…"]
-    if sent is None:
-        await channel.post(conversation, first, reply_to=reply_to, markdown=True)
-    else:
-        await channel.edit(sent, first, markdown=True)
-    for piece in rest:
-        await channel.post(conversation, piece, reply_to=reply_to, markdown=True)
+        return reply  # answered on the first delivery (recovery delivers what it owes), or a person took over
+    await shown.show(split(reply.text, channel.limit) or ["…"], markdown=True)
+    await bot.memory.delivered(msg.key, msg.event_id)
     return reply
+
+
+async def redeliver(channel: OutputChannel, memory: Memory, owed: Owed) -> None:
+    """Finish showing an answer that was stored but not (wholly) posted: what was posted is edited."""
+    msg = owed.message
+    shown = _Shown(channel, memory, msg, msg.message_id or None, list(owed.sent_ids))
+    await shown.show(split(owed.reply or "", channel.limit) or ["…"], markdown=True)
+    await memory.delivered(msg.key, msg.event_id)
+
+
+class _Shown:
+    """The messages posted for one event, edited in place; each new one is noted in the ledger."""
+
+    def __init__(
+        self, channel: OutputChannel, memory: Memory, msg: IncomingMessage, reply_to: str | None, ids: list[str]
+    ) -> None:
+        self.channel, self.memory, self.msg, self.reply_to = channel, memory, msg, reply_to
+        self.sent = [Sent(msg.key, id) for id in ids]
+
+    async def show(self, pieces: list[str], markdown: bool) -> None:
+        for n, piece in enumerate(pieces):
+            if n < len(self.sent):
+                self.sent[n] = await self.channel.edit(self.sent[n], piece, markdown=markdown)
+                continue
+            sent = await self.channel.post(self.msg.key, piece, reply_to=self.reply_to, markdown=markdown)
+            self.sent.append(sent)
+            await self.memory.posted(self.msg.key, self.msg.event_id, sent.id)
 
 
 def split(text: str, limit: int) -> list[str]:

@@ -112,11 +112,7 @@ class Bot:
         """Answer one message, yielding the mood, then the reply text as it is generated, then the Reply.
         A message over `max_text_chars` is stored and answered with that limit (a chat user cannot
         be answered with a status code; the web API refuses it with a 422 at its edge instead)."""
-        self.validate(msg.text, length=False)
-        for what, value in (("the conversation id", msg.key.chat_id), ("the thread id", msg.key.thread_id),
-                            ("the user id", msg.user_id), ("the user name", msg.user_name),
-                            ("the event id", msg.event_id)):  # fmt: skip
-            check_text(value, what)
+        self._check(msg)
         lock = self._locks.setdefault(msg.key, asyncio.Lock())
         # one turn at a time per conversation, so each sees the one before: in this process, and
         # across replicas through the database's own lock (PostgreSQL advisory lock)
@@ -199,6 +195,21 @@ class Bot:
                 ),
             )
             yield Reply(text, mood, escalated=escalated, failed=failed, paused=paused and not text)
+
+    async def intake(self, msg: IncomingMessage) -> bool:
+        """Store a platform's message before the platform is told it arrived (webhooks answer 200,
+        polling confirms it, only after this); `stream` answers it later, or recovery does if this
+        process dies first. False when it was stored before (a redelivery). Storing does not wait
+        for the model: a message that arrives while it is full is answered when it has room."""
+        self._check(msg)
+        return await self.memory.store(msg)
+
+    def _check(self, msg: IncomingMessage) -> None:
+        self.validate(msg.text, length=False)
+        for what, value in (("the conversation id", msg.key.chat_id), ("the thread id", msg.key.thread_id),
+                            ("the user id", msg.user_id), ("the user name", msg.user_name),
+                            ("the event id", msg.event_id)):  # fmt: skip
+            check_text(value, what)
 
     async def _escalate(self, msg: IncomingMessage, accepted: Accepted, mood: Mood) -> tuple[bool, bool]:
         """(escalated by this message, the conversation is with a human now)."""

@@ -92,3 +92,15 @@ class NotifySettings:
     telegram_chat_id: str = ""  # e.g. "-1001234567890", posted with TELEGRAM_BOT_TOKEN
     transcript_messages: int = 8  # the last turns included in a notice
     retry_seconds: float = 30.0  # first retry of a failed delivery; doubles up to an hour
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """What a crash, a kill or a deploy left behind: each replica, at start and then every
+    `interval_seconds`, answers the events accepted and never answered, and sends the answers
+    stored and never (wholly) sent, in order per conversation."""
+
+    enabled: bool = True
+    window_minutes: float = 60.0  # older unanswered events are marked failed and logged, not answered
+    interval_seconds: float = 10.0
+    max_attempts: int = 3  # an event whose answering died this many times is given up (and logged)

@@ -2,21 +2,26 @@
 
 Pure part: `to_incoming` (an Events API envelope -> IncomingMessage | None). `SlackChannel` is
 the output channel (chat.postMessage / chat.update in the conversation's thread); `SlackAdapter`
-owns the Bolt app: it acks at once (Bolt runs listeners after the ack), and its `app.error`
+owns the Bolt app. A message for the bot is checked and stored by a global middleware, which
+Bolt runs before the ack (HTTP and Socket Mode); the listener answers it after the ack. What
+cannot be stored now gets a 503 (no ack in Socket Mode), so Slack retries it. Its `app.error`
 answers with the one error table. Retries are deduped by the core's ledger; slack_sdk's
 rate-limit handler waits out 429s.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.internals import parse_body
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
@@ -32,7 +37,7 @@ from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
-from core.errors import ConfigError
+from core.errors import Busy, ConfigError, InvalidMessage
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -116,6 +121,7 @@ class SlackAdapter:
         client.retry_handlers.append(CountedRateLimitRetry(max_retry_count=3))
         self.channel = SlackChannel(client, settings.max_chars, settings.edit_interval)
         self.app = AsyncApp(client=client, signing_secret=secrets.slack_signing_secret or "unused-in-socket-mode")
+        self.app.middleware(self._intake)
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(settings.command)(self._on_command)
@@ -158,26 +164,51 @@ class SlackAdapter:
                 return JSONResponse({"error": "the body is not a Slack payload"}, 400)
             if parsed.get("type") == "event_callback":
                 self.bot.admit()  # loading or full: the error table's 503, so Slack redelivers it later
+                if not self.bot_user_id:
+                    raise Busy("the Slack adapter is still starting")
             try:
                 response = await handler.handle(request)
             except (TypeError, AttributeError, KeyError, ValueError) as exc:
                 response = JSONResponse({"error": repr(exc)}, 500)
-            if response.status_code >= 500:  # Bolt acks before the listeners run: a 5xx is a body it could not read
+            if response.status_code >= 500 and response.status_code != 503:  # 503: not stored, Slack retries
+                # Bolt acks before the listeners run: another 5xx is a body it could not read
                 log.warning("slack: a signed body Bolt could not read (%s)", bytes(response.body)[:200])
                 return JSONResponse({"error": "the body is not a Slack payload"}, 400)
             return response
 
         return [Route(self.settings.events_path, events, methods=["POST"])]
 
-    async def _on_event(self, body: dict[str, Any]) -> None:
-        msg = to_incoming(body, self.bot_user_id)
-        if msg is None or (not msg.addressed_to_bot and not await self.bot.knows(msg.key)):
+    async def _intake(
+        self, body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Before the ack: a message for the bot is refused (admission, bad input) or stored; the
+        verdict goes to the listener in Bolt's context. Not storable now: a 503, Slack retries."""
+        msg = to_incoming(body, self.bot_user_id) if body.get("type") == "event_callback" else None
+        if msg is not None and (msg.addressed_to_bot or await self.bot.knows(msg.key)):
+            refusal = self.admission.check(msg)
+            try:
+                if refusal is None:
+                    await self.bot.intake(msg)
+            except InvalidMessage as exc:
+                refusal = answer(exc).text
+            except Exception as exc:
+                log.warning("slack: event %s not stored (%s); Slack will retry it", msg.event_id, exc)
+                retry = str(getattr(exc, "retry_after", 5))
+                error = json.dumps({"error": "not stored, retry later"})
+                return BoltResponse(status=503, body=error, headers={"Retry-After": retry})
+            context["tonebot"] = (msg, refusal)
+        await next()
+        return None
+
+    async def _on_event(self, context: AsyncBoltContext) -> None:
+        if (verdict := context.get("tonebot")) is None:
             return  # not for the bot, or a thread the bot has not joined
-        if (refusal := self.admission.check(msg)) is not None:
+        msg, refusal = verdict
+        if refusal is not None:
             if refusal:
                 await self.channel.post(msg.key, refusal)
             return
-        await deliver(self.channel, msg.key, self.bot.stream(msg))
+        await deliver(self.channel, self.bot, msg)
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         direct = command.get("channel_name") == "directmessage" or command["channel_id"].startswith("D")

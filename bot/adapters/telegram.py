@@ -4,6 +4,10 @@ Pure part: `to_incoming` (Update -> IncomingMessage | NotText | None). `Telegram
 output channel (send / edit with Markdown and a plain-text fallback, the typing indicator);
 `TelegramAdapter` owns the Application's lifecycle. Flood limits and RetryAfter are handled by
 PTB's AIORateLimiter; errors go through the one error table (bot/errors.py).
+
+Nothing is confirmed to Telegram before it is stored: the Application's update queue is an
+`IntakeQueue`, whose `put` checks and stores each message first, and both the webhook (its 200)
+and PTB's polling (the next getUpdates offset) confirm an update only after `put` returned.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from telegram import BotCommand, Message, ReplyParameters, Update, User
 from telegram.constants import ChatAction, ChatType, MessageEntityType, MessageLimit, ParseMode
-from telegram.error import BadRequest, NetworkError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import commands
@@ -34,7 +38,7 @@ from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
-from core.errors import ConfigError
+from core.errors import ConfigError, InvalidMessage
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -178,6 +182,18 @@ async def _markdown_or_plain(send: Callable[[str | None], Awaitable[Any]], markd
         return await send(None)
 
 
+class IntakeQueue(asyncio.Queue[object]):
+    """PTB's update queue, storing each message before it is queued (see the module's docstring)."""
+
+    def __init__(self, intake: Callable[[object], Awaitable[bool]]) -> None:
+        super().__init__()
+        self.intake = intake
+
+    async def put(self, item: object) -> None:
+        if await self.intake(item):
+            await super().put(item)
+
+
 class TelegramAdapter:
     """Owns the python-telegram-bot Application: an async context manager around its lifecycle."""
 
@@ -196,6 +212,7 @@ class TelegramAdapter:
             .base_file_url(settings.base_url.replace("/bot", "/file/bot"))
             .rate_limiter(RetryingRateLimiter(max_retries=3))
             .concurrent_updates(True)  # the core orders turns per conversation
+            .update_queue(IntakeQueue(self._intake))
         )
         if settings.mode == "webhook":
             builder = builder.updater(None)
@@ -239,31 +256,53 @@ class TelegramAdapter:
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return JSONResponse({"error": "the body is not a Telegram update"}, 400)
         self.bot.admit()  # loading or full: the error table's 503, so Telegram redelivers the update later
-        await self.application.update_queue.put(update)
+        await self.application.update_queue.put(update)  # stored (or refused) before the 200
         return Response(status_code=200)
+
+    async def _intake(self, update: object) -> bool:
+        """Before an update is confirmed: refuse what admission refuses (told once, here), store a
+        message for the bot, and say whether the handlers get it. A message that cannot be stored
+        now (model loading or full, database down) raises: the webhook answers 503/500 and polling
+        retries the same getUpdates offset, so Telegram redelivers it."""
+        if not isinstance(update, Update):
+            return True
+        found = to_incoming(update, self.application.bot.bot)
+        if not isinstance(found, IncomingMessage):
+            return True
+        if (refusal := self.admission.check(found)) is not None:
+            if refusal:
+                with contextlib.suppress(TelegramError):
+                    await self.channel.post(found.key, refusal, reply_to=found.message_id)
+            return False
+        if filters.COMMAND.check_update(update):
+            return True
+        try:
+            await self.bot.intake(found)
+        except InvalidMessage as exc:  # told why; nothing stored
+            with contextlib.suppress(TelegramError):
+                await self.channel.post(found.key, answer(exc).text, reply_to=found.message_id)
+            return False
+        except Exception as exc:
+            if self.application.updater is None:
+                raise  # the webhook's answer is the error table's 503 / 500
+            raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
+        return True
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         found = to_incoming(update, context.bot.bot)
         if isinstance(found, NotText):
             await self.channel.post(found.key, NOT_TEXT, reply_to=found.message_id)
         elif found is not None:
-            if (refusal := self.admission.check(found)) is not None:
-                if refusal:
-                    await self.channel.post(found.key, refusal, reply_to=found.message_id)
-                return
-            await deliver(self.channel, found.key, self.bot.stream(found), reply_to=found.message_id)
+            await deliver(self.channel, self.bot, found, reply_to=found.message_id)
 
     async def _on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         found = to_incoming(update, context.bot.bot)
         if not isinstance(found, IncomingMessage):
             return
-        text = self.admission.check(found)
-        if text is None:
-            name, *args = found.text.split()
-            in_support = bool(self.support_chat_id) and found.key.chat_id == self.support_chat_id
-            ctx = commands.Context(self.bot, found, args, prefix="/", in_support=in_support)
-            text = await commands.run(name.lstrip("/"), ctx)
-        if text:
+        name, *args = found.text.split()
+        in_support = bool(self.support_chat_id) and found.key.chat_id == self.support_chat_id
+        ctx = commands.Context(self.bot, found, args, prefix="/", in_support=in_support)
+        if text := await commands.run(name.lstrip("/"), ctx):
             await self.channel.send(found.key, text)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -1,14 +1,16 @@
 """Delivery, the one policy every platform shares: previews of a streaming reply at a throttled
-pace, splitting at the platform's limit, nothing sent for duplicates or paused chats."""
+pace, splitting at the platform's limit, nothing sent for duplicates or paused chats, and the
+ledger as the outbox of what was posted."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
-import pytest
-
-from bot.delivery import deliver, previews, split
-from core.bot import Event
-from core.events import ConversationKey, Mood, Reply
+from bot.delivery import deliver, previews, redeliver, split
+from core.bot import Bot, Event
+from core.events import ConversationKey, IncomingMessage, Reply
+from core.memory import Owed
 from tests.auxil.collecting import CollectingChannel
+from tests.auxil.scripted import ScriptedEngine
 
 KEY = ConversationKey("test", "c1", "t1")
 
@@ -38,32 +40,62 @@ async def test_previews_grow_and_end_with_the_reply() -> None:
     assert throttled == ["Hel", final]
 
 
-async def stream(*items: Event) -> AsyncIterator[Event]:
-    for item in items:
-        yield item
+def message(text: str, event_id: str = "e-1", message_id: str = "m-7") -> IncomingMessage:
+    return IncomingMessage(KEY, user_id="u1", text=text, event_id=event_id, message_id=message_id)
 
 
-async def test_a_streamed_reply_grows_one_message_then_gets_its_final_text() -> None:
+async def test_a_streamed_reply_grows_one_message_then_gets_its_final_text(scriptbot: Bot) -> None:
     channel = CollectingChannel(limit=100, interval=0)
-    mood = Mood("neutral", {"negative": 0.1, "neutral": 0.8, "positive": 0.1})
-    reply = await deliver(channel, KEY, stream(mood, "Hel", "lo", Reply("Hello", mood)), reply_to="m-7")
-    assert reply.text == "Hello"
-    [message] = channel.messages
-    assert message.text == "Hello" and message.reply_to == "m-7" and message.conversation == KEY
-    assert message.versions == ["Hel", "Hello", "Hello"] and message.markdown  # the final text in Markdown
+    reply = await deliver(channel, scriptbot, message("Hello"), reply_to="m-7")
+    assert reply is not None and reply.text == "You said: Hello"
+    [posted] = channel.messages
+    assert posted.text == "You said: Hello" and posted.reply_to == "m-7" and posted.conversation == KEY
+    assert posted.versions[0] == "You" and len(posted.versions) > 2 and posted.markdown  # final in Markdown
     assert channel.typing_seen == [KEY]
 
 
-async def test_a_long_reply_is_split_at_the_limit() -> None:
+async def test_a_long_reply_is_split_at_the_limit(scriptbot: Bot, scripted: ScriptedEngine) -> None:
     channel = CollectingChannel(limit=30, interval=3600)
     text = "First sentence is here. Second sentence follows. Third one ends it."
-    await deliver(channel, KEY, stream(text, Reply(text, None)))
+    scripted.answer = lambda _: text
+    await deliver(channel, scriptbot, message("tell me"))
     assert [m.text for m in channel.messages] == split(text, 30) and len(channel.messages) == 3
     assert all(len(m.text) <= 30 for m in channel.messages)
 
 
-@pytest.mark.parametrize("flags", [{"duplicate": True}, {"paused": True}])
-async def test_duplicates_and_paused_chats_send_nothing(flags: dict[str, bool]) -> None:
+async def test_duplicates_and_paused_chats_send_nothing(scriptbot: Bot) -> None:
     channel = CollectingChannel()
-    reply = await deliver(channel, KEY, stream(Reply("", None, **flags)))
-    assert channel.messages == [] and (reply.duplicate or reply.paused)
+    await deliver(channel, scriptbot, message("Hello"))
+    again = await deliver(channel, scriptbot, message("Hello"))
+    assert again is not None and again.duplicate and len(channel.messages) == 1
+
+
+async def test_the_ledger_is_the_outbox_every_post_noted_and_the_delivery_closed(scriptbot: Bot) -> None:
+    memory, channel = scriptbot.memory, CollectingChannel(limit=30, interval=3600)
+    msg = message("a question long enough to need a few pieces of answer")
+    await deliver(channel, scriptbot, msg)
+    assert await memory.sent_ids(KEY, msg.event_id) == list(channel.posted)  # every piece, in order
+    owed, _ = await memory.claim_owed(timedelta(hours=1), 3, ["test"])
+    assert owed == []  # delivered: nothing owed
+
+
+async def test_an_answer_after_a_dead_attempt_edits_what_that_attempt_posted(scriptbot: Bot) -> None:
+    """A preview posted by an attempt that died is edited into the answer, not left beside a second one."""
+    memory, channel = scriptbot.memory, CollectingChannel()
+    msg = message("Hello")
+    assert await memory.store(msg)
+    dead = await channel.post(KEY, "You sa", reply_to="m-7")
+    await memory.posted(KEY, msg.event_id, dead.id)
+    await deliver(channel, scriptbot, msg, reply_to="m-7")
+    [posted] = channel.messages
+    assert posted.text == "You said: Hello"
+
+
+async def test_redeliver_finishes_a_stored_answer_editing_what_was_posted(scriptbot: Bot) -> None:
+    memory, channel = scriptbot.memory, CollectingChannel(limit=30)
+    text = "First sentence is here. Second sentence follows. Third one ends it."
+    first = await channel.post(KEY, "First sentence is here.")
+    owed = Owed(message("tell me"), text, (first.id,))
+    await redeliver(channel, memory, owed)
+    assert [m.text for m in channel.messages] == split(text, 30)
+    assert channel.posted[first.id].versions == ["First sentence is here."] * 2  # edited, not posted again

@@ -3,6 +3,7 @@ dedupes, turns of one conversation are ordered across processes."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from bot import migrate
+from core import memory as memory_module
 from core.db import Base, Database
 from core.escalations import EscalationStore
 from core.events import ConversationKey, IncomingMessage
@@ -159,3 +161,39 @@ async def test_the_ledger_migration_keys_old_events_by_their_conversation(db_url
     finally:
         await db.aclose()
     assert [tuple(r) for r in rows] == [(1, "7")]  # the forgotten event (no turn left) has no conversation
+
+
+async def test_recovery_claims_each_owed_event_once_across_replicas(
+    memory: Memory, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(#14) Events stored and never answered, and answers stored and never delivered, are claimed by
+    exactly one replica (FOR UPDATE SKIP LOCKED on PostgreSQL), oldest first; a delivered answer is
+    owed nothing, and an event older than the window is given up instead of answered."""
+    key = ConversationKey("telegram", "owed")
+    stored = [IncomingMessage(key, user_id="u", text=f"q{n}", event_id=f"s-{n}", message_id=str(n)) for n in range(4)]
+    for msg in stored:
+        assert await memory.store(msg)
+    assert not await memory.store(stored[0])  # a redelivery is stored once
+    undelivered = await memory.accept(IncomingMessage(key, user_id="u", text="q", event_id="u-1"))
+    delivered = await memory.accept(IncomingMessage(key, user_id="u", text="q", event_id="d-1"))
+    assert isinstance(undelivered, Accepted) and isinstance(delivered, Accepted)
+    await memory.record_reply(delivered, "the answer, sent", failed=False)
+    await memory.delivered(key, "d-1")
+    monkeypatch.setattr(memory_module, "LEASE", timedelta(seconds=-1))  # its answerer dies after storing it
+    await memory.record_reply(undelivered, "the answer, never sent", failed=False)
+    monkeypatch.undo()
+    other = Memory(Database.open(db_url))  # a second replica
+    try:
+        claims = await asyncio.gather(*(m.claim_owed(timedelta(hours=1), 3, ["telegram"]) for m in (memory, other)))
+    finally:
+        await other.aclose()
+    owed = [item for batch, _ in claims for item in batch]
+    assert sorted(o.message.event_id for o in owed) == ["s-0", "s-1", "s-2", "s-3", "u-1"]
+    assert [o.message.message_id for o in owed if o.reply is None] == ["0", "1", "2", "3"]  # oldest first
+    [(text, sent_ids)] = [(o.reply, o.sent_ids) for o in owed if o.message.event_id == "u-1"]
+    assert text == "the answer, never sent" and sent_ids == ()
+    assert await memory.claim_owed(timedelta(hours=1), 3, ["telegram"]) == ([], [])  # claimed: not owed twice
+    late = IncomingMessage(ConversationKey("web", "late"), user_id="u", text="old", event_id="late-1")
+    assert await memory.store(late)
+    owed_now, given_up = await memory.claim_owed(timedelta(seconds=-1), 3, ["telegram"])
+    assert owed_now == [] and given_up == ["web:late-1"]

@@ -1,5 +1,6 @@
 """The real python-telegram-bot Application against a fake Bot API on loopback, on the real model."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -161,18 +162,29 @@ async def test_a_message_that_is_only_the_mention_gets_the_error_tables_line(
     assert answer["reply_to"] == update["message"]["message_id"]
 
 
-async def test_busy_is_answered_with_the_busy_line_and_nothing_is_stored(
+async def test_a_message_that_arrives_while_the_model_is_full_is_stored_and_answered_when_it_has_room(
     fake: tuple[FakeBotAPI, str], scriptbot: Bot, scripted: ScriptedEngine
 ) -> None:
-    from bot.errors import BUSY
+    """Polling confirms an update once it is stored; a full model does not turn it into a "busy,
+    try again" line (a chat user would have to type it again): recovery answers it, once."""
+    from bot.recovery import Recovery
+    from core.settings import RecoverySettings
 
     api, url = fake
     scripted.busy = True
-    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+    key = ConversationKey("telegram", str(ALICE))
+    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)) as adapter:
         api.push(private("Hello?", message_id=30))
-        [answer] = await eventually(lambda: api.sent_to(ALICE), what="the busy line")
-    assert answer["text"] == BUSY
-    assert await scriptbot.memory.messages(ConversationKey("telegram", str(ALICE))) == []
+        await eventually(lambda: scriptbot.memory.messages(key), what="the stored message")
+        await asyncio.sleep(0.5)  # its handler found the model full
+        assert api.sent_to(ALICE) == []
+        scripted.busy = False
+        recovery = Recovery(scriptbot, RecoverySettings(), {"telegram": adapter.channel})
+        assert await recovery.once() == 1
+        assert await recovery.once() == 0  # owed once, answered once
+    [answer] = api.sent_to(ALICE)
+    assert answer["text"] == "You said: Hello?" and answer["reply_to"] == 30
+    assert [m.role for m in await scriptbot.memory.messages(key)] == ["user", "assistant"]
 
 
 def test_missing_token_is_a_clear_error(testbot: Bot) -> None:
