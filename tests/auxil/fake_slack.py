@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ class FakeSlackAPI:
     bot_user_id: str = "U0BOT00001"
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts -> message, as updated
+    sent_at: dict[str, float] = field(default_factory=dict)  # ts -> time.monotonic() of its post
     throttle: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to answer next
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -50,6 +52,7 @@ class FakeSlackAPI:
             if params.get("thread_ts"):
                 message["thread_ts"] = params["thread_ts"]
             self.messages[ts] = message
+            self.sent_at[ts] = time.monotonic()
             return JSONResponse({"ok": True, "channel": params["channel"], "ts": ts, "message": message})
         if method == "chat.update":
             message = self.messages[params["ts"]]

@@ -24,6 +24,7 @@ class FakeBotAPI:
     updates: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)  # what the bot sent, as edited
+    sent_at: dict[int, float] = field(default_factory=dict)  # message id -> time.monotonic() of its send
     throttle: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to answer next
     _next_id: int = 9000
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,6 +86,7 @@ class FakeBotAPI:
         if params.get("message_thread_id"):
             message["message_thread_id"] = params["message_thread_id"]
         self.messages[self._next_id] = message
+        self.sent_at[self._next_id] = time.monotonic()
         return message
 
     async def editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
