@@ -284,3 +284,33 @@ async def test_an_event_while_the_model_is_busy_is_not_acked_and_its_redelivery_
             return texts if texts and texts[-1].endswith("invoice?") else None
 
         assert await eventually(shown, what="the answer") == ["You said: Where is my invoice?"]
+
+
+async def test_an_event_is_stored_before_its_ack_and_one_that_cannot_be_stored_is_not_acked(
+    scriptbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (#14 A.4): Bolt acked an event before anything was stored."""
+    body = envelope("dm.json", text="Is my order shipped?")
+    key = ConversationKey("slack", body["event"]["channel"])
+    store, calls = scriptbot.memory.store, []
+
+    async def flaky(msg: IncomingMessage) -> bool:
+        calls.append(msg.event_id)
+        if len(calls) == 1:
+            raise OSError("database briefly down")
+        return await store(msg)
+
+    monkeypatch.setattr(scriptbot.memory, "store", flaky)
+    async with running_slack(scriptbot) as (api, _, client):
+        refused = await post_event(client, body)
+        assert refused.status_code == 503 and refused.headers["retry-after"]  # Slack retries it
+        assert await scriptbot.memory.messages(key) == []
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
+        assert (await post_event(client, body, **retry)).status_code == 200
+        assert [m.text for m in await scriptbot.memory.messages(key)][:1] == ["Is my order shipped?"]
+
+        async def shown() -> list[str] | None:
+            texts = [m["text"] for m in api.messages.values() if m["channel"] == key.chat_id]
+            return texts if texts and texts[-1].endswith("shipped?") else None
+
+        assert await eventually(shown, what="the answer") == ["You said: Is my order shipped?"]

@@ -13,7 +13,7 @@ from bot.adapters.telegram import MENU, TelegramAdapter
 from bot.adapters.web import create_app
 from bot.config import Secrets, Settings, TelegramSettings
 from core.bot import Bot
-from core.events import ConversationKey
+from core.events import ConversationKey, IncomingMessage
 from tests.auxil.fake_telegram import FakeBotAPI
 from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import eventually, serve_asgi
@@ -233,3 +233,57 @@ async def test_a_webhook_update_while_the_model_is_busy_is_a_503_and_its_redeliv
             assert (await client.post("/telegram/webhook", json=update, headers=headers)).status_code == 200
             [answer] = await eventually(lambda: api.sent_to(ALICE), what="the answer")
     assert answer["text"] == "You said: Is anyone there?"
+
+
+class FlakyStore:
+    """`Memory.store` that fails its first `failures` calls, as a database that is briefly down."""
+
+    def __init__(self, bot: Bot, failures: int) -> None:
+        self.store, self.failures, self.calls = bot.memory.store, failures, 0
+
+    async def __call__(self, msg: IncomingMessage) -> bool:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OSError("database briefly down")
+        return await self.store(msg)
+
+
+async def test_a_webhook_update_is_stored_before_its_200_and_one_that_cannot_be_stored_is_not_acked(
+    fake: tuple[FakeBotAPI, str], scriptbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (#14 A.3): the webhook answered 200 once the update was queued in memory, before
+    it was stored, so a crash in between lost it."""
+    api, url = fake
+    hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
+    secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+    update, key = private("Did my refund go through?", message_id=60), ConversationKey("telegram", str(ALICE))
+    monkeypatch.setattr(scriptbot.memory, "store", FlakyStore(scriptbot, failures=1))
+    async with TelegramAdapter(scriptbot, hook, secrets) as adapter:
+        # a 500 is answered (the error table) and the exception raised on to the server, which logs it
+        transport = httpx.ASGITransport(app=create_app(scriptbot, adapter.routes()), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
+            refused = await client.post("/telegram/webhook", json=update, headers=headers)
+            assert refused.status_code >= 500  # Telegram redelivers what was not acked
+            assert await scriptbot.memory.messages(key) == []
+            assert (await client.post("/telegram/webhook", json=update, headers=headers)).status_code == 200
+            assert [m.text for m in await scriptbot.memory.messages(key)][:1] == [update["message"]["text"]]
+            [answer] = await eventually(lambda: api.sent_to(ALICE), what="the answer")
+    assert answer["text"] == "You said: Did my refund go through?"
+
+
+async def test_polling_confirms_an_update_only_once_it_is_stored(
+    fake: tuple[FakeBotAPI, str], scriptbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (#14 A.3): polling moved its offset past an update whether or not it was handled."""
+    api, url = fake
+    flaky = FlakyStore(scriptbot, failures=1)
+    monkeypatch.setattr(scriptbot.memory, "store", flaky)
+    update = private("Still waiting for my parcel.", message_id=61)
+    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+        api.push(update)
+        [answer] = await eventually(lambda: api.sent_to(ALICE), what="the answer", timeout=20)
+        offsets = [int(call.get("offset") or 0) for call in api.called("getUpdates")]
+    assert answer["text"] == "You said: Still waiting for my parcel." and flaky.calls >= 2
+    assert offsets.count(update["update_id"] + 1) >= 1 and max(offsets) == update["update_id"] + 1
+    assert sum(1 for o in offsets if o <= update["update_id"]) >= 2  # served again after the failed store
