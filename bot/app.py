@@ -19,6 +19,7 @@ from bot.adapters.console import run_console
 from bot.adapters.web import create_app
 from bot.config import Settings
 from bot.delivery import OutputChannel
+from bot.desk import Desk
 from bot.notify import Notifications
 from bot.recovery import Recovery
 from core.bot import Bot
@@ -84,6 +85,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
             notifications,
             log_text=settings.log_message_text,
             escalations=escalations,
+            handoff=settings.handoff,
         )
 
         async def load() -> None:
@@ -91,7 +93,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
 
         loading = asyncio.create_task(load())
         stack.push_async_callback(_close_engine, bot, loading)
-        retries = asyncio.create_task(notifications.run_retries())
+        retries = asyncio.create_task(notifications.run_retries(bot.handoff.check_idle))
         stack.callback(retries.cancel)
         yield bot, loading
 
@@ -109,6 +111,10 @@ class Adapter(Protocol):
 
     @property
     def channel(self) -> OutputChannel: ...
+
+    @property
+    def desk(self) -> Desk | None:
+        """Where agents answer escalations on this platform (its support chat), if one is configured."""
 
     async def __aenter__(self) -> Adapter: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -179,10 +185,11 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
         await loading
         for adapter in adapters:
             await stack.enter_async_context(adapter)
+        channels = {name: adapter.channel for name, adapter in zip(enabled_adapters(settings), adapters, strict=True)}
+        if isinstance(bot.notifier, Notifications):  # where agents work: the adapters with a support chat
+            desks = {name: a.desk for name, a in zip(enabled_adapters(settings), adapters, strict=True) if a.desk}
+            bot.notifier.attach(desks, channels)
         if settings.recovery.enabled:  # what a crash left: answered and sent by the first replica to look
-            channels = {
-                name: adapter.channel for name, adapter in zip(enabled_adapters(settings), adapters, strict=True)
-            }
             recovering = asyncio.create_task(Recovery(bot, settings.recovery, channels).run())
             stack.callback(recovering.cancel)
         log.info("ready: %s", ", ".join(["web"] * bool(server) + enabled_adapters(settings)))

@@ -104,5 +104,5 @@ async def resolve(ctx: Context) -> str:
     if not number.isdigit():
         return f"Usage: {ctx.prefix}resolve <escalation number>"
     by = f"{ctx.msg.platform}:{ctx.msg.user_name or ctx.msg.user_id}"
-    record = await ctx.bot.support.resolve(int(number), by=by)
+    record = await ctx.bot.handoff.resolve(int(number), by=by)
     return f"Escalation #{record.id} resolved." if record else f"There is no escalation #{number}."

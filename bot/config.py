@@ -23,6 +23,7 @@ from typing import Any, Literal
 from core.errors import ConfigError
 from core.settings import (
     EscalationSettings,
+    HandoffSettings,
     MemorySettings,
     ModelSettings,
     NotifySettings,
@@ -112,6 +113,7 @@ class Settings:
     slack: SlackSettings = field(default_factory=SlackSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
+    handoff: HandoffSettings = field(default_factory=HandoffSettings)
     secrets: Secrets = field(default_factory=Secrets)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line

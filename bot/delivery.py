@@ -52,6 +52,9 @@ class OutputChannel(ABC):
     async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
         """Replace the text of a message this channel posted."""
 
+    async def delete(self, sent: Sent) -> None:  # noqa: B027 - optional: a platform that cannot leaves it
+        """Delete a message this channel posted (`/forget`)."""
+
     def typing(self, conversation: ConversationKey) -> AbstractAsyncContextManager[None]:
         """Shows that the bot is writing, for as long as it is entered (no-op where a platform has none)."""
         return contextlib.nullcontext()

@@ -78,7 +78,7 @@ async def _converse(bot: Bot, conversation: dict[str, Any]) -> dict[str, Any]:
         )
         if reply.escalated and escalated_at is None:
             escalated_at = number
-    cases = [c for c in await bot.support.cases(open_only=False) if c.escalation.key == key]
+    cases = [c for c in await bot.handoff.cases(open_only=False) if c.escalation.key == key]
     return {
         "id": key.chat_id,
         "lang": conversation.get("lang", ""),

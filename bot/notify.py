@@ -1,56 +1,40 @@
-"""Escalation notices to the support team: a signed webhook, a Slack channel, a Telegram chat.
+"""The support side's deliveries, from the outbox: escalation notices (a signed webhook, a Slack
+channel, a Telegram group), customer turns relayed into each escalation's thread there, and agents'
+turns (and the hand-off lines) relayed to the customer on the customer's own platform.
 
-Each notice is a row in the deliveries table before it is sent; an attempt that fails is
-recorded and retried with backoff by `run_retries`, so a dead destination never blocks the
-user's reply and nothing is lost.
+Every send is a row in the outbox before it is attempted; a failed attempt is recorded and retried
+with backoff (`run_retries`), so a dead destination never blocks a reply and nothing is lost. Where
+agents work in Slack or Telegram, the adapter is the `Desk`: it posts the notice with its buttons,
+keeps one thread per escalation, and shows who has it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
-import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from bot import webhook
+from bot.commands import mood_line
 from bot.config import Settings
+from bot.delivery import OutputChannel, Sent
+from bot.desk import Desk, status_line, summary
+from core import metrics
 from core.escalations import EscalationRecord, EscalationStore
-from core.memory import Memory
-from core.outbox import DeliveryRecord, Outbox
+from core.events import ConversationKey
+from core.handoff import BOT
+from core.memory import Memory, StoredMessage
+from core.outbox import CUSTOMER, DeliveryRecord, Outbox
 
 log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600.0
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """`sha256=` + HMAC-SHA256 over "<timestamp>.<body>", like Slack's and Stripe's schemes."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def summary(payload: dict[str, Any]) -> str:
-    """The notice as chat text: reason, mood trend, the last turns, and how to resolve."""
-    key = payload["conversation"]
-    trend = " → ".join(f"{s['negative']:.2f}" for s in payload["mood_trend"])
-    lines = [
-        f"🚨 Escalation #{payload['escalation_id']} ({payload['reason']}) in {key['platform']} {key['chat_id']}"
-        + (f" / {key['thread_id']}" if key["thread_id"] else ""),
-        f"Negative mood trend: {trend}",
-        "",
-        *(f"{m['role']} {m['author']}: {m['text'][:300]}" for m in payload["transcript"]),
-        "",
-        f"Resolve with /resolve {payload['escalation_id']} (Telegram), `/tonebot resolve {payload['escalation_id']}`"
-        " (Slack), or on the operator page.",
-    ]
-    return "\n".join(lines)
-
-
 class Notifications:
-    """The Notifier the core calls when an escalation opens."""
+    """The core's Notifier: delivers the outbox and keeps the notices up to date."""
 
     def __init__(self, memory: Memory, escalations: EscalationStore, outbox: Outbox, settings: Settings) -> None:
         self.memory, self.escalations, self.outbox, self.settings = memory, escalations, outbox, settings
@@ -61,25 +45,73 @@ class Notifications:
         if notify.telegram_chat_id:
             targets.append(f"telegram:{notify.telegram_chat_id}")
         self.destinations: tuple[str, ...] = tuple(targets)
+        self.desks: Mapping[str, Desk] = {}
+        self.channels: Mapping[str, OutputChannel] = {}
         self._http = httpx.AsyncClient(timeout=10)
         self._lock = asyncio.Lock()  # one delivery round at a time here; claims keep replicas apart
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, desks: Mapping[str, Desk], channels: Mapping[str, OutputChannel]) -> None:
+        """The running adapters: desks by destination kind, output channels by customer platform."""
+        self.desks, self.channels = desks, channels
 
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await self._http.aclose()
 
-    async def escalation_opened(self, escalation: EscalationRecord) -> None:
+    def changed(self, escalation: EscalationRecord | None) -> None:
+        task = asyncio.create_task(self._round(escalation))
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _round(self, escalation: EscalationRecord | None) -> None:
+        if escalation is not None:
+            await self.show(escalation)
         await self.deliver_due()
 
-    async def run_retries(self, every: float = 10.0) -> None:
-        """Retry failed deliveries until cancelled."""
+    async def run_retries(self, check_idle: Callable[[], Awaitable[int]] | None = None, every: float = 10.0) -> None:
+        """Retry failed deliveries (and report idle hand-offs) until cancelled."""
         while True:
             await asyncio.sleep(every)
-            await self.deliver_due()
+            try:
+                if check_idle is not None:
+                    await check_idle()
+                await self.deliver_due()
+            except Exception:
+                log.exception("notifications: a round failed; trying again later")
 
     async def deliver_due(self) -> None:
         async with self._lock:
-            for delivery in await self.outbox.claim_due():
-                await self._attempt(delivery)
+            unlocked = True
+            while unlocked:  # a notice sent in this round makes the relays under it due: another round
+                unlocked = False
+                for delivery in await self.outbox.claim_due():
+                    sent = await self._attempt(delivery)
+                    unlocked |= sent and delivery.kind == "notice"
+
+    async def show(self, escalation: EscalationRecord) -> None:
+        """Every sent notice of the escalation shows who has it now (best effort: a notice is a view)."""
+        text = f"{summary(await self.payload(escalation))}\n\n{status_line(escalation)}"
+        for delivery in await self.outbox.deliveries(escalation.id):
+            kind, _, target = delivery.destination.partition(":")
+            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(kind)):
+                try:
+                    await desk.show(target, delivery.ref, escalation, text)
+                except Exception as exc:
+                    log.warning("escalation #%s: could not update the notice in %s: %s", escalation.id, kind, exc)
+
+    async def delete(self, key: ConversationKey, copies: Sequence[DeliveryRecord]) -> None:
+        """Delete the relayed copies of forgotten turns where the platform allows it (best effort)."""
+        for copy in copies:
+            kind, _, target = copy.destination.partition(":")
+            try:
+                if copy.destination == CUSTOMER and (channel := self.channels.get(key.platform)) and copy.ref:
+                    await channel.delete(Sent(key, copy.ref))
+                elif (desk := self.desks.get(kind)) and copy.ref:
+                    await desk.delete(target, copy.ref)
+            except Exception as exc:
+                log.warning("forget: could not delete a relayed copy in %s: %s", kind or key.platform, exc)
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:
         turns = await self.memory.messages(escalation.key, limit=self.settings.notify.transcript_messages)
@@ -99,31 +131,36 @@ class Notifications:
             ],
         }
 
-    async def _attempt(self, delivery: DeliveryRecord) -> None:
+    async def _attempt(self, delivery: DeliveryRecord) -> bool:
+        """One attempt, recorded; whether it was sent."""
         escalation = await self.escalations.get(delivery.escalation_id)
         if escalation is None:
-            return
+            return False
+        ref, error = None, None
         try:
-            await self._send(delivery.destination, await self.payload(escalation))
-            error = None
-        except Exception as exc:  # any failure is recorded and retried, never raised into the reply
+            if delivery.kind == "notice":
+                ref = await self._notice(delivery.destination, escalation)
+            else:
+                ref = await self._relay(delivery, escalation)
+        except Exception as exc:  # any failure is recorded and retried, never raised into a reply
             error = f"{type(exc).__name__}: {exc}"
             log.warning("escalation #%s to %s failed: %s", escalation.id, delivery.destination, error)
+            if delivery.destination == CUSTOMER and delivery.attempts == 0:
+                await self._tell_agents(escalation, f"⚠️ Could not deliver to the customer: {error}. Retrying.")
         retry_in = min(self.settings.notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
-        await self.outbox.delivered(delivery.id, error, retry_in)
+        await self.outbox.delivered(delivery.id, error, retry_in, ref=ref)
+        return error is None
 
-    async def _send(self, destination: str, payload: dict[str, Any]) -> None:
+    async def _notice(self, destination: str, escalation: EscalationRecord) -> str | None:
         kind, _, target = destination.partition(":")
-        secrets = self.settings.secrets
+        payload = await self.payload(escalation)
         if kind == "webhook":
-            body = json.dumps(payload, ensure_ascii=False).encode()
-            timestamp = str(int(time.time()))
-            headers = {"Content-Type": "application/json", "X-Tonebot-Timestamp": timestamp}
-            if secrets.escalation_webhook_secret:
-                headers["X-Tonebot-Signature"] = sign(secrets.escalation_webhook_secret, timestamp, body)
-            response = await self._http.post(target, content=body, headers=headers)
-            response.raise_for_status()
-        elif kind == "slack":
+            await webhook.post(self._http, target, payload, self.settings.secrets.escalation_webhook_secret)
+            return None
+        if desk := self.desks.get(kind):
+            return await desk.notice(target, escalation, summary(payload))
+        secrets = self.settings.secrets  # the adapter is off: a notice without a thread
+        if kind == "slack":
             from slack_sdk.web.async_client import AsyncWebClient
 
             client = AsyncWebClient(token=secrets.slack_bot_token, base_url=self.settings.slack.api_base_url)
@@ -135,3 +172,60 @@ class Notifications:
                 await bot.send_message(int(target), summary(payload))
         else:
             raise ValueError(f"unknown destination kind {kind!r}")
+        return None
+
+    async def _relay(self, delivery: DeliveryRecord, escalation: EscalationRecord) -> str | None:
+        """One stored turn to the customer, or to one agents' destination."""
+        turn = await self.memory.message(delivery.message_id or 0)
+        if turn is None:
+            return None  # forgotten meanwhile: nothing to send
+        kind, _, target = delivery.destination.partition(":")
+        if delivery.destination == CUSTOMER:
+            ref = await self._to_customer(escalation.key, turn)
+        elif kind == "webhook":
+            event = webhook.customer_event(escalation, turn)
+            await webhook.post(self._http, target, event, self.settings.secrets.escalation_webhook_secret)
+            ref = None
+        elif (desk := self.desks.get(kind)) and delivery.thread:
+            ref = await desk.relay(target, delivery.thread, self._for_agents(turn))
+        else:
+            raise RuntimeError(f"no thread to relay into at {delivery.destination} (is its adapter enabled?)")
+        metrics.RELAYS.labels("to_customer" if delivery.destination == CUSTOMER else "to_agents").inc()
+        log.info(
+            "relayed",
+            extra={
+                "escalation_id": escalation.id,
+                "destination": kind or CUSTOMER,
+                "role": turn.role,
+                **({"text": turn.text} if self.settings.log_message_text else {}),
+            },
+        )
+        return ref
+
+    async def _to_customer(self, key: ConversationKey, turn: StoredMessage) -> str | None:
+        text = turn.text
+        if turn.role == "agent":
+            text = self.settings.handoff.agent_prefix.format(agent=turn.author_name or "Support") + text
+        channel = self.channels.get(key.platform)
+        if channel is None:
+            if key.platform in ("web", "console"):
+                return None  # the chat page follows the conversation in the database
+            raise RuntimeError(f"the {key.platform} adapter is not running here")
+        sent = await channel.send(key, text)
+        return sent[-1].id if sent else None
+
+    def _for_agents(self, turn: StoredMessage) -> str:
+        if turn.author_id == BOT[0]:
+            return f"🤖 tonebot to the customer: {turn.text}"
+        mood = f"  ({mood_line(turn.mood)})" if turn.mood else ""
+        return f"💬 {turn.author_name or turn.author_id}: {turn.text}{mood}"
+
+    async def _tell_agents(self, escalation: EscalationRecord, text: str) -> None:
+        """A visible error in the agents' threads (a customer who blocked the bot, a deleted topic...)."""
+        for delivery in await self.outbox.deliveries(escalation.id):
+            kind, _, target = delivery.destination.partition(":")
+            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(kind)):
+                try:
+                    await desk.relay(target, delivery.ref, text)
+                except Exception as exc:
+                    log.warning("escalation #%s: could not tell the agents in %s: %s", escalation.id, kind, exc)

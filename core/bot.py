@@ -9,16 +9,19 @@ import weakref
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core import metrics
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
-from core.escalation import decide
+from core.escalation import EscalationState, decide
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
+from core.handoff import Handoff
 from core.memory import Accepted, Memory
+from core.outbox import DeliveryRecord, sent_copies
 from core.prompts import build_chat
-from core.settings import EscalationSettings, MemorySettings, PromptSettings
-from core.support import Support
+from core.settings import EscalationSettings, HandoffSettings, MemorySettings, PromptSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +35,17 @@ Event = Mood | str | Reply
 
 
 class Notifier(Protocol):
-    """Tells the support team about a new escalation; must not raise (failures are retried later)."""
+    """Delivers what the outbox holds (notices, relays) to the support team and the customers; must
+    not raise (failures are retried later)."""
 
     @property
     def destinations(self) -> Sequence[str]: ...
 
-    async def escalation_opened(self, escalation: EscalationRecord) -> None: ...
+    def changed(self, escalation: EscalationRecord | None) -> None:
+        """New rows are in the outbox, or an escalation changed (its notices show who has it): act soon."""
+
+    async def delete(self, key: ConversationKey, copies: Sequence[DeliveryRecord]) -> None:
+        """Delete what was sent of a conversation's forgotten turns, where the platform allows it."""
 
 
 class Bot:
@@ -55,14 +63,19 @@ class Bot:
         notifier: Notifier | None = None,
         log_text: bool = False,
         escalations: EscalationStore | None = None,
+        handoff: HandoffSettings | None = None,
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
         self.policy = escalation
         self.escalations = escalations or EscalationStore(memory.db)
-        self.support = Support(self.escalations, memory)
+        self.handoff = Handoff(
+            memory, self.escalations, handoff or HandoffSettings(),
+            destinations=notifier.destinations if notifier else (),
+            changed=notifier.changed if notifier else lambda _: None,
+            log_text=log_text,
+        )  # fmt: skip
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._background: set[asyncio.Task[None]] = set()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
 
     def validate(self, text: str, what: str = "the message", length: bool = True) -> None:
@@ -144,10 +157,14 @@ class Bot:
                 metrics.MOODS.labels(msg.platform, mood.label).inc()
                 yield mood
                 await self.memory.set_mood(accepted.message_id, mood)
-                escalated, handed_off = await self._escalate(msg, accepted, mood)
-                paused = handed_off and self.policy is not None and self.policy.mode == "pause"
+                escalated, state = await self._escalate(msg, accepted, mood)
+                handed_off = state.open
+                # with a person (taken over, or escalated in pause mode): the bot writes nothing there
+                paused = state.with_human or (handed_off and self.policy is not None and self.policy.mode == "pause")
+                if state.open and not escalated and state.escalation_id is not None:
+                    await self.handoff.customer_turn(state.escalation_id, accepted.message_id)
                 if paused and self.policy is not None:
-                    parts = [self.policy.pause_line] if escalated else []
+                    parts = [self.policy.pause_line] if escalated and not state.with_human else []
                     for part in parts:
                         yield part
                 else:
@@ -211,28 +228,26 @@ class Bot:
                             ("the event id", msg.event_id)):  # fmt: skip
             check_text(value, what)
 
-    async def _escalate(self, msg: IncomingMessage, accepted: Accepted, mood: Mood) -> tuple[bool, bool]:
-        """(escalated by this message, the conversation is with a human now)."""
+    async def _escalate(self, msg: IncomingMessage, accepted: Accepted, mood: Mood) -> tuple[bool, EscalationState]:
+        """(escalated by this message, the conversation's escalation state after it)."""
         if self.policy is None or not self.policy.enabled:
-            return False, False
+            return False, EscalationState()
         state = await self.escalations.state(accepted.conversation_id)
         window = self.policy.window + self.policy.reset_streak
         moods = await self.memory.conversation_moods(accepted.conversation_id, msg.user_id, window)
         decision = decide(self.policy, moods, accepted.text, state, utcnow())
         if not decision.escalate:
-            return False, state.open
+            return False, state
         scores = [dict(m.scores) for m in moods[-self.policy.window :]]
         destinations = self.notifier.destinations if self.notifier else ()
         record = await self.escalations.open(accepted.conversation_id, decision.reason, scores, destinations)
         if record is None:
-            return False, True
+            return False, await self.escalations.state(accepted.conversation_id)
         metrics.ESCALATIONS.labels(msg.platform, decision.reason).inc()
         log.info("conversation escalated", extra=_fields(msg, reason=decision.reason, escalation_id=record.id))
         if self.notifier is not None:
-            task = asyncio.create_task(self.notifier.escalation_opened(record))
-            self._background.add(task)  # keep a reference until it is done
-            task.add_done_callback(self._background.discard)
-        return True, True
+            self.notifier.changed(None)
+        return True, EscalationState(open=True, escalation_id=record.id)
 
     async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
         """A fresh context for the conversation; with `user_id`, for each of the chat's threads they wrote in."""
@@ -242,14 +257,21 @@ class Bot:
         """Delete everything a user wrote on a platform, the bot's answers to it, and escalations left
         with nothing to show; each conversation under its turn lock, so that a reply being written
         meanwhile is finished (and then deleted) first. Returns how many messages went."""
-        deleted = 0
+        deleted, copies = 0, {}
         for key in await self.memory.conversations_of(platform, user_id):
+
+            async def collect(session: AsyncSession, ids: list[int], key: ConversationKey = key) -> None:
+                copies[key] = await sent_copies(session, ids)  # relayed copies, deleted on their platforms
+
             async with self._locks.setdefault(key, asyncio.Lock()), self.memory.turn_lock(key):
-                count, emptied = await self.memory.forget(key, user_id)
+                count, emptied = await self.memory.forget(key, user_id, before=collect)
                 if emptied is not None:
                     await self.escalations.forget(emptied)
             deleted += count
         await self.memory.scrub()
+        for key, sent in copies.items():
+            if sent and self.notifier is not None:
+                await self.notifier.delete(key, sent)
         return deleted
 
     async def recent_moods(self, platform: str, user_id: str, limit: int = 10) -> list[Mood]:

@@ -30,6 +30,8 @@ class EscalationState:
 
     open: bool = False
     last_resolved_at: datetime | None = None
+    escalation_id: int | None = None  # the open one
+    with_human: bool = False  # the open one is taken over by an agent: the bot is silent
 
 
 FILLERS = ("a", "an", "the", "your", "some", "one", "of", "real", "live", "actual", "proper", "human")

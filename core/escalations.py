@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, select, text
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +40,13 @@ class Escalation(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_by: Mapped[str | None] = mapped_column(String(128))
+    # the live hand-off: who took the conversation over (the bot is silent there meanwhile), when an
+    # agent first wrote to the customer, when an agent last acted, and when idleness was last reported
+    taken_by: Mapped[str | None] = mapped_column(String(256))
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_reply_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -52,13 +59,23 @@ class EscalationRecord:
     acknowledged_at: datetime | None
     resolved_at: datetime | None
     resolved_by: str | None
+    taken_by: str | None = None
+    taken_at: datetime | None = None
+    first_reply_at: datetime | None = None
+    conversation_id: int = 0
+
+    @property
+    def with_human(self) -> bool:
+        """Taken over and not resolved: the bot writes nothing in the conversation."""
+        return self.taken_by is not None and self.resolved_at is None
 
 
 def _record(row: Escalation, conversation: Conversation) -> EscalationRecord:
     key = ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id)
     return EscalationRecord(
-        row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by
-    )
+        row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by,
+        row.taken_by, row.taken_at, row.first_reply_at, row.conversation_id,
+    )  # fmt: skip
 
 
 class EscalationStore:
@@ -66,13 +83,19 @@ class EscalationStore:
         self._session = db.session
 
     async def state(self, conversation_id: int) -> EscalationState:
-        query = select(Escalation.resolved_at).filter_by(conversation_id=conversation_id)
+        query = select(Escalation.id, Escalation.resolved_at, Escalation.taken_by).filter_by(
+            conversation_id=conversation_id
+        )
         async with self._session() as session:
             rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(1))).all()
         if not rows:
             return EscalationState()
-        [(resolved_at,)] = rows
-        return EscalationState(open=resolved_at is None, last_resolved_at=resolved_at)
+        [(escalation_id, resolved_at, taken_by)] = rows
+        is_open = resolved_at is None
+        return EscalationState(
+            open=is_open, last_resolved_at=resolved_at, escalation_id=escalation_id if is_open else None,
+            with_human=is_open and taken_by is not None,
+        )  # fmt: skip
 
     async def open(
         self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str]
@@ -106,6 +129,62 @@ class EscalationStore:
 
     async def acknowledge(self, escalation_id: int) -> EscalationRecord | None:
         return await self._update(escalation_id, acknowledged_at=utcnow())
+
+    async def take(self, escalation_id: int, by: str) -> tuple[EscalationRecord | None, bool]:
+        """An agent takes the open escalation over: (the escalation, whether this call took it). The
+        first taker wins (a double click, two agents, two replicas: one row lock decides)."""
+        async with self._session() as session, session.begin():
+            row = await session.get(Escalation, escalation_id, with_for_update=True)
+            if row is None:
+                return None, False
+            took = row.taken_by is None and row.resolved_at is None
+            if took:
+                now = utcnow()
+                row.taken_by, row.taken_at, row.agent_active_at = by, now, now
+                row.acknowledged_at = row.acknowledged_at or now
+            return _record(row, await session.get_one(Conversation, row.conversation_id)), took
+
+    async def agent_wrote(self, escalation_id: int) -> bool:
+        """Note an agent's message: whether it is the first one to the customer in this escalation."""
+        async with self._session() as session, session.begin():
+            row = await session.get_one(Escalation, escalation_id, with_for_update=True)
+            first = row.first_reply_at is None
+            row.agent_active_at = utcnow()
+            row.first_reply_at = row.first_reply_at or row.agent_active_at
+            return first
+
+    async def claim_idle(self, before: datetime) -> list[EscalationRecord]:
+        """Open escalations no agent has acted on since `before` (taken or not), reported at most once
+        per idle period: claimed here for this caller (SKIP LOCKED keeps replicas apart)."""
+        active = func.coalesce(Escalation.agent_active_at, Escalation.opened_at)
+        query = (
+            select(Escalation, Conversation)
+            .join(Conversation, Conversation.id == Escalation.conversation_id)
+            .where(Escalation.resolved_at.is_(None), active < before)
+            .where(or_(Escalation.reminded_at.is_(None), Escalation.reminded_at < before))
+            .order_by(Escalation.id)
+            .with_for_update(of=Escalation, skip_locked=True)
+        )
+        async with self._session() as session, session.begin():
+            rows = (await session.execute(query)).tuples().all()
+            for row, _ in rows:
+                row.reminded_at = utcnow()
+            return [_record(row, conversation) for row, conversation in rows]
+
+    async def find(self, destination: str, ref: str) -> EscalationRecord | None:
+        """The escalation whose notice (or a relay under it) has this platform id at this destination:
+        how an agent's reply in a Slack thread or a Telegram topic finds its customer."""
+        query = (
+            select(Escalation, Conversation)
+            .join(Conversation, Conversation.id == Escalation.conversation_id)
+            .join(Delivery, Delivery.escalation_id == Escalation.id)
+            .where(Delivery.destination == destination, Delivery.ref == ref)
+            .order_by(Escalation.id.desc())
+            .limit(1)
+        )
+        async with self._session() as session:
+            found = (await session.execute(query)).tuples().first()
+        return _record(*found) if found else None
 
     async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
         now = utcnow()

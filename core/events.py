@@ -91,3 +91,24 @@ class Reply:
     duplicate: bool = False
     failed: bool = False
     paused: bool = False
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A person from support acting on an escalation: who, and where they work (slack, telegram,
+    console, api) — for the customer's view, the logs and the metrics."""
+
+    id: str
+    name: str
+    via: str
+
+
+@dataclass(frozen=True)
+class AgentMessage:
+    """What an agent writes to the customer of an escalation. `event_id` is the platform's id of the
+    agent's message (a redelivery of it relays nothing twice)."""
+
+    escalation_id: int
+    agent: Agent
+    text: str
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,7 +62,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
-    role: Mapped[str] = mapped_column(String(16))  # user | assistant
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant | agent (a person from support)
     author_id: Mapped[str] = mapped_column(String(128), index=True)
     author_name: Mapped[str] = mapped_column(String(256), default="")
     text: Mapped[str] = mapped_column(Text)
@@ -139,6 +139,12 @@ class StoredMessage:
     text: str
     mood: Mood | None
     created_at: datetime
+    author_name: str = ""
+    key: ConversationKey | None = None
+
+
+def _stored(row: Message, key: ConversationKey | None = None) -> StoredMessage:
+    return StoredMessage(row.id, row.role, row.author_id, row.text, _mood(row), row.created_at, row.author_name, key)
 
 
 def _mood(row: Message) -> Mood | None:
@@ -422,9 +428,16 @@ class Memory:
             rows = (await session.scalars(query.order_by(Conversation.id))).all()
         return [ConversationKey(r.platform, r.chat_id, r.thread_id) for r in rows]
 
-    async def forget(self, key: ConversationKey, user_id: str) -> tuple[int, int | None]:
-        """Delete what a user wrote in one conversation and the bot's answers to it: (how many
-        messages, the conversation's id when no user turn of anyone is left in it, else None)."""
+    async def forget(
+        self,
+        key: ConversationKey,
+        user_id: str,
+        before: Callable[[AsyncSession, list[int]], Awaitable[object]] | None = None,
+    ) -> tuple[int, int | None]:
+        """Delete what a user wrote in one conversation and the bot's answers to it, and when no user
+        turn of anyone is left, the agents' turns and hand-off lines too: (how many messages, the
+        conversation's id when it was emptied, else None). `before(session, ids)` sees the ids first
+        (the copies relayed of them are deleted on their platforms)."""
         async with self._session() as session, session.begin():
             conversation = await session.scalar(
                 select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
@@ -433,10 +446,17 @@ class Memory:
                 return 0, None
             mine = select(Message.id).filter_by(conversation_id=conversation.id, author_id=user_id, role="user")
             ids = list((await session.scalars(mine)).all())
-            answers = await session.execute(delete(Message).where(Message.reply_to_id.in_(ids)))
+            answers = select(Message.id).where(Message.reply_to_id.in_(ids))
+            ids += list((await session.scalars(answers)).all())
+            others = select(Message.id).where(Message.conversation_id == conversation.id, Message.role == "user")
+            emptied = await session.scalar(others.where(Message.id.not_in(ids)).limit(1)) is None
+            if emptied:  # what the support side said to this user goes with it
+                rest = select(Message.id).where(Message.conversation_id == conversation.id, Message.id.not_in(ids))
+                ids += list((await session.scalars(rest)).all())
+            if before is not None:
+                await before(session, ids)
             await session.execute(delete(Message).where(Message.id.in_(ids)))
-            others = await session.scalar(select(Message.id).filter_by(conversation_id=conversation.id, role="user"))
-            return len(ids) + int(answers.rowcount or 0), None if others else conversation.id  # type: ignore[attr-defined]
+            return len(ids), conversation.id if emptied else None
 
     async def scrub(self) -> None:
         """Leave no deleted text behind in the files: SQLite overwrites deleted content (secure_delete,
@@ -485,8 +505,70 @@ class Memory:
         )
         async with self._session() as session:
             rows: Sequence[Message] = (await session.scalars(query)).all()
-        return [StoredMessage(r.id, r.role, r.author_id, r.text, _mood(r), r.created_at) for r in reversed(rows)]
+        return [_stored(r) for r in reversed(rows)]
+
+    async def messages_after(
+        self, key: ConversationKey, after: int, authors: Sequence[str] = ()
+    ) -> list[StoredMessage]:
+        """A conversation's messages after the message id `after`, oldest first (with `authors`: the
+        agents' turns and the turns of those authors): how a live page follows a conversation, on
+        whichever replica holds its connection."""
+        query = (
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.platform == key.platform, Conversation.chat_id == key.chat_id)
+            .where(Conversation.thread_id == key.thread_id, Message.id > after)
+            .order_by(Message.id)
+            .limit(100)
+        )
+        if authors:
+            query = query.where(or_(Message.role == "agent", Message.author_id.in_(authors)))
+        async with self._session() as session:
+            return [_stored(r) for r in (await session.scalars(query)).all()]
+
+    async def message(self, message_id: int) -> StoredMessage | None:
+        """One stored turn, with its conversation's key."""
+        async with self._session() as session:
+            row = await session.get(Message, message_id)
+            if row is None:
+                return None
+            conversation = await session.get_one(Conversation, row.conversation_id)
+            return _stored(row, ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id))
+
+    async def add_turn(
+        self,
+        conversation_id: int,
+        role: Role | str,
+        author: tuple[str, str],
+        text: str,
+        event_id: str,
+        then: Callable[[AsyncSession, int], Awaitable[object]] | None = None,
+    ) -> int | None:
+        """Store a turn nobody answers (an agent's message, a hand-off line to the customer), once per
+        `event_id` in its conversation (a redelivery, another replica: None), and in the same
+        transaction `then(session, message_id)` (the relays of it, queued in the outbox)."""
+        async with self._session() as session, session.begin():
+            try:
+                async with session.begin_nested():
+                    turn = Message(conversation_id=conversation_id, role=role, author_id=author[0],
+                                   author_name=author[1], text=text)  # fmt: skip
+                    session.add(turn)
+                    await session.flush()
+                    session.add(ProcessedEvent(conversation_id=conversation_id, event_id=event_id, message_id=turn.id,
+                                               status="answered", delivered_at=utcnow()))  # fmt: skip
+                    await session.flush()
+            except IntegrityError:
+                return None
+            if then is not None:
+                await then(session, turn.id)
+            return turn.id
+
+    async def last_user_turn_at(self, conversation_id: int) -> datetime | None:
+        query = select(func.max(Message.created_at)).filter_by(conversation_id=conversation_id, role="user")
+        async with self._session() as session:
+            found = await session.scalar(query)
+        return as_utc(found) if found else None
 
 
 def _role(value: str) -> Role:
-    return "assistant" if value == "assistant" else "user"
+    return "assistant" if value in ("assistant", "agent") else "user"  # an agent's words are the support side's

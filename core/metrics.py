@@ -25,3 +25,12 @@ QUEUE_DEPTH = Gauge("tonebot_model_queue_depth", "Sentiment jobs waiting plus re
 PLATFORM_ERRORS = Counter("tonebot_platform_api_errors_total", "Failed platform API calls", ["platform"])
 PLATFORM_RETRIES = Counter("tonebot_platform_api_retries_total", "Platform API calls retried", ["platform"])
 HTTP_REFUSED = Counter("tonebot_http_refused_total", "HTTP API requests refused", ["reason"])
+HANDOFFS = Counter("tonebot_handoffs_total", "Escalated conversations taken over by a person", ["via"])
+RELAYS = Counter("tonebot_relayed_messages_total", "Messages relayed between customer and agents", ["direction"])
+FIRST_HUMAN_REPLY_SECONDS = Histogram(
+    "tonebot_first_human_reply_seconds", "From escalation to the first agent message",
+    buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 14400),
+)  # fmt: skip
+HANDOFF_SECONDS = Histogram(
+    "tonebot_handoff_duration_seconds", "From take-over to hand-back", buckets=(60, 300, 600, 1800, 3600, 14400, 86400)
+)

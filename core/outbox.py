@@ -1,27 +1,40 @@
-"""The outbox: every notice tonebot owes a destination is a row before it is sent; an attempt that
-fails is recorded and the row is due again later, so nothing is lost and, with claims, nothing is
-sent twice across replicas (`FOR UPDATE SKIP LOCKED` on PostgreSQL, plus a lease)."""
+"""The outbox for everything support-side: notices of an escalation, customer turns relayed to the
+agents' threads, and agents' turns (and the bot's hand-off lines) relayed to the customer. Each is a
+row before it is sent; an attempt that fails is recorded and the row is due again later, so nothing
+is lost and, with claims, nothing is sent twice across replicas (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL, plus a lease). A relay is unique per (escalation, destination, turn): a redelivered
+event, a double click or two replicas queue it once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, and_, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from core.db import Base, Database
 from core.events import utcnow
 
+CUSTOMER = "customer"
+"""The destination of a relay to the customer, on the customer's own platform."""
+
 
 class Delivery(Base):
-    """One notification of an escalation to one destination."""
+    """One send to one destination: a `notice` of an escalation, or a `relay` of one stored turn."""
 
     __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("escalation_id", "destination", "message_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
-    destination: Mapped[str] = mapped_column(String(512))
+    destination: Mapped[str] = mapped_column(String(512))  # webhook:URL | slack:CHANNEL | telegram:CHAT | customer
+    kind: Mapped[str] = mapped_column(String(16), default="notice")  # notice | relay
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    ref: Mapped[str | None] = mapped_column(String(256))  # the platform's id of what was sent
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -37,10 +50,33 @@ class DeliveryRecord:
     status: str
     attempts: int
     last_error: str | None
+    kind: str = "notice"
+    message_id: int | None = None
+    ref: str | None = None
+    thread: str | None = None  # a relay to an agents' destination: the ref of the notice it goes under
 
 
-def _record(row: Delivery) -> DeliveryRecord:
-    return DeliveryRecord(row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error)
+def _record(row: Delivery, thread: str | None = None) -> DeliveryRecord:
+    return DeliveryRecord(
+        row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error,
+        row.kind, row.message_id, row.ref, thread,
+    )  # fmt: skip
+
+
+async def queue(session: AsyncSession, escalation_id: int, destinations: Iterable[str], message_id: int) -> int:
+    """Queue the relay of one stored turn to each destination, once (in the caller's transaction):
+    how many were new."""
+    added = 0
+    for destination in destinations:
+        try:
+            async with session.begin_nested():
+                session.add(Delivery(escalation_id=escalation_id, destination=destination, kind="relay",
+                                     message_id=message_id))  # fmt: skip
+                await session.flush()
+            added += 1
+        except IntegrityError:  # queued before (a redelivery, another replica)
+            pass
+    return added
 
 
 class Outbox:
@@ -48,33 +84,60 @@ class Outbox:
         self._session = db.session
 
     async def claim_due(self, lease_seconds: float = 120.0) -> list[DeliveryRecord]:
-        """The pending deliveries that are due, claimed for this caller: they are not due again for
-        anyone (another replica included) until `lease_seconds` pass or `delivered` reschedules them.
+        """The pending deliveries that are due, oldest first, claimed for this caller: they are not due
+        again for anyone (another replica included) until `lease_seconds` pass or `delivered`
+        reschedules them. A relay to the agents is due once its notice is sent (it goes under it).
         On PostgreSQL, rows another replica is claiming right now are skipped (SKIP LOCKED)."""
-        now = utcnow()
+        now, notice = utcnow(), aliased(Delivery)
+        under = and_(
+            notice.escalation_id == Delivery.escalation_id,
+            notice.destination == Delivery.destination,
+            notice.kind == "notice",
+        )
+        sent_notice = exists().where(under, notice.status == "sent")
         query = (
             select(Delivery)
             .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .where((Delivery.kind == "notice") | (Delivery.destination == CUSTOMER) | sent_notice)
             .order_by(Delivery.id)
             .with_for_update(skip_locked=True)
         )
         async with self._session() as session, session.begin():
             rows = (await session.scalars(query)).all()
+            claimed = []
             for row in rows:
                 row.next_attempt_at = now + timedelta(seconds=lease_seconds)
-            return [_record(r) for r in rows]
+                thread = None
+                if row.kind == "relay" and row.destination != CUSTOMER:
+                    refs = select(Delivery.ref).filter_by(
+                        escalation_id=row.escalation_id, destination=row.destination, kind="notice"
+                    )
+                    thread = await session.scalar(refs)
+                claimed.append(_record(row, thread))
+            return claimed
 
     async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
         async with self._session() as session:
-            rows = (await session.scalars(select(Delivery).filter_by(escalation_id=escalation_id))).all()
+            query = select(Delivery).filter_by(escalation_id=escalation_id).order_by(Delivery.id)
+            rows = (await session.scalars(query)).all()
         return [_record(r) for r in rows]
 
-    async def delivered(self, delivery_id: int, error: str | None, retry_in: float) -> None:
-        """Record one attempt: sent when `error` is None, otherwise due again in `retry_in` seconds."""
+    async def delivered(self, delivery_id: int, error: str | None, retry_in: float, ref: str | None = None) -> None:
+        """Record one attempt: sent (with the platform's id of what was sent) when `error` is None,
+        otherwise due again in `retry_in` seconds."""
         async with self._session() as session, session.begin():
-            row = await session.get_one(Delivery, delivery_id)
+            row = await session.get(Delivery, delivery_id)
+            if row is None:  # forgotten meanwhile
+                return
             row.attempts += 1
             if error is None:
-                row.status, row.delivered_at, row.last_error = "sent", utcnow(), None
+                row.status, row.delivered_at, row.last_error, row.ref = "sent", utcnow(), None, ref
             else:
                 row.last_error, row.next_attempt_at = error[:2000], utcnow() + timedelta(seconds=retry_in)
+
+
+async def sent_copies(session: AsyncSession, message_ids: Sequence[int]) -> list[DeliveryRecord]:
+    """What was sent of these turns (in the caller's transaction: the copies to delete when the
+    turns are forgotten)."""
+    query = select(Delivery).where(Delivery.message_id.in_(message_ids), Delivery.ref.is_not(None))
+    return [_record(r) for r in (await session.scalars(query)).all()]

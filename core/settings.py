@@ -104,3 +104,18 @@ class RecoverySettings:
     window_minutes: float = 60.0  # older unanswered events are marked failed and logged, not answered
     interval_seconds: float = 10.0
     max_attempts: int = 3  # an event whose answering died this many times is given up (and logged)
+
+
+@dataclass(frozen=True)
+class HandoffSettings:
+    """The live hand-off: what the customer is told, and when a silent agent is reported."""
+
+    # to the customer, once, when an agent takes over ({agent}: the agent's name)
+    joined_line: str = "{agent} from our support team has joined the conversation and will answer you here."
+    # to the customer when no agent has acted for idle_minutes and they wait
+    waiting_line: str = (
+        "Sorry for the wait: a person from our team has your messages and will answer here as soon as they can."
+    )
+    agent_prefix: str = "{agent}: "  # before each agent message the customer sees
+    idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
+    renotify: bool = True  # and the support destinations are reminded in their thread

@@ -11,6 +11,7 @@ rate-limit handler waits out 429s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import commands
+from bot.adapters.slack_desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply, escape
 from bot.admission import Admission
 from bot.config import Secrets, SlackSettings
 from bot.delivery import OutputChannel, Sent, deliver
@@ -38,7 +40,8 @@ from bot.errors import answer
 from core import metrics
 from core.bot import Bot
 from core.errors import Busy, ConfigError, InvalidMessage
-from core.events import ConversationKey, IncomingMessage
+from core.events import Agent, AgentMessage, ConversationKey, IncomingMessage
+from core.handoff import HandoffClosed
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
@@ -85,7 +88,8 @@ class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
 
 
 class SlackChannel(OutputChannel):
-    """Messages in the conversation's thread (a DM has none); Slack renders mrkdwn by itself."""
+    """Messages in the conversation's thread (a DM has none); Slack renders mrkdwn by itself, and
+    `escape` keeps anyone's text (the model's, an agent's) from mentioning @channel or a user."""
 
     def __init__(self, client: AsyncWebClient, limit: int, interval: float) -> None:
         self.client, self.limit, self.interval = client, limit, interval
@@ -94,12 +98,15 @@ class SlackChannel(OutputChannel):
         self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
     ) -> Sent:
         thread = conversation.thread_id or None
-        posted = await self.client.chat_postMessage(channel=conversation.chat_id, thread_ts=thread, text=text)
+        posted = await self.client.chat_postMessage(channel=conversation.chat_id, thread_ts=thread, text=escape(text))
         return Sent(conversation, str(posted["ts"]))
 
     async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
-        await self.client.chat_update(channel=sent.conversation.chat_id, ts=sent.id, text=text)
+        await self.client.chat_update(channel=sent.conversation.chat_id, ts=sent.id, text=escape(text))
         return sent
+
+    async def delete(self, sent: Sent) -> None:
+        await self.client.chat_delete(channel=sent.conversation.chat_id, ts=sent.id)
 
 
 class SlackAdapter:
@@ -120,11 +127,14 @@ class SlackAdapter:
         client = AsyncWebClient(token=secrets.slack_bot_token, base_url=settings.api_base_url)
         client.retry_handlers.append(CountedRateLimitRetry(max_retry_count=3))
         self.channel = SlackChannel(client, settings.max_chars, settings.edit_interval)
+        self.desk = SlackDesk(client) if support_channel else None
         self.app = AsyncApp(client=client, signing_secret=secrets.slack_signing_secret or "unused-in-socket-mode")
         self.app.middleware(self._intake)
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command(settings.command)(self._on_command)
+        self.app.action(TAKE)(self._on_button)
+        self.app.action(RESOLVE)(self._on_button)
         self.app.error(self._on_error)
         self.socket: AsyncSocketModeHandler | None = None
         self.bot_user_id = ""
@@ -183,7 +193,10 @@ class SlackAdapter:
     ) -> BoltResponse | None:
         """Before the ack: a message for the bot is refused (admission, bad input) or stored; the
         verdict goes to the listener in Bolt's context. Not storable now: a 503, Slack retries."""
-        msg = to_incoming(body, self.bot_user_id) if body.get("type") == "event_callback" else None
+        event = body.get("type") == "event_callback"
+        if event and (reply := agent_reply(body, self.support_channel, self.bot_user_id)) is not None:
+            return await self._relay(reply)  # an agent in a notice's thread: stored and relayed, or a 503
+        msg = to_incoming(body, self.bot_user_id) if event else None
         if msg is not None and (msg.addressed_to_bot or await self.bot.knows(msg.key)):
             refusal = self.admission.check(msg)
             try:
@@ -199,6 +212,39 @@ class SlackAdapter:
             context["tonebot"] = (msg, refusal)
         await next()
         return None
+
+    async def _relay(self, reply: AgentReply) -> BoltResponse:
+        """An agent's reply in the support channel goes to the customer of that notice's escalation
+        (stored before the ack, once per Slack event id); other threads there are the team's own."""
+        assert self.desk is not None
+        record = await self.bot.escalations.find(f"slack:{reply.channel}", reply.thread)
+        if record is None:
+            return BoltResponse(status=200, body="")
+        agent = Agent(reply.user_id, await self.desk.name(reply.user_id), PLATFORM)
+        text = reply.text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        try:
+            await self.bot.handoff.say(AgentMessage(record.id, agent, text, event_id=f"slack:{reply.event_id}"))
+        except HandoffClosed as exc:
+            with contextlib.suppress(SlackApiError):
+                await self.desk.relay(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {exc}.")
+        except Exception as exc:
+            log.warning("slack: agent reply %s not stored (%s); Slack will retry it", reply.event_id, exc)
+            return BoltResponse(status=503, body=json.dumps({"error": "not stored, retry later"}),
+                                headers={"Retry-After": "5"})  # fmt: skip
+        return BoltResponse(status=200, body="")
+
+    async def _on_button(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Take over / Resolve on a notice: only in the support channel (its members see the notice)."""
+        await ack()
+        if self.desk is None or (body.get("channel") or {}).get("id") != self.support_channel:
+            return
+        user = (body.get("user") or {}).get("id", "")
+        agent = Agent(user, await self.desk.name(user), PLATFORM)
+        with contextlib.suppress(HandoffClosed, ValueError):  # the notice shows the state either way
+            if action.get("action_id") == TAKE:
+                await self.bot.handoff.take(int(action["value"]), agent)
+            else:
+                await self.bot.handoff.resolve(int(action["value"]), by=f"slack:{agent.name}")
 
     async def _on_event(self, context: AsyncBoltContext) -> None:
         if (verdict := context.get("tonebot")) is None:

@@ -29,9 +29,18 @@ from starlette.routing import BaseRoute, Route
 from telegram import BotCommand, Message, ReplyParameters, Update, User
 from telegram.constants import ChatAction, ChatType, MessageEntityType, MessageLimit, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot import commands
+from bot.adapters.telegram_desk import TAKE, TelegramDesk, thread_of
 from bot.admission import Admission
 from bot.config import Secrets, TelegramSettings
 from bot.delivery import OutputChannel, Sent, deliver
@@ -39,12 +48,14 @@ from bot.errors import answer
 from core import metrics
 from core.bot import Bot
 from core.errors import ConfigError, InvalidMessage
-from core.events import ConversationKey, IncomingMessage
+from core.events import Agent, AgentMessage, ConversationKey, IncomingMessage
+from core.handoff import HandoffClosed
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 NOT_TEXT = "Sorry, I can only read text messages. Please type what you would like to say."
 MENU = [BotCommand(name, description) for name, description in commands.menu()]
+UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # messages; the support desk's buttons
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,9 @@ class TelegramChannel(OutputChannel):
         )  # fmt: skip
         return Sent(conversation, str(message.message_id))
 
+    async def delete(self, sent: Sent) -> None:
+        await self.bot.delete_message(int(sent.conversation.chat_id), int(sent.id))
+
     async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
         chat, message_id = int(sent.conversation.chat_id), int(sent.id)
         try:
@@ -218,8 +232,10 @@ class TelegramAdapter:
             builder = builder.updater(None)
         self.application = builder.build()
         self.channel = TelegramChannel(self.application.bot, settings.edit_interval)
+        self.desk = TelegramDesk(self.application.bot) if support_chat_id else None
         self.application.add_handler(CommandHandler(list(commands.COMMANDS), self._on_command))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, self._on_message))
+        self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_error_handler(self._on_error)
 
     async def __aenter__(self) -> TelegramAdapter:
@@ -228,9 +244,9 @@ class TelegramAdapter:
         await app.bot.set_my_commands(MENU)
         await app.start()
         if app.updater is not None:
-            await app.updater.start_polling(allowed_updates=[Update.MESSAGE])
+            await app.updater.start_polling(allowed_updates=UPDATES)
         else:
-            await app.bot.set_webhook(self.settings.webhook_url, secret_token=self.secret, allowed_updates=["message"])
+            await app.bot.set_webhook(self.settings.webhook_url, secret_token=self.secret, allowed_updates=UPDATES)
         log.info("telegram: @%s ready (%s)", app.bot.username, self.settings.mode)
         return self
 
@@ -266,6 +282,11 @@ class TelegramAdapter:
         retries the same getUpdates offset, so Telegram redelivers it."""
         if not isinstance(update, Update):
             return True
+        message = update.message
+        agent = self.desk and message and message.text and str(message.chat.id) == self.support_chat_id
+        if agent and message and not filters.COMMAND.check_update(update):
+            await self._relay(update.update_id, message)  # an agent: not a customer's message
+            return False
         found = to_incoming(update, self.application.bot.bot)
         if not isinstance(found, IncomingMessage):
             return True
@@ -287,6 +308,43 @@ class TelegramAdapter:
                 raise  # the webhook's answer is the error table's 503 / 500
             raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
         return True
+
+    async def _relay(self, update_id: int, message: Message) -> None:
+        """An agent's message in an escalation's topic (or in reply to its notice or a relayed turn)
+        goes to that customer, stored before the update is confirmed, once per update id."""
+        assert self.desk is not None and message.from_user is not None
+        destination = f"telegram:{self.support_chat_id}"
+        for ref in thread_of(message):
+            if (record := await self.bot.escalations.find(destination, ref)) is not None:
+                break
+        else:
+            return  # the team's own chatter
+        agent = Agent(str(message.from_user.id), message.from_user.full_name, PLATFORM)
+        try:
+            await self.bot.handoff.say(AgentMessage(record.id, agent, message.text or "", f"telegram:{update_id}"))
+        except HandoffClosed as exc:
+            with contextlib.suppress(TelegramError):
+                await self.desk.relay(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {exc}.")
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Take over / Resolve under a notice: only in the support group (its members see it)."""
+        query = update.callback_query
+        if query is None or self.desk is None:
+            return
+        action, _, number = (query.data or "").partition(":")
+        if query.message is None or str(query.message.chat.id) != self.support_chat_id or not number.isdigit():
+            await query.answer()
+            return
+        agent = Agent(str(query.from_user.id), query.from_user.full_name, PLATFORM)
+        try:
+            if action == TAKE:
+                await self.bot.handoff.take(int(number), agent)
+                await query.answer("You have it: the bot is silent, your replies here go to the customer.")
+            else:
+                await self.bot.handoff.resolve(int(number), by=f"telegram:{agent.name}")
+                await query.answer("Resolved: the bot answers again.")
+        except HandoffClosed as exc:
+            await query.answer(str(exc))
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         found = to_incoming(update, context.bot.bot)

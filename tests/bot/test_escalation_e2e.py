@@ -92,14 +92,19 @@ async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
             assert spy.chats[-1][0].content == settings.prompts.soothing
         await eventually(lambda: hook.received, what="the webhook notice")
         await say(client, "Still angry. Terrible!")
+        # the customer's turns after the escalating one reach the helpdesk as events of the escalation
+        later = [*ANGRY[turn + 1 :], "Still angry. Terrible!"]
+        await eventually(lambda: len(hook.received) == 1 + len(later), what="the relayed customer messages")
 
         listed = (await client.get("/v1/escalations", headers={"Authorization": f"Bearer {TOKEN}"})).json()
     await notifications.aclose()
-    assert len(hook.received) == 1
+    events = [b for b in hook.bodies() if b.get("type") == "customer_message"]
+    assert [e["text"] for e in events] == later and events[-1]["mood"]["label"] == "negative"
     headers, body = hook.received[0]
     expected = hmac.new(HOOK_SECRET.encode(), headers["x-tonebot-timestamp"].encode() + b"." + body, hashlib.sha256)
     assert headers["x-tonebot-signature"] == f"sha256={expected.hexdigest()}"
     notice = hook.bodies()[0]
+    assert {e["escalation_id"] for e in events} == {notice["escalation_id"]}
     conversation = notice["conversation"]  # web ids live in the caller's namespace (its session here)
     assert (conversation["platform"], conversation["thread_id"]) == ("web", "")
     assert conversation["chat_id"].startswith("s.") and conversation["chat_id"].endswith("/angry-1")

@@ -1,7 +1,9 @@
 """The web server (Starlette), split by audience, each audience a group of routes behind its own guard:
 
-    api       /v1/chat, /v1/chat/stream, /v1/sentiment, /v1/reset, /v1/forget    ApiGuard
-    operator  /v1/escalations, /v1/escalations/{id}/{action}                     OperatorGuard
+    api       /v1/chat, /v1/chat/stream, /v1/chat/events, /v1/sentiment,        ApiGuard
+              /v1/reset, /v1/forget
+    operator  /v1/escalations, /v1/escalations/events,                          OperatorGuard
+              /v1/escalations/{id}/messages, /v1/escalations/{id}/{action}
     probes    /healthz, /readyz, /metrics                                        open
     pages     /, /operator, /openapi.json                                        open
     platforms Telegram's webhook, Slack's events (each checks its own signature)
@@ -25,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
-from bot.adapters.web import api, operator, pages, probes
+from bot.adapters.web import api, live, operator, pages, probes
 from bot.adapters.web.guards import ApiGuard, OperatorGuard, SecurityHeaders
 from bot.config import Secrets, WebSettings
 from bot.errors import answer
@@ -59,8 +61,11 @@ def create_app(
         same_site="strict",
     )
     routes: list[BaseRoute] = [
-        Group(api.routes(bot, web.max_body_bytes), [api_guard, session]),
-        Group(operator.routes(bot, web.max_body_bytes), [Middleware(OperatorGuard, secrets.operator_token)]),
+        Group([*api.routes(bot, web.max_body_bytes), live.chat_events(bot)], [api_guard, session]),
+        Group(
+            [live.escalation_events(bot), *operator.routes(bot, web.max_body_bytes)],
+            [Middleware(OperatorGuard, secrets.operator_token)],
+        ),
         Group(probes.routes(bot)),
         Group(pages.routes(bot.limits.max_text_chars)),
         *extra,

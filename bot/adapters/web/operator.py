@@ -1,8 +1,10 @@
-"""The operator API (behind OperatorGuard): escalations with their transcripts, acknowledge, resolve.
-The operator page (pages.py) is its browser front end."""
+"""The operator API (behind OperatorGuard): escalations with their transcripts, take over, an agent's
+message to the customer (also the helpdesk API: Zendesk, Freshdesk, Chatwoot post here from their
+own inbox), acknowledge, resolve. The operator console (operator.html) is its browser front end."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.adapters.web.api import mood_json, read_json
+from bot.adapters.web.api import MAX_ID, field, mood_json, read_json
 from core.bot import Bot
+from core.errors import check_text
 from core.escalations import EscalationRecord
+from core.events import Agent, AgentMessage
+from core.handoff import HandoffClosed
 from core.memory import StoredMessage
 
 
@@ -32,11 +37,17 @@ def escalation_json(record: EscalationRecord, transcript: list[StoredMessage]) -
         "acknowledged_at": _iso(record.acknowledged_at),
         "resolved_at": _iso(record.resolved_at),
         "resolved_by": record.resolved_by,
-        "transcript": [
-            {"role": m.role, "author": m.author_id, "text": m.text, "mood": mood_json(m.mood), "at": _iso(m.created_at)}
-            for m in transcript
-        ],
+        "taken_by": record.taken_by,
+        "taken_at": _iso(record.taken_at),
+        "first_reply_at": _iso(record.first_reply_at),
+        "status": "resolved" if record.resolved_at else "with_human" if record.taken_by else "open",
+        "transcript": [turn_json(m) for m in transcript],
     }
+
+
+def turn_json(m: StoredMessage) -> dict[str, Any]:
+    author = m.author_name or m.author_id
+    return {"role": m.role, "author": author, "text": m.text, "mood": mood_json(m.mood), "at": _iso(m.created_at)}
 
 
 def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
@@ -51,33 +62,86 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           401: {description: a valid operator token is required}
           403: {description: the operator API is off (OPERATOR_TOKEN unset)}
         """
-        cases = await bot.support.cases(open_only=request.query_params.get("status", "open") == "open")
+        cases = await bot.handoff.cases(open_only=request.query_params.get("status", "open") == "open")
         return JSONResponse({"escalations": [escalation_json(c.escalation, c.transcript) for c in cases]})
 
     async def act(request: Request) -> Response:
         """
-        summary: Acknowledge or resolve an escalation (operator token); resolving hands the chat back to the bot
+        summary: Take over, acknowledge or resolve an escalation (operator token); resolve hands the chat back
         security: [{operator: []}]
         parameters:
           - {name: id, in: path, required: true, schema: {type: integer}}
-          - {name: action, in: path, required: true, schema: {type: string, enum: [acknowledge, resolve]}}
+          - {name: action, in: path, required: true, schema: {type: string, enum: [take, acknowledge, resolve]}}
+        requestBody:
+          content: {application/json: {schema: {type: object, properties: {by: {type: string}}}}}
         responses:
           200: {description: the escalation after the change}
           404: {description: no such escalation}
+          409: {description: the escalation is resolved}
         """
         escalation_id, action = int(request.path_params["id"]), request.path_params["action"]
-        if action not in ("resolve", "acknowledge"):
-            raise HTTPException(404, f"unknown action {action!r}: resolve or acknowledge")
+        if action not in ("take", "resolve", "acknowledge"):
+            raise HTTPException(404, f"unknown action {action!r}: take, resolve or acknowledge")
         body = await read_json(request, max_body) if await request.body() else {}
-        if action == "resolve":
-            record = await bot.support.resolve(escalation_id, str(body.get("by") or "operator"))
-        else:
-            record = await bot.support.acknowledge(escalation_id)
+        by = agent_name(body)
+        record: EscalationRecord | None
+        try:
+            if action == "take":
+                record = await bot.handoff.take(escalation_id, Agent(by, by, "console"))
+            elif action == "resolve":
+                record = await bot.handoff.resolve(escalation_id, by)
+            else:
+                record = await bot.handoff.acknowledge(escalation_id)
+        except HandoffClosed as exc:
+            raise HTTPException(409 if await bot.handoff.get(escalation_id) else 404, str(exc)) from None
         if record is None:
             raise HTTPException(404, f"no escalation {escalation_id}")
         return JSONResponse(escalation_json(record, []))
 
+    async def message(request: Request) -> Response:
+        """
+        summary: An agent's message to the escalation's customer, on their platform (operator token; takes it over)
+        security: [{operator: []}]
+        parameters:
+          - {name: id, in: path, required: true, schema: {type: integer}}
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [text]
+                properties:
+                  text: {type: string}
+                  by: {type: string, description: "the agent's name, shown to the customer"}
+                  event_id: {type: string, description: "idempotency key: a repeated id relays nothing twice"}
+        responses:
+          200: {description: "relayed (`duplicate` when this event id was relayed before)"}
+          404: {description: no such escalation}
+          409: {description: the escalation is resolved}
+          422: {description: no text}
+        """
+        escalation_id = int(request.path_params["id"])
+        body = await read_json(request, max_body)
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise HTTPException(422, "'text' must be a non-empty string")
+        bot.validate(text, "the message")
+        by = agent_name(body)
+        event_id = field(body, "event_id", required=False) or uuid.uuid4().hex
+        try:
+            new = await bot.handoff.say(AgentMessage(escalation_id, Agent(by, by, "console"), text, event_id))
+        except HandoffClosed as exc:
+            raise HTTPException(409 if await bot.handoff.get(escalation_id) else 404, str(exc)) from None
+        return JSONResponse({"escalation_id": escalation_id, "relayed": True, "duplicate": not new})
+
     return [
         Route("/v1/escalations", escalations),
+        Route("/v1/escalations/{id:int}/messages", message, methods=["POST"]),
         Route("/v1/escalations/{id:int}/{action:str}", act, methods=["POST"]),
     ]
+
+
+def agent_name(body: dict[str, Any]) -> str:
+    by = body.get("by")
+    return check_text(by.strip()[:MAX_ID], "'by'") if isinstance(by, str) and by.strip() else "operator"

@@ -1,0 +1,94 @@
+"""The Slack support channel as a desk where agents work: each escalation is a Block Kit notice with
+*Take over* and *Resolve* buttons, and its thread is the conversation with the customer. Pure part:
+`agent_reply` (an Events API envelope -> the agent's reply in a notice's thread, or None)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.escalations import EscalationRecord
+
+TAKE, RESOLVE = "tonebot_take", "tonebot_resolve"
+SECTION_LIMIT = 3000  # characters in a Block Kit text object
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so nobody's text can mention @channel, a user or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def blocks(escalation: EscalationRecord, text: str) -> list[dict[str, Any]]:
+    """The notice: its text as plain text (never mrkdwn: it quotes the customer), and the buttons
+    that still apply."""
+    buttons = []
+    if escalation.resolved_at is None and escalation.taken_by is None:
+        buttons.append({"type": "button", "action_id": TAKE, "value": str(escalation.id), "style": "primary",
+                        "text": {"type": "plain_text", "text": "Take over"}})  # fmt: skip
+    if escalation.resolved_at is None:
+        buttons.append({"type": "button", "action_id": RESOLVE, "value": str(escalation.id),
+                        "text": {"type": "plain_text", "text": "Resolve"}})  # fmt: skip
+    section = {"type": "section", "text": {"type": "plain_text", "text": text[:SECTION_LIMIT]}}
+    return [section, {"type": "actions", "elements": buttons}] if buttons else [section]
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    channel: str
+    thread: str  # the notice's ts
+    user_id: str
+    text: str
+    event_id: str
+
+
+def agent_reply(body: dict[str, Any], support_channel: str, bot_user_id: str) -> AgentReply | None:
+    """A person's message in a thread of the support channel (relayed if the thread is a notice's)."""
+    event = body.get("event") or {}
+    if not support_channel or event.get("channel") != support_channel or event.get("type") not in (
+        "message", "app_mention"
+    ):  # fmt: skip
+        return None
+    user, thread = event.get("user"), event.get("thread_ts")
+    if not user or user == bot_user_id or event.get("subtype") or event.get("bot_id") or not thread:
+        return None
+    event_id = body.get("event_id") or f"{event['channel']}:{event.get('ts')}"
+    return AgentReply(event["channel"], thread, user, event.get("text") or "", event_id)
+
+
+class SlackDesk:
+    """The Desk (bot/desk.py) on Slack's Web API."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._names: dict[str, str] = {}
+
+    async def notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
+        posted = await self.client.chat_postMessage(
+            channel=target, text=escape(text)[:SECTION_LIMIT], blocks=blocks(escalation, text)
+        )
+        return str(posted["ts"])
+
+    async def relay(self, target: str, thread: str, text: str) -> str:
+        posted = await self.client.chat_postMessage(channel=target, thread_ts=thread, text=escape(text), mrkdwn=False)
+        return str(posted["ts"])
+
+    async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
+        await self.client.chat_update(
+            channel=target, ts=thread, text=escape(text)[:SECTION_LIMIT], blocks=blocks(escalation, text)
+        )
+
+    async def delete(self, target: str, ref: str) -> None:
+        await self.client.chat_delete(channel=target, ts=ref)
+
+    async def name(self, user_id: str) -> str:
+        """A person's display name (users.info, remembered); the id when Slack will not say."""
+        if user_id not in self._names:
+            try:
+                user = (await self.client.users_info(user=user_id))["user"]
+                profile = user.get("profile") or {}
+                self._names[user_id] = profile.get("display_name") or user.get("real_name") or user_id
+            except Exception:
+                return user_id
+        return self._names[user_id]

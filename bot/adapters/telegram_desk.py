@@ -1,0 +1,97 @@
+"""The Telegram support group as a desk where agents work: in a group with forum topics, one topic
+per escalation (named with the customer and the reason); otherwise the notice itself, replied to.
+An inline keyboard carries *Take over* / *Resolve*. Refs: a topic notice is "t<topic>:<message>",
+anything else "<message>"; pure part: `thread_of` (an agent's message -> the ref it belongs to)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import telegram
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.error import BadRequest
+
+from core.escalations import EscalationRecord
+
+log = logging.getLogger(__name__)
+TAKE, RESOLVE = "take", "resolve"
+TOPIC_NAME = 128  # characters Telegram allows in a topic's name
+
+
+def keyboard(escalation: EscalationRecord) -> InlineKeyboardMarkup | None:
+    """The buttons that still apply; callback data is "<action>:<escalation id>"."""
+    buttons = []
+    if escalation.resolved_at is None and escalation.taken_by is None:
+        buttons.append(InlineKeyboardButton("Take over", callback_data=f"{TAKE}:{escalation.id}"))
+    if escalation.resolved_at is None:
+        buttons.append(InlineKeyboardButton("Resolve", callback_data=f"{RESOLVE}:{escalation.id}"))
+    return InlineKeyboardMarkup([buttons]) if buttons else None
+
+
+def thread_of(message: Message) -> list[str]:
+    """The refs an agent's message may belong to: its topic, or the message it replies to."""
+    refs = []
+    if message.is_topic_message and message.message_thread_id:
+        refs.append(f"t{message.message_thread_id}")
+    replied = message.reply_to_message
+    if replied is not None and not replied.forum_topic_created:
+        refs.append(str(replied.message_id))
+    return refs
+
+
+def _parse(thread: str) -> tuple[int | None, int]:
+    """(topic, notice message) of a notice's ref."""
+    if thread.startswith("t"):
+        topic, _, message = thread[1:].partition(":")
+        return int(topic), int(message)
+    return None, int(thread)
+
+
+class TelegramDesk:
+    """The Desk (bot/desk.py) on the Bot API. The bot must be an admin of the support group, with
+    the right to manage topics in a forum (and so it sees every message there)."""
+
+    def __init__(self, bot: telegram.Bot) -> None:
+        self.bot = bot
+        self._forum: dict[int, bool] = {}
+
+    async def notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
+        chat = int(target)
+        if await self._is_forum(chat):
+            key = escalation.key
+            name = f"#{escalation.id} {key.platform} {key.chat_id.rsplit('/', 1)[-1]} — {escalation.reason}"
+            topic = await self.bot.create_forum_topic(chat, name[:TOPIC_NAME])
+            thread = topic.message_thread_id
+            sent = await self.bot.send_message(chat, text, message_thread_id=thread, reply_markup=keyboard(escalation))
+            return f"t{thread}:{sent.message_id}"
+        sent = await self.bot.send_message(chat, text, reply_markup=keyboard(escalation))
+        return str(sent.message_id)
+
+    async def relay(self, target: str, thread: str, text: str) -> str:
+        topic, notice = _parse(thread)
+        chat, quote = int(target), None if topic else ReplyParameters(notice, allow_sending_without_reply=True)
+        pieces = [text[i : i + 4096] for i in range(0, len(text), 4096)] or [""]
+        for piece in pieces:  # plain text: nobody's words are parsed as markup
+            sent = await self.bot.send_message(chat, piece, message_thread_id=topic, reply_parameters=quote)
+        return str(sent.message_id)
+
+    async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
+        _, notice = _parse(thread)
+        try:
+            await self.bot.edit_message_text(text[:4096], chat_id=int(target), message_id=notice,
+                                             reply_markup=keyboard(escalation))  # fmt: skip
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                raise
+        if escalation.resolved_at is not None and thread.startswith("t"):
+            with contextlib.suppress(BadRequest):  # a resolved case's topic is closed (it stays readable)
+                await self.bot.close_forum_topic(int(target), _parse(thread)[0] or 0)
+
+    async def delete(self, target: str, ref: str) -> None:
+        await self.bot.delete_message(int(target), int(ref))
+
+    async def _is_forum(self, chat: int) -> bool:
+        if chat not in self._forum:
+            self._forum[chat] = bool((await self.bot.get_chat(chat)).is_forum)
+        return self._forum[chat]

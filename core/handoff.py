@@ -1,0 +1,160 @@
+"""The live hand-off: an agent takes an escalated conversation over, talks with the customer through
+tonebot, and hands it back. Platform-free: what is said is stored as turns (the agent's own role,
+which the model later sees as the support side), and every relay is a row in the outbox, queued in
+the same transaction as the turn it carries, so it is sent exactly once whoever delivers it.
+
+    customer turn  -> relayed to every agents' destination that has a thread (Slack, Telegram, webhook)
+    agent turn     -> relayed to the customer, on the customer's own platform
+    hand-off lines -> the bot tells the customer that a person joined, or that they still wait
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import metrics
+from core.errors import BotError
+from core.escalations import EscalationRecord, EscalationStore
+from core.events import Agent, AgentMessage, as_utc, utcnow
+from core.memory import Memory, StoredMessage
+from core.outbox import CUSTOMER, queue
+from core.settings import HandoffSettings
+
+log = logging.getLogger(__name__)
+BOT = ("tonebot", "tonebot")
+"""The author of the hand-off lines (stored as the bot's turns; the live chat page shows them)."""
+THREADED = ("slack:", "telegram:", "webhook:")
+"""Destinations a customer's turns are relayed to (the operator console reads the database)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    escalation: EscalationRecord
+    transcript: list[StoredMessage]
+
+
+class HandoffClosed(BotError):
+    """The escalation is resolved (or does not exist): nothing is relayed to the customer."""
+
+
+class Handoff:
+    """The escalation service agents use wherever they work (Slack, Telegram, the operator console,
+    the helpdesk API): the cases with their transcripts, take over, talk, hand back."""
+
+    def __init__(
+        self,
+        memory: Memory,
+        escalations: EscalationStore,
+        settings: HandoffSettings,
+        destinations: Sequence[str] = (),
+        changed: Callable[[EscalationRecord | None], None] = lambda _: None,
+        log_text: bool = False,
+    ) -> None:
+        self.memory, self.escalations, self.settings = memory, escalations, settings
+        self.relayed_to = [d for d in destinations if d.startswith(THREADED)]
+        self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
+        self.log_text = log_text
+        self.transcript_messages = 100
+
+    async def cases(self, open_only: bool = True, limit: int = 100) -> list[Case]:
+        records = await self.escalations.all(open_only=open_only, limit=limit)
+        return [Case(r, await self.memory.messages(r.key, limit=self.transcript_messages)) for r in records]
+
+    async def get(self, escalation_id: int) -> EscalationRecord | None:
+        return await self.escalations.get(escalation_id)
+
+    async def acknowledge(self, escalation_id: int) -> EscalationRecord | None:
+        return await self.escalations.acknowledge(escalation_id)
+
+    async def customer_turn(self, escalation_id: int, message_id: int) -> None:
+        """A customer's turn in an open escalation goes to the agents (with its mood, read when sent)."""
+        if not self.relayed_to:
+            return
+        async with self.memory.db.session() as session, session.begin():
+            added = await queue(session, escalation_id, self.relayed_to, message_id)
+        if added:
+            self.changed(None)
+
+    async def take(self, escalation_id: int, agent: Agent) -> EscalationRecord:
+        """An agent takes the conversation over: the bot goes silent there and the customer is told
+        once. Taking it again (a double click, a second agent) changes nothing."""
+        record, took = await self.escalations.take(escalation_id, _name(agent))
+        if record is None or record.resolved_at is not None:
+            raise HandoffClosed(f"escalation #{escalation_id} is not open")
+        if took:
+            metrics.HANDOFFS.labels(agent.via).inc()
+            log.info("escalation taken over", extra={"escalation_id": escalation_id, "via": agent.via})
+            line = self.settings.joined_line.format(agent=agent.name or "A person")
+            await self._to_customer(record, BOT, line, f"handoff:{escalation_id}:joined", role="assistant")
+            self.changed(record)
+        return record
+
+    async def say(self, message: AgentMessage) -> bool:
+        """Relay an agent's message to the customer (taking the conversation over if nobody has):
+        False when this message was relayed before (a redelivery, a double submit)."""
+        record = await self.escalations.get(message.escalation_id)
+        if record is None or record.resolved_at is not None:
+            raise HandoffClosed(f"escalation #{message.escalation_id} is not open: resolved or unknown")
+        if not message.text.strip():
+            raise HandoffClosed("the message has no text")
+        if record.taken_by is None:
+            record = await self.take(record.id, message.agent)
+        author = (message.agent.id, message.agent.name)
+        new = await self._to_customer(record, author, message.text, f"agent:{message.event_id}", role="agent")
+        if new:
+            if await self.escalations.agent_wrote(record.id):
+                metrics.FIRST_HUMAN_REPLY_SECONDS.observe((utcnow() - as_utc(record.opened_at)).total_seconds())
+            fields = {"escalation_id": record.id, "direction": "to_customer", "via": message.agent.via}
+            log.info("agent message relayed", extra={**fields, **({"text": message.text} if self.log_text else {})})
+        return new
+
+    async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
+        """Hand the conversation back to the bot (its context keeps what the agent said)."""
+        record = await self.escalations.resolve(escalation_id, by)
+        if record is not None and record.taken_at is not None and record.resolved_at is not None:
+            metrics.HANDOFF_SECONDS.observe((as_utc(record.resolved_at) - as_utc(record.taken_at)).total_seconds())
+        self.changed(record)
+        return record
+
+    async def check_idle(self) -> int:
+        """Escalations no agent acted on for `idle_minutes` while the customer waits: the customer is
+        told they still wait for a person, and the destinations are reminded (once per idle period)."""
+        if self.settings.idle_minutes <= 0:
+            return 0
+        since = utcnow() - timedelta(minutes=self.settings.idle_minutes)
+        reported = 0
+        for record in await self.escalations.claim_idle(since):
+            last = await self.memory.last_user_turn_at(record.conversation_id)
+            if last is None or last < since:
+                continue  # nobody is waiting: the customer has not written within the idle period
+            event = f"handoff:{record.id}:waiting:{utcnow().isoformat(timespec='minutes')}"
+            await self._to_customer(record, BOT, self.settings.waiting_line, event, role="assistant",
+                                    remind=self.settings.renotify)  # fmt: skip
+            log.info("escalation idle: the customer was told and the team reminded", extra={"escalation_id": record.id})
+            reported += 1
+        return reported
+
+    async def _to_customer(
+        self, record: EscalationRecord, author: tuple[str, str], text: str, event_id: str, role: str,
+        remind: bool = False,
+    ) -> bool:  # fmt: skip
+        """Store a turn in the customer's conversation and queue its relay to the customer (and, for a
+        reminder, to the agents' threads) in one transaction; False when it was stored before."""
+        destinations = [CUSTOMER, *(self.relayed_to if remind else ())]
+
+        async def relay(session: AsyncSession, message_id: int) -> None:
+            await queue(session, record.id, destinations, message_id)
+
+        stored = await self.memory.add_turn(record.conversation_id, role, author, text, event_id, then=relay)
+        if stored is not None:
+            self.changed(None)
+        return stored is not None
+
+
+def _name(agent: Agent) -> str:
+    return f"{agent.via}:{agent.name or agent.id}"
