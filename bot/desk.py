@@ -43,7 +43,10 @@ def summary(payload: dict[str, Any]) -> str:
 
 def status_line(escalation: EscalationRecord) -> str:
     if escalation.resolved_at is not None:
-        return f"✅ Resolved by {escalation.resolved_by} — the bot answers again."
-    if escalation.taken_by is not None:
-        return f"🙋 Taken over by {escalation.taken_by} — the bot is silent; replies here go to the customer."
+        return f"✅ Resolved by {escalation.resolved_by} at {escalation.resolved_at:%H:%M} UTC — the bot answers again."
+    if escalation.taken_by is not None and escalation.taken_at is not None:
+        return (
+            f"🙋 Taken over by {escalation.taken_by} at {escalation.taken_at:%H:%M} UTC — the bot is silent; "
+            "replies here go to the customer."
+        )
     return "⏳ Waiting for a person."

@@ -149,6 +149,10 @@ class Notifications:
                 await self._tell_agents(escalation, f"⚠️ Could not deliver to the customer: {error}. Retrying.")
         retry_in = min(self.settings.notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
         await self.outbox.delivered(delivery.id, error, retry_in, ref=ref)
+        if delivery.kind == "notice" and ref is not None:  # taken or resolved while it was being sent
+            now = await self.escalations.get(escalation.id)
+            if now is not None and (now.taken_by, now.resolved_at) != (escalation.taken_by, escalation.resolved_at):
+                await self.show(now)
         return error is None
 
     async def _notice(self, destination: str, escalation: EscalationRecord) -> str | None:

@@ -72,7 +72,6 @@ class Bot:
             memory, self.escalations, handoff or HandoffSettings(),
             destinations=notifier.destinations if notifier else (),
             changed=notifier.changed if notifier else lambda _: None,
-            log_text=log_text,
         )  # fmt: skip
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()

@@ -63,6 +63,7 @@ class EscalationRecord:
     taken_at: datetime | None = None
     first_reply_at: datetime | None = None
     conversation_id: int = 0
+    agent_active_at: datetime | None = None
 
     @property
     def with_human(self) -> bool:
@@ -74,7 +75,7 @@ def _record(row: Escalation, conversation: Conversation) -> EscalationRecord:
     key = ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id)
     return EscalationRecord(
         row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by,
-        row.taken_by, row.taken_at, row.first_reply_at, row.conversation_id,
+        row.taken_by, row.taken_at, row.first_reply_at, row.conversation_id, row.agent_active_at,
     )  # fmt: skip
 
 
@@ -172,13 +173,15 @@ class EscalationStore:
             return [_record(row, conversation) for row, conversation in rows]
 
     async def find(self, destination: str, ref: str) -> EscalationRecord | None:
-        """The escalation whose notice (or a relay under it) has this platform id at this destination:
-        how an agent's reply in a Slack thread or a Telegram topic finds its customer."""
+        """The escalation whose notice (or a relay under it) has this platform id at this destination,
+        or whose ref starts with it and a colon: how an agent's reply in a Slack thread or a Telegram
+        topic finds its customer."""
         query = (
             select(Escalation, Conversation)
             .join(Conversation, Conversation.id == Escalation.conversation_id)
             .join(Delivery, Delivery.escalation_id == Escalation.id)
-            .where(Delivery.destination == destination, Delivery.ref == ref)
+            .where(Delivery.destination == destination)
+            .where(or_(Delivery.ref == ref, Delivery.ref.startswith(ref + ":", autoescape=True)))  # "t7" finds "t7:42"
             .order_by(Escalation.id.desc())
             .limit(1)
         )

@@ -53,12 +53,10 @@ class Handoff:
         settings: HandoffSettings,
         destinations: Sequence[str] = (),
         changed: Callable[[EscalationRecord | None], None] = lambda _: None,
-        log_text: bool = False,
     ) -> None:
         self.memory, self.escalations, self.settings = memory, escalations, settings
         self.relayed_to = [d for d in destinations if d.startswith(THREADED)]
         self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
-        self.log_text = log_text
         self.transcript_messages = 100
 
     async def cases(self, open_only: bool = True, limit: int = 100) -> list[Case]:
@@ -106,11 +104,8 @@ class Handoff:
             record = await self.take(record.id, message.agent)
         author = (message.agent.id, message.agent.name)
         new = await self._to_customer(record, author, message.text, f"agent:{message.event_id}", role="agent")
-        if new:
-            if await self.escalations.agent_wrote(record.id):
-                metrics.FIRST_HUMAN_REPLY_SECONDS.observe((utcnow() - as_utc(record.opened_at)).total_seconds())
-            fields = {"escalation_id": record.id, "direction": "to_customer", "via": message.agent.via}
-            log.info("agent message relayed", extra={**fields, **({"text": message.text} if self.log_text else {})})
+        if new and await self.escalations.agent_wrote(record.id):  # its relay logs a line when it is sent
+            metrics.FIRST_HUMAN_REPLY_SECONDS.observe((utcnow() - as_utc(record.opened_at)).total_seconds())
         return new
 
     async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
@@ -130,8 +125,8 @@ class Handoff:
         reported = 0
         for record in await self.escalations.claim_idle(since):
             last = await self.memory.last_user_turn_at(record.conversation_id)
-            if last is None or last < since:
-                continue  # nobody is waiting: the customer has not written within the idle period
+            if last is None or last <= as_utc(record.agent_active_at or record.opened_at):
+                continue  # nobody is waiting: the customer has not written since an agent last acted
             event = f"handoff:{record.id}:waiting:{utcnow().isoformat(timespec='minutes')}"
             await self._to_customer(record, BOT, self.settings.waiting_line, event, role="assistant",
                                     remind=self.settings.renotify)  # fmt: skip

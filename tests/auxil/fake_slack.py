@@ -22,6 +22,7 @@ class FakeSlackAPI:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts -> message, as updated
     sent_at: dict[str, float] = field(default_factory=dict)  # ts -> time.monotonic() of its post
     throttle: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to answer next
+    names: dict[str, str] = field(default_factory=dict)  # user id -> display name (users.info)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> Starlette:
@@ -39,6 +40,7 @@ class FakeSlackAPI:
             params = json.loads(raw or "{}")
         else:
             params = dict(urllib.parse.parse_qsl(raw))
+        params = {**request.query_params, **params}  # GET methods (users.info) send theirs in the query
         self.calls.append((method, params))
         if self.throttle.get(method):
             self.throttle[method] -= 1
@@ -48,7 +50,8 @@ class FakeSlackAPI:
             return JSONResponse({"ok": True, "url": "https://t.slack.test/", "team": "Test", **identity})
         if method == "chat.postMessage":
             ts = f"1800000000.{next(self._ts):06d}"
-            message = {"channel": params["channel"], "ts": ts, "text": params["text"], "updates": 0}
+            message = {"channel": params["channel"], "ts": ts, "text": params["text"], "updates": 0,
+                       "blocks": _blocks(params.get("blocks"))}  # fmt: skip
             if params.get("thread_ts"):
                 message["thread_ts"] = params["thread_ts"]
             self.messages[ts] = message
@@ -57,5 +60,20 @@ class FakeSlackAPI:
         if method == "chat.update":
             message = self.messages[params["ts"]]
             message["text"], message["updates"] = params["text"], message["updates"] + 1
+            message["blocks"] = _blocks(params.get("blocks"))
             return JSONResponse({"ok": True, "channel": params["channel"], "ts": params["ts"], "text": params["text"]})
+        if method == "chat.delete":
+            self.messages.pop(params["ts"], None)
+            return JSONResponse({"ok": True, "channel": params["channel"], "ts": params["ts"]})
+        if method == "users.info":
+            user = params["user"]
+            name = self.names.get(user, "")
+            return JSONResponse(
+                {"ok": True, "user": {"id": user, "real_name": name, "profile": {"display_name": name}}}
+            )
         return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)
+
+
+def _blocks(value: Any) -> list[Any]:
+    """Blocks as sent: a JSON body carries a list, a form body a JSON string."""
+    return json.loads(value) if isinstance(value, str) else list(value or [])

@@ -26,6 +26,10 @@ class FakeBotAPI:
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)  # what the bot sent, as edited
     sent_at: dict[int, float] = field(default_factory=dict)  # message id -> time.monotonic() of its send
     throttle: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to answer next
+    forums: set[int] = field(default_factory=set)  # chats that have forum topics
+    topics: dict[int, str] = field(default_factory=dict)  # message_thread_id -> name
+    deleted: list[tuple[int, int]] = field(default_factory=list)  # (chat, message id)
+    blocked: set[int] = field(default_factory=set)  # users who blocked the bot: sends to them fail (403)
     _next_id: int = 9000
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -53,9 +57,28 @@ class FakeBotAPI:
                 {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
                  "parameters": {"retry_after": 1}}, status_code=429,
             )  # fmt: skip
+        if method == "sendMessage" and int(params.get("chat_id", 0)) in self.blocked:
+            blocked = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+            return JSONResponse(blocked, status_code=403)
         handler = getattr(self, method, None)
         result = await handler(params) if handler else True
         return JSONResponse({"ok": True, "result": result})
+
+    async def getChat(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        kind = "private" if chat_id > 0 else "supergroup"
+        return {"id": chat_id, "type": kind, "is_forum": chat_id in self.forums, "title": "Support",
+                "accent_color_id": 0, "max_reaction_count": 11}  # fmt: skip
+
+    async def createForumTopic(self, params: dict[str, Any]) -> dict[str, Any]:
+        thread = 500 + len(self.topics)
+        self.topics[thread] = params["name"]
+        return {"message_thread_id": thread, "name": params["name"], "icon_color": 7322096}
+
+    async def deleteMessage(self, params: dict[str, Any]) -> bool:
+        self.deleted.append((int(params["chat_id"]), int(params["message_id"])))
+        self.messages.pop(int(params["message_id"]), None)
+        return True
 
     async def getMe(self, _: dict[str, Any]) -> dict[str, Any]:
         return self.me
@@ -85,6 +108,9 @@ class FakeBotAPI:
             message["reply_to"] = params["reply_parameters"].get("message_id")
         if params.get("message_thread_id"):
             message["message_thread_id"] = params["message_thread_id"]
+            message["is_topic_message"] = True
+        if "reply_markup" in params:
+            message["reply_markup"] = params["reply_markup"]
         self.messages[self._next_id] = message
         self.sent_at[self._next_id] = time.monotonic()
         return message
@@ -93,6 +119,10 @@ class FakeBotAPI:
         message = self.messages[int(params["message_id"])]
         message["text"] = params["text"]
         message["edits"] = message.get("edits", 0) + 1
+        if "reply_markup" in params:
+            message["reply_markup"] = params["reply_markup"]
+        else:
+            message.pop("reply_markup", None)
         return message
 
 

@@ -2,6 +2,7 @@
 these tests are about what the pipeline does with them (which moods the model reads is tested on
 the model itself)."""
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -165,4 +166,74 @@ async def test_a_dead_webhook_never_costs_the_reply_and_is_retried(make_bot: Fac
     [delivery] = await outbox.deliveries(escalation.id)
     assert delivery.status == "sent" and delivery.attempts >= 2
     assert len(hook.received) == 1 and hook.bodies()[0]["reason"] == "asked_for_human"
+    await notifications.aclose()
+
+
+async def test_the_helpdesk_api_relays_an_agent_message_once_and_hands_back(
+    make_bot: Factory, receiver: tuple[Receiver, str], memory: Memory
+) -> None:
+    """#15: a helpdesk with its own inbox (Zendesk, Chatwoot...) answers through the operator API:
+    the customer gets the agent's words once per event id, the bot is silent meanwhile, and the
+    customer's turns reach the helpdesk's webhook; after the hand-back it is a 409."""
+    hook, url = receiver
+    bot, notifications = make_bot(url)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with client_for(bot) as client:
+        assert (await say(client, "I want to speak to a human agent now!", "help-1"))["escalated"]
+        [escalation] = (await client.get("/v1/escalations", headers=auth)).json()["escalations"]
+        path = f"/v1/escalations/{escalation['id']}/messages"
+        body = {"text": "Hello, Zoe from support here. <script>x</script>", "by": "Zoe", "event_id": "zd-1"}
+        first = await client.post(path, json=body, headers=auth)
+        again = await client.post(path, json=body, headers=auth)
+        assert first.status_code == again.status_code == 200
+        assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+        assert (await client.post(path, json={"text": " "}, headers=auth)).status_code == 422
+        assert (await client.post("/v1/escalations/999/messages", json=body, headers=auth)).status_code == 404
+        assert (await client.post(path, json=body)).status_code == 401
+
+        silent = await say(client, "Thanks Zoe, waiting for the refund.", "help-1")
+        assert silent["paused"] and silent["reply"] == ""
+        await eventually(lambda: any(b.get("text") == "Thanks Zoe, waiting for the refund." for b in hook.bodies()),
+                         what="the customer's turn at the helpdesk")  # fmt: skip
+        [listed] = (await client.get("/v1/escalations", headers=auth)).json()["escalations"]
+        assert listed["status"] == "with_human" and listed["taken_by"] == "console:Zoe" and listed["first_reply_at"]
+        turns = [(m["role"], m["author"], m["text"]) for m in listed["transcript"]]
+        assert ("agent", "Zoe", body["text"]) in turns and turns.count(("agent", "Zoe", body["text"])) == 1
+        assert (
+            "assistant",
+            "tonebot",
+            "Zoe from our support team has joined the conversation and will answer you here.",
+        ) in turns
+
+        assert (
+            await client.post(f"/v1/escalations/{escalation['id']}/resolve", json={}, headers=auth)
+        ).status_code == 200
+        closed = await client.post(path, json={**body, "event_id": "zd-2"}, headers=auth)
+        assert closed.status_code == 409 and "resolved" in closed.json()["error"]
+        back = await say(client, "Is the refund done?", "help-1")
+        assert back["reply"] and not back["paused"]
+    await notifications.aclose()
+
+
+async def test_an_idle_hand_off_tells_the_customer_and_reminds_the_team_once(
+    make_bot: Factory, receiver: tuple[Receiver, str], memory: Memory
+) -> None:
+    from core.settings import HandoffSettings
+
+    hook, url = receiver
+    bot, notifications = make_bot(url)
+    bot.handoff.settings = HandoffSettings(idle_minutes=0.001)  # 60 ms
+    async with client_for(bot) as client:
+        assert (await say(client, "I want to speak to a human agent now!", "idle-1"))["escalated"]
+        await say(client, "Hello? Is anybody there?", "idle-1")
+        await asyncio.sleep(0.1)
+        assert await bot.handoff.check_idle() == 1
+        assert await bot.handoff.check_idle() == 0  # once per idle period, and only while the customer waits
+        [escalation] = (await client.get("/v1/escalations", headers={"Authorization": f"Bearer {TOKEN}"})).json()[
+            "escalations"
+        ]
+    texts = [m["text"] for m in escalation["transcript"]]
+    assert texts[-1] == HandoffSettings().waiting_line
+    await eventually(lambda: any(b.get("text") == HandoffSettings().waiting_line for b in hook.bodies()),
+                     what="the reminder at the helpdesk")  # fmt: skip
     await notifications.aclose()

@@ -61,10 +61,11 @@ async def test_operator_page_lists_escapes_and_resolves(browser: Browser, testbo
 
         await card.locator("button.resolve").click()
         await expect(page.locator("#status")).to_contain_text(f"#{escalation_id} resolved")
-        await expect(page.locator(".card")).to_have_count(0)
+        await expect(page.locator("#open .card")).to_have_count(0)
+        await expect(page.locator("#resolved .card")).to_have_count(1)  # recently resolved, live
         await page.close()
     [record] = await testbot.escalations.all(open_only=False)
-    assert record.resolved_at is not None and record.resolved_by == "operator page"
+    assert record.resolved_at is not None and record.resolved_by == "operator"
 
 
 async def test_the_chat_page_works_under_its_content_security_policy(browser: Browser, testbot: Bot) -> None:
@@ -80,3 +81,53 @@ async def test_the_chat_page_works_under_its_content_security_policy(browser: Br
         await expect(page.locator(".turn.bot")).not_to_have_text("…", timeout=60_000)
         await page.close()
     assert violations == []
+
+
+async def test_an_agent_reply_typed_in_the_console_appears_in_the_customers_chat_page_live(
+    browser: Browser, scriptbot: Bot
+) -> None:
+    """#15: a web-chat customer asks for a person; an agent takes over in the console (a second
+    browser context) and writes; the customer's page shows it live, and the customer's answer shows
+    up in the console with its mood while the bot stays silent; hand back gives the bot the chat."""
+    async with serve_asgi(create_app(scriptbot, secrets=Secrets(operator_token=TOKEN))) as url:
+        customer_context, agent_context = await browser.new_context(), await browser.new_context()
+        customer, agent = await customer_context.new_page(), await agent_context.new_page()
+        await customer.goto(f"{url}/")
+        await customer.fill("#text", "Can I talk to a real person please?")
+        await customer.press("#text", "Enter")
+        await expect(customer.locator(".turn.bot").last).to_contain_text("asked a person", timeout=30_000)
+
+        await agent.goto(f"{url}/operator")
+        await agent.fill("#token", TOKEN)
+        await agent.fill("#agent", "Dana")
+        await agent.click("#login button[type=submit]")
+        card = agent.locator("#open .card")
+        await expect(card).to_have_count(1)
+        await expect(card).to_contain_text("asked_for_human")
+        await card.locator("button.take").click()
+        await expect(card.locator(".state")).to_contain_text("with console:Dana")
+        await expect(customer.locator(".turn.bot").last).to_contain_text("Dana from our support team has joined")
+
+        await card.locator("textarea").fill("Hi, I am Dana. I will check your order <b>now</b>.")
+        await card.locator("form.reply button").click()
+        shown = customer.locator(".turn.agent")
+        await expect(shown).to_have_text("Dana: Hi, I am Dana. I will check your order <b>now</b>.")  # as text
+        assert await customer.locator(".turn.agent b").count() == 0
+
+        chats = len(scriptbot.engine.chats)  # type: ignore[attr-defined]
+        await customer.fill("#text", "Thank you so much!")
+        await customer.press("#text", "Enter")
+        await expect(customer.locator(".turn.bot").last).to_contain_text("a person from our team will reply here")
+        await expect(card.locator("tr.user td.text").last).to_have_text("Thank you so much!")
+        await expect(card.locator("tr.user td.mood").last).to_contain_text("neutral")
+        assert len(scriptbot.engine.chats) == chats  # type: ignore[attr-defined]  # the bot stayed silent
+
+        await card.locator("button.resolve").click()
+        await expect(agent.locator("#resolved .card")).to_have_count(1)
+        await customer.fill("#text", "What are your opening hours?")
+        await customer.press("#text", "Enter")
+        await expect(customer.locator(".turn.bot").last).to_have_text("You said: What are your opening hours?")
+        await customer_context.close()
+        await agent_context.close()
+    history = scriptbot.engine.chats[-1]  # type: ignore[attr-defined]
+    assert ("assistant", "Hi, I am Dana. I will check your order <b>now</b>.") in [(m.role, m.content) for m in history]

@@ -197,3 +197,33 @@ async def test_recovery_claims_each_owed_event_once_across_replicas(
     assert await memory.store(late)
     owed_now, given_up = await memory.claim_owed(timedelta(seconds=-1), 3, ["telegram"])
     assert owed_now == [] and given_up == ["web:late-1"]
+
+
+async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_replicas(
+    memory: Memory, db_url: str
+) -> None:
+    """(#15) A relay is unique per (escalation, destination, turn), and one to an agents' thread is
+    due only once the notice that opens the thread is sent; each is claimed by one replica."""
+    from core.outbox import CUSTOMER, queue
+
+    accepted = await memory.accept(IncomingMessage(ConversationKey("test", "relay"), user_id="u", text="hi"))
+    assert isinstance(accepted, Accepted)
+    store, outbox = EscalationStore(memory.db), Outbox(memory.db)
+    record = await store.open(accepted.conversation_id, "asked_for_human", [], ("slack:C1",))
+    assert record is not None
+    for _ in range(2):  # queued twice (a redelivery): once
+        async with memory.db.session() as session, session.begin():
+            added = await queue(session, record.id, ["slack:C1", CUSTOMER], accepted.message_id)
+    assert added == 0
+    other = Database.open(db_url)  # a second replica
+    try:
+        claims = await asyncio.gather(outbox.claim_due(), Outbox(other).claim_due())
+    finally:
+        await other.aclose()
+    claimed = sorted((d.kind, d.destination) for batch in claims for d in batch)
+    assert claimed == [("notice", "slack:C1"), ("relay", CUSTOMER)]  # the thread's relay waits for its notice
+    [notice] = [d for batch in claims for d in batch if d.kind == "notice"]
+    await outbox.delivered(notice.id, None, retry_in=0, ref="1800000000.000001")
+    [relay] = await outbox.claim_due()
+    assert (relay.destination, relay.thread, relay.message_id) == ("slack:C1", "1800000000.000001", accepted.message_id)
+    assert (await store.find("slack:C1", "1800000000.000001")) == await store.get(record.id)

@@ -37,7 +37,8 @@ def chat_events(bot: Bot) -> Route:
         """
         params = dict(request.query_params)
         key = Caller.of(request).conversation(field(params, "conversation_id"))
-        after = int(params["after"]) if params.get("after", "").isdigit() else None
+        since = params.get("after") or request.headers.get("last-event-id", "")  # an EventSource reconnecting
+        after = int(since) if since.isdigit() else None
         if after is None:  # from now on
             latest = await bot.memory.messages(key, limit=1)
             after = latest[-1].id if latest else 0

@@ -1,0 +1,315 @@
+"""The live hand-off end to end (#15), on loopback fakes of both platforms and the real model: the
+real PTB Application and Bolt app, one Bot, the notifications delivering the outbox.
+
+A Telegram customer escalates -> a Slack agent takes over with the button and answers in the thread
+-> the Telegram chat receives it; the customer's answer appears in the thread with its mood while
+the bot is silent; Resolve -> the bot answers again with the agent's words in its context. The same
+with a Slack customer and a Telegram support group (forum topics, or replies to the notice).
+Redelivered events and double clicks relay once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.adapters.slack import SlackAdapter
+from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.web import create_app
+from bot.config import Secrets, Settings, SlackSettings, TelegramSettings
+from bot.notify import Notifications
+from core.bot import Bot
+from core.escalations import EscalationStore
+from core.events import ConversationKey
+from core.memory import Memory
+from core.outbox import Outbox
+from tests.auxil.fake_slack import FakeSlackAPI
+from tests.auxil.fake_telegram import FakeBotAPI
+from tests.auxil.servers import eventually, serve_asgi
+from tests.auxil.spy import SpyEngine
+from tests.bot.adapters.test_slack_e2e import signed
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+ME = json.loads((DATA / "telegram" / "me.json").read_text())
+SLACK_SUPPORT, TELEGRAM_SUPPORT, ALICE, SLACK_DM = "C0ONCALL01", -1005555555555, 111, "D0ALICEDM1"
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+ASK = "Can I talk to a real person please? My parcel is two weeks late."
+
+
+@dataclass
+class World:
+    bot: Bot
+    telegram: FakeBotAPI
+    slack: FakeSlackAPI
+    client: httpx.AsyncClient  # the web app with Slack's events route
+    spy: SpyEngine
+    slack_adapter: SlackAdapter
+
+    async def slack_post(self, body: dict[str, Any], form: bool = False, **headers: str) -> httpx.Response:
+        if form:
+            raw = urllib.parse.urlencode({"payload": json.dumps(body)}).encode()
+            kind = "application/x-www-form-urlencoded"
+        else:
+            raw, kind = json.dumps(body).encode(), "application/json"
+        response = await self.client.post(
+            "/slack/events", content=raw, headers={"content-type": kind, **signed(raw, SECRET), **headers}
+        )
+        assert response.status_code == 200, response.text
+        return response
+
+    def in_support(self) -> list[dict[str, Any]]:
+        return [m for m in self.slack.messages.values() if m["channel"] == SLACK_SUPPORT]
+
+    def to_alice(self) -> list[str]:
+        return [m["text"] for m in self.telegram.sent_to(ALICE)]
+
+
+@asynccontextmanager
+async def world(
+    spy: SpyEngine, memory: Memory, settings: Settings, *, slack_support: str = "", telegram_support: str = "",
+    forum: bool = True,
+) -> AsyncIterator[World]:  # fmt: skip
+    telegram, slack = FakeBotAPI(me=ME), FakeSlackAPI(names={"U0AGENT001": "Dana"})
+    if forum:
+        telegram.forums.add(TELEGRAM_SUPPORT)
+    async with serve_asgi(telegram.app()) as telegram_url, serve_asgi(slack.app()) as slack_url:
+        configured = dataclasses.replace(
+            settings,
+            notify=dataclasses.replace(settings.notify, slack_channel=slack_support, telegram_chat_id=telegram_support,
+                                       retry_seconds=0.0),
+            telegram=TelegramSettings(enabled=True, base_url=f"{telegram_url}/bot", edit_interval=0.2,
+                                      rate_limit_per_minute=0),
+            slack=SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/", edit_interval=0.2,
+                                rate_limit_per_minute=0),
+            secrets=Secrets(telegram_bot_token="123456:TEST-TOKEN", slack_bot_token="xoxb-test",
+                            slack_signing_secret=SECRET),
+        )  # fmt: skip
+        escalations = EscalationStore(memory.db)
+        notifications = Notifications(memory, escalations, Outbox(memory.db), configured)
+        bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications,
+                  escalations=escalations, handoff=configured.handoff)  # fmt: skip
+        tg = TelegramAdapter(bot, configured.telegram, configured.secrets, telegram_support)
+        sl = SlackAdapter(bot, configured.slack, configured.secrets, slack_support)
+        async with tg, sl:
+            desks = {name: desk for name, desk in (("telegram", tg.desk), ("slack", sl.desk)) if desk}
+            notifications.attach(desks, {"telegram": tg.channel, "slack": sl.channel})
+            transport = httpx.ASGITransport(app=create_app(bot, sl.routes()))
+            async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
+                yield World(bot, telegram, slack, client, spy, sl)
+        await notifications.aclose()
+
+
+def private(text: str, message_id: int) -> dict[str, Any]:
+    update = json.loads((DATA / "telegram" / "private.json").read_text())
+    update["update_id"] = 800_000 + message_id
+    update["message"].update(message_id=message_id, text=text)
+    return update
+
+
+def slack_dm(text: str, n: int) -> dict[str, Any]:
+    body = json.loads((DATA / "slack" / "dm.json").read_text())
+    ts = f"1763769800.{n:06d}"
+    body["event"].update(text=text, ts=ts, event_ts=ts)
+    body["event_id"] = f"Ev0DM{n:06d}"
+    return body
+
+
+def button(action: str, escalation_id: int, notice_ts: str) -> dict[str, Any]:
+    body = json.loads((DATA / "slack" / "block_actions.json").read_text())
+    body["actions"][0].update(action_id=action, value=str(escalation_id))
+    body["container"]["message_ts"] = body["message"]["ts"] = notice_ts
+    return body
+
+
+def callback(data: str, notice: dict[str, Any], update_id: int) -> dict[str, Any]:
+    update = json.loads((DATA / "telegram" / "callback_query.json").read_text())
+    update["update_id"] = update_id
+    update["callback_query"].update(data=data, id=f"cq{update_id}")
+    update["callback_query"]["message"].update(message_id=notice["message_id"])
+    if "message_thread_id" not in notice:
+        update["callback_query"]["message"].pop("message_thread_id")
+        update["callback_query"]["message"]["is_topic_message"] = False
+    return update
+
+
+def buttons_of(notice: dict[str, Any]) -> list[str]:
+    """The action ids (Slack) of a notice's buttons, as it is shown now."""
+    return [e["action_id"] for b in notice.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
+
+
+async def test_a_telegram_customer_is_answered_by_a_slack_agent_and_handed_back(
+    spy: SpyEngine, memory: Memory, settings: Settings
+) -> None:
+    async with world(spy, memory, settings, slack_support=SLACK_SUPPORT) as w:
+        w.telegram.push(private(ASK, message_id=1))
+        [notice] = await eventually(w.in_support, what="the notice in the support channel")
+        assert buttons_of(notice) == ["tonebot_take", "tonebot_resolve"]
+        [escalation] = await w.bot.escalations.all()
+        await eventually(lambda: len(w.to_alice()) == 1, what="the bot's answer that it asked a person")
+
+        for _ in range(2):  # a double click takes it once
+            await w.slack_post(button("tonebot_take", escalation.id, notice["ts"]), form=True)
+        joined = await eventually(lambda: [t for t in w.to_alice() if "has joined" in t], what="the joined line")
+        assert joined == ["Dana from our support team has joined the conversation and will answer you here."]
+        await eventually(lambda: buttons_of(w.slack.messages[notice["ts"]]) == ["tonebot_resolve"], what="taken")
+        assert "Taken over by slack:Dana" in w.slack.messages[notice["ts"]]["text"]
+
+        reply = json.loads((DATA / "slack" / "agent_thread_reply.json").read_text())
+        reply["event"]["thread_ts"] = notice["ts"]
+        await w.slack_post(reply)
+        await w.slack_post(reply, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})  # redelivered
+        words = "Hi, I am Dana from support. Your parcel left our warehouse today & arrives Friday."
+        await eventually(lambda: f"Dana: {words}" in w.to_alice(), what="the agent's words in the Telegram chat")
+
+        chats = len(w.spy.chats)
+        w.telegram.push(private("Great, thank you! <!channel>", message_id=2))
+        relayed = await eventually(
+            lambda: [m for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"]) if "Great, thank you!" in m["text"]],
+            what="the customer's answer in the thread",
+        )
+        assert relayed[0]["text"].startswith("💬 Alice Liddell: Great, thank you! &lt;!channel&gt;")  # escaped
+        assert any(label in relayed[0]["text"] for label in ("positive", "neutral", "negative"))
+        await asyncio.sleep(0.5)  # the bot stays silent: no answer to message 2
+        assert len(w.spy.chats) == chats and not [m for m in w.telegram.sent_to(ALICE) if m.get("reply_to") == 2]
+        assert w.to_alice().count(f"Dana: {words}") == 1 and len(joined) == 1  # relayed once each
+
+        await w.slack_post(button("tonebot_resolve", escalation.id, notice["ts"]), form=True)
+        await eventually(lambda: buttons_of(w.slack.messages[notice["ts"]]) == [], what="resolved")
+        w.telegram.push(private("When exactly will it arrive?", message_id=3))
+        await eventually(
+            lambda: [m for m in w.telegram.sent_to(ALICE) if m.get("reply_to") == 3 and m.get("edits")],
+            what="the bot's answer after the hand-back",
+        )
+    context = [(m.role, m.content) for m in w.spy.chats[-1]]
+    assert ("assistant", words) in context  # the agent's turn, as the support side
+    stored = await memory.messages(ConversationKey("telegram", str(ALICE)))
+    assert [m.role for m in stored].count("agent") == 1
+
+
+@pytest.mark.parametrize("forum", [True, False], ids=["forum topic", "replies to the notice"])
+async def test_a_slack_customer_is_answered_by_a_telegram_agent(
+    spy: SpyEngine, memory: Memory, settings: Settings, forum: bool
+) -> None:
+    async with world(spy, memory, settings, telegram_support=str(TELEGRAM_SUPPORT), forum=forum) as w:
+        await w.slack_post(slack_dm("I want to speak to a human agent now!", 1))
+        [notice] = await eventually(lambda: w.telegram.sent_to(TELEGRAM_SUPPORT), what="the notice in the group")
+        [escalation] = await w.bot.escalations.all()
+        keyboard = [b["callback_data"] for b in notice["reply_markup"]["inline_keyboard"][0]]
+        assert keyboard == [f"take:{escalation.id}", f"resolve:{escalation.id}"]
+        if forum:
+            [(topic, name)] = w.telegram.topics.items()
+            assert notice["message_thread_id"] == topic and name.startswith(f"#{escalation.id} slack")
+            assert "asked_for_human" in name
+
+        def dm() -> list[str]:
+            return [m["text"] for m in w.slack.messages.values() if m["channel"] == SLACK_DM]
+
+        w.telegram.push(callback(f"take:{escalation.id}", notice, 710_001), callback(f"take:{escalation.id}", notice,
+                                                                                     710_002))  # fmt: skip
+        await eventually(lambda: [t for t in dm() if "Sam Agent from our support team has joined" in t], what="joined")
+        await eventually(lambda: len(w.telegram.called("answerCallbackQuery")) == 2, what="both clicks answered")
+        await eventually(lambda: len(w.telegram.messages[notice["message_id"]]["reply_markup"]["inline_keyboard"][0])
+                         == 1, what="the notice without Take over")  # fmt: skip
+
+        agent = json.loads((DATA / "telegram" / "topic_agent_message.json").read_text())
+        agent["update_id"] = 720_000  # update ids only grow
+        if not forum:  # a reply to the notice instead of a message in its topic
+            for field in ("message_thread_id", "is_topic_message"):
+                agent["message"].pop(field)
+            agent["message"]["reply_to_message"] = {**notice, "date": 1800000000}
+        w.telegram.push(agent, agent)  # served twice (a redelivery)
+        words = "Sam Agent: Hello, this is Sam from support. I have refunded the double charge."
+        await eventually(lambda: words in dm(), what="the agent's words in the Slack DM")
+
+        await w.slack_post(slack_dm("ok, thanks a lot", 2))
+        in_group = await eventually(
+            lambda: [m for m in w.telegram.sent_to(TELEGRAM_SUPPORT) if "ok, thanks a lot" in m["text"]],
+            what="the customer's answer in the group",
+        )
+        if forum:
+            assert in_group[0]["message_thread_id"] == notice["message_thread_id"]
+        else:
+            assert in_group[0]["reply_to"] == notice["message_id"]
+        assert dm().count(words) == 1
+
+        w.telegram.push(callback(f"resolve:{escalation.id}", notice, 730_000))
+        await eventually(lambda: "reply_markup" not in w.telegram.messages[notice["message_id"]], what="resolved")
+        assert bool(w.telegram.called("closeForumTopic")) == forum
+        chats = len(w.spy.chats)
+        await w.slack_post(slack_dm("Is my refund final?", 3))
+        await eventually(lambda: len(w.spy.chats) > chats, what="the bot answering again")
+    assert ("assistant", words.removeprefix("Sam Agent: ")) in [(m.role, m.content) for m in w.spy.chats[-1]]
+
+
+async def test_an_agent_message_the_customer_cannot_get_is_a_visible_error_in_the_thread(
+    spy: SpyEngine, memory: Memory, settings: Settings
+) -> None:
+    async with world(spy, memory, settings, slack_support=SLACK_SUPPORT) as w:
+        w.telegram.push(private(ASK, message_id=1))
+        [notice] = await eventually(w.in_support, what="the notice")
+        w.telegram.blocked.add(ALICE)  # the customer blocked the bot
+        reply = json.loads((DATA / "slack" / "agent_thread_reply.json").read_text())
+        reply["event"]["thread_ts"] = notice["ts"]
+        await w.slack_post(reply)  # replying takes the conversation over too
+        warning = await eventually(
+            lambda: [m for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"]) if m["text"].startswith("⚠️")],
+            what="the error in the agent's thread",
+        )
+        assert "Could not deliver to the customer" in warning[0]["text"] and "blocked" in warning[0]["text"]
+
+
+async def test_forget_deletes_the_agents_turns_and_the_relayed_copies(
+    spy: SpyEngine, memory: Memory, settings: Settings
+) -> None:
+    async with world(spy, memory, settings, slack_support=SLACK_SUPPORT) as w:
+        w.telegram.push(private(ASK, message_id=1))
+        [notice] = await eventually(w.in_support, what="the notice")
+        reply = json.loads((DATA / "slack" / "agent_thread_reply.json").read_text())
+        reply["event"]["thread_ts"] = notice["ts"]
+        await w.slack_post(reply)
+        [relayed] = await eventually(lambda: [m for m in w.telegram.sent_to(ALICE) if m["text"].startswith("Dana:")],
+                                     what="the agent's message")  # fmt: skip
+        w.telegram.push(private("My order number is 555-1234.", message_id=2))
+        await eventually(
+            lambda: [m for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"]) if "555-1234" in m["text"]],
+            what="the customer's turn in the thread",
+        )
+        command = private("/forget", message_id=3)
+        command["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": 7}]
+        w.telegram.push(command)
+        await eventually(lambda: any("deleted" in t for t in w.to_alice()), what="the forget answer")
+        thread = [m["text"] for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"])]
+        assert not [t for t in thread if "555-1234" in t]  # the relayed copy is deleted in Slack
+        assert (ALICE, relayed["message_id"]) in w.telegram.deleted  # and the agent's words in Telegram
+    assert await memory.messages(ConversationKey("telegram", str(ALICE))) == []
+
+
+async def test_the_buttons_work_in_socket_mode_too(spy: SpyEngine, memory: Memory, settings: Settings) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    from tests.bot.adapters.test_slack_e2e import RecordingSocketClient
+
+    async with world(spy, memory, settings, slack_support=SLACK_SUPPORT) as w:
+        w.telegram.push(private(ASK, message_id=1))
+        [notice] = await eventually(w.in_support, what="the notice")
+        [escalation] = await w.bot.escalations.all()
+        handler = AsyncSocketModeHandler(w.slack_adapter.app, "xapp-1-test")
+        socket = RecordingSocketClient(handler.client.logger)
+        payload = button("tonebot_take", escalation.id, notice["ts"])
+        request = SocketModeRequest(type="interactive", envelope_id="env-7", payload=payload)
+        await handler.handle(socket, request)  # type: ignore[arg-type]
+        assert [ack.envelope_id for ack in socket.acks] == ["env-7"]
+        await eventually(lambda: [t for t in w.to_alice() if "has joined" in t], what="the joined line")
+        await handler.close_async()
+    [taken] = await w.bot.escalations.all()
+    assert taken.taken_by == "slack:Dana"
