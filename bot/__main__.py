@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bench = commands.add_parser("bench", help="speed and memory of the configured model, with a JSON report")
     bench.add_argument("--quick", action="store_true", help="a few seconds' smoke run (numbers not meaningful)")
     bench.add_argument("--vs-llamacpp", action="store_true", help="also decode the same GGUF with llama.cpp")
+    bench.add_argument(
+        "--model", help="a hub id (in the cache), a local directory or a .gguf file, instead of model.id"
+    )
+    bench.add_argument(
+        "--soak", type=float, metavar="MINUTES", help="chat continuously this long: RSS and p95 over time"
+    )
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the JSON report goes")
     db = commands.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
@@ -114,9 +120,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "bench":
         from bot import bench
 
-        report = asyncio.run(bench.run(settings, args.quick, args.vs_llamacpp))
-        print(bench.table(report))
-        print(f"report: {bench.write(report, args.out)}")
+        if args.model:
+            settings = dataclasses.replace(
+                settings, model=dataclasses.replace(settings.model, id=args.model, gguf_file="")
+            )
+        if args.soak:
+            from bot import soak
+
+            report = asyncio.run(soak.run(settings, args.soak))
+            print(soak.table(report))
+            print(f"report: {bench.write(report, args.out, 'soak')}")
+        else:
+            report = asyncio.run(bench.run(settings, args.quick, args.vs_llamacpp))
+            print(bench.table(report))
+            print(f"report: {bench.write(report, args.out)}")
     elif args.command == "db":
         migrate.upgrade(settings.memory.url)
         print(f"database at {settings.memory.url} is up to date")
@@ -158,9 +175,10 @@ def check_config(settings: Settings) -> str:
     app.check_exposure(settings)
     if settings.model.engine == "openai" and not settings.model.base_url:
         raise ConfigError("model.engine = 'openai' needs model.base_url")
-    if settings.model.engine == "transformers":
+    if (kind := app.engine_kind(settings.model)) != "openai":
         source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
-        model = f"{source.name} in this process ({source.path})"
+        runtime = "llama.cpp" if kind == "llamacpp" else "Transformers"
+        model = f"{source.name} in this process, {runtime} ({source.path / source.gguf_file})"
     else:
         model = f"OpenAI-compatible server at {settings.model.base_url} (tokenizer: {settings.model.id})"
     adapters = app.enabled_adapters(settings)

@@ -22,6 +22,7 @@ from bot.delivery import OutputChannel
 from bot.desk import Desk
 from bot.notify import Notifications
 from bot.recovery import Recovery
+from core import loading
 from core.bot import Bot
 from core.db import Database
 from core.engine import Engine, Health
@@ -53,12 +54,26 @@ class Loading:
         pass
 
 
+def engine_kind(settings: ModelSettings) -> str:
+    """`model.engine`, with "auto" decided: llama.cpp for a .gguf file, Transformers for the rest."""
+    if settings.engine != "auto":
+        return settings.engine
+    source = loading.resolve(settings.id, settings.gguf_file, settings.fallback_to_embedded)
+    return "llamacpp" if source.gguf_file else "transformers"
+
+
 async def open_engine(settings: ModelSettings, sentiment: SentimentSettings, api_key: str = "") -> Engine:
-    """The engine factory, by `model.engine`: in this process, or an OpenAI-compatible server."""
-    if settings.engine == "openai":
+    """The engine factory, by `model.engine`: in this process (llama.cpp or Transformers), or an
+    OpenAI-compatible server."""
+    kind = await asyncio.to_thread(engine_kind, settings)
+    if kind == "openai":
         from core.remote import OpenAICompatEngine
 
         return await OpenAICompatEngine.connect(settings, sentiment, api_key)
+    if kind == "llamacpp":
+        from core.local.llamacpp import LlamaCppEngine  # the xllamacpp wheel; no torch
+
+        return await LlamaCppEngine.load(settings, sentiment)
     from core.local.engine import TransformersEngine  # imports torch and transformers
 
     return await TransformersEngine.load(settings, sentiment)

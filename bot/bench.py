@@ -1,22 +1,26 @@
 """`tonebot bench`: one process, one model load, one run; a table on stdout and JSON on disk.
 
-Everything is measured on the configured model in the same process: classify latency next to
-the seed's method (instruction + greedy generation of up to 8 tokens, fp32), reply speed, the
-decode roofline from this machine's measured memory bandwidth, throughput under concurrent
-conversations through the real pipeline, peak RSS and cold start.
+Everything is measured on the configured model (or `--model`), with the engine serving would pick
+(llama.cpp for a .gguf file, Transformers otherwise), in the same process: classify latency next to
+the seed's method (instruction + greedy generation of up to 8 tokens, Transformers fp32 on the same
+weights), the reply as a user gets it (first token, decode speed), message -> reply through the
+whole pipeline, throughput under concurrent conversations, the decode roofline from this machine's
+measured memory bandwidth, peak RSS and cold start; with --vs-llamacpp, llama.cpp's own server on
+the same GGUF as the anchor. Torch is imported only for the seed's method, after RSS is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import os
 import platform
 import resource
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -24,15 +28,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bot import migrate
+from bot.app import engine_kind, open_engine
 from bot.config import Settings
-from bot.evaluate import generate_label
 from core import loading
 from core.bot import Bot
+from core.engine import Engine
 from core.errors import ConfigError
 from core.events import ChatMessage, ConversationKey, IncomingMessage
-from core.local.engine import TransformersEngine
-from core.local.worker import in_own_thread
 from core.memory import Memory
 
 # Support-chat style messages, written for the benchmark (not taken from the evaluation sets).
@@ -50,6 +55,7 @@ SAMPLE = [
     "太差了，再也不买了。",
     "请问可以开发票吗？",
 ]
+SEA = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me about the sea.")]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -57,17 +63,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def machine() -> dict[str, Any]:
-    import torch
+def rss_now() -> int:
+    """Resident set size now, in bytes (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+
+def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
+    flags = next((line for line in _cpuinfo() if line.startswith("flags")), "")
     return {
         "cpu": cpu or platform.processor(),
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "avx512_bf16": "avx512_bf16" in flags,
         "python": platform.python_version(),
-        "torch": torch.__version__,
         "platform": platform.platform(),
     }
 
@@ -80,51 +91,51 @@ def _cpuinfo() -> list[str]:
 
 
 def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
-    """Bytes per second of a large tensor copy (read + write), the best of a few runs."""
-    import torch
-
-    source = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32)
-    target = torch.empty_like(source)
+    """Bytes per second of a large array copy (read + write), the best of a few runs."""
+    source = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
+    target = np.empty_like(source)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        target.copy_(source)
+        np.copyto(target, source)
         best = min(best, time.perf_counter() - started)
-    return 2 * source.numel() * source.element_size() / best
+    return 2 * source.nbytes / best
 
 
-def weight_bytes(model: Any, per_token: bool = False) -> int:
-    """Bytes of weights held in memory, or (`per_token`) read to decode one token: every linear
-    layer and norm; an embedding table only as the one row it reads then."""
+def weights(engine: Engine) -> tuple[int, int]:
+    """(bytes of weights the process holds, bytes read to decode one token). A GGUF file under
+    llama.cpp: the file (memory-mapped). A Transformers model: every parameter, and per token every
+    linear layer and norm, an embedding table only as the one row it reads then."""
+    if not hasattr(engine, "model"):
+        size = Path(getattr(engine, "gguf_path", "")).stat().st_size
+        return size, size
     import torch
 
-    total, seen = 0, set()
-    for module in model.modules():
+    held, read, seen = 0, 0, set()
+    for module in engine.model.modules():
         for p in module.parameters(recurse=False):
-            if id(p) not in seen and not (per_token and isinstance(module, torch.nn.Embedding)):
+            if id(p) not in seen:
                 seen.add(id(p))  # tied weights count once
-                total += p.numel() * p.element_size()
-    return total
+                held += p.numel() * p.element_size()
+                read += 0 if isinstance(module, torch.nn.Embedding) else p.numel() * p.element_size()
+    return held, read
 
 
-def timed_decode(engine: TransformersEngine, new_tokens: int) -> dict[str, float]:
-    """Time to first token and decode speed for exactly `new_tokens` tokens, through the same
-    continuous batcher that serves replies (blocking; run it off the event loop)."""
-    chat = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Tell me about the sea.")]
-    ids = engine.prompt_ids(chat)
-    started = time.perf_counter()
-    request = engine.batcher.add_request(ids, "bench-decode", new_tokens, record_timestamps=True, eos_token_id=-1)
-    while (output := engine.batcher.get_result(request, timeout=1.0)) is None or not output.is_finished():
-        pass
-    marks = output.timestamps or [started]
-    return {
-        "ttft_s": marks[0] - started,
-        "decode_tokens_per_s": (len(marks) - 1) / (marks[-1] - marks[0]) if len(marks) > 1 else 0.0,
-        "prompt_tokens": len(ids),
-    }
+async def timed_reply(engine: Engine, new_tokens: int) -> dict[str, float]:
+    """A reply as its user gets it: time to the first text, decode speed over the rest (tokens
+    counted by the model's tokenizer), on a fixed prompt."""
+    engine.settings = dataclasses.replace(engine.settings, max_new_tokens=new_tokens)  # type: ignore[attr-defined]
+    started, marks, text = time.perf_counter(), [], ""
+    async for chunk in engine.reply(SEA):
+        marks.append(time.perf_counter())
+        text += chunk
+    tokens = len(engine.tokenizer.encode(text))  # type: ignore[attr-defined]
+    span = marks[-1] - marks[0] if len(marks) > 1 else 0.0
+    return {"ttft_s": marks[0] - started, "decode_tokens_per_s": (tokens - 1) / span if span else 0.0,
+            "tokens": tokens, "total_s": marks[-1] - started}  # fmt: skip
 
 
-async def classify_latencies(engine: TransformersEngine, texts: list[str]) -> list[float]:
+async def classify_latencies(engine: Engine, texts: list[str]) -> list[float]:
     latencies = []
     for text in texts:
         started = time.perf_counter()
@@ -133,61 +144,93 @@ async def classify_latencies(engine: TransformersEngine, texts: list[str]) -> li
     return latencies
 
 
-async def seed_latencies(engine: TransformersEngine, texts: list[str]) -> list[float]:
-    """The seed's method on the same weights in fp32, as the seed ran it (a copy if we serve another dtype)."""
+async def seed_latencies(settings: Settings, texts: list[str]) -> list[float]:
+    """The seed's method as the seed ran it: Transformers, fp32, the same weights (dequantized)."""
     import torch
 
-    model, tokenizer = engine.model, engine.tokenizer
-    if model.dtype != torch.float32:
-        source = loading.resolve(engine.settings.id, engine.settings.gguf_file, engine.settings.fallback_to_embedded)
-        model, tokenizer = await in_own_thread(lambda: loading.load(source, torch.float32, engine.settings.cache_dir))
-    latencies = []
-    for text in texts:
-        started = time.perf_counter()
-        await engine.worker.run(functools.partial(generate_label, model, tokenizer, text, False))
-        latencies.append(time.perf_counter() - started)
-    return latencies
+    from bot.evaluate import generate_label
+    from core.local.worker import in_own_thread
+
+    source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
+    model, tokenizer = await in_own_thread(lambda: loading.load(source, torch.float32, settings.model.cache_dir))
+
+    def timed() -> list[float]:
+        latencies = []
+        for text in texts:
+            started = time.perf_counter()
+            generate_label(model, tokenizer, text, False)
+            latencies.append(time.perf_counter() - started)
+        return latencies
+
+    return await in_own_thread(timed)
 
 
-async def cold_start_without_cache(settings: Settings) -> float:
-    """Cold start on an empty converted-weights cache: what the very first start costs."""
+def cache_files(cache_dir: Path) -> set[Path]:
+    return set(cache_dir.rglob("*")) if cache_dir.exists() else set()
+
+
+FIRST_START = """
+import asyncio, os, time
+from bot.app import open_engine
+from bot.config import load_settings
+async def main():
+    s = load_settings(environ=os.environ)
+    started = time.perf_counter()
+    engine = await open_engine(s.model, s.sentiment)
+    print(time.perf_counter() - started)
+    await engine.aclose()
+asyncio.run(main())
+"""
+
+
+def cold_start_without_cache(settings: Settings) -> float:
+    """The very first start: a fresh process (nothing imported yet, as `tonebot serve`), an empty
+    cache (requantized or converted weights, the extracted tokenizer); seconds to a ready engine."""
     with tempfile.TemporaryDirectory() as tmp:
-        model = dataclasses.replace(settings.model, cache_dir=Path(tmp))
-        started = time.perf_counter()
-        engine = await TransformersEngine.load(model, settings.sentiment)
-        elapsed = time.perf_counter() - started
-        await engine.aclose()
-    return elapsed
+        model = settings.model
+        env = {**os.environ, "TONEBOT_MODEL__ID": model.id, "TONEBOT_MODEL__GGUF_FILE": model.gguf_file,
+               "TONEBOT_MODEL__ENGINE": model.engine, "TONEBOT_MODEL__CACHE_DIR": tmp}  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", FIRST_START], env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"the first start failed: {done.stderr[-2000:]}")
+        return float(done.stdout.split()[-1])
 
 
-async def load_test(
-    engine: TransformersEngine, settings: Settings, conversations: int, messages: int
-) -> dict[str, float]:
+async def pipeline(engine: Engine, settings: Settings) -> tuple[Bot, Memory, tempfile.TemporaryDirectory[str]]:
+    """A Bot on the engine and a fresh SQLite file: sentiment, storage and reply, as served."""
+    tmp = tempfile.TemporaryDirectory()
+    url = f"sqlite:///{tmp.name}/bench.db"
+    await asyncio.to_thread(migrate.upgrade, url)
+    memory = Memory.open(url)
+    return Bot(engine, memory, settings.prompts, settings.memory), memory, tmp
+
+
+async def load_test(engine: Engine, settings: Settings, conversations: int, messages: int) -> dict[str, float]:
     """`conversations` users at once, each sending `messages` in turn, through the whole pipeline."""
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        await asyncio.to_thread(migrate.upgrade, url)
-        memory = Memory.open(url)
-        bot = Bot(engine, memory, settings.prompts, settings.memory)
-        latencies: list[float] = []
+    bot, memory, tmp = await pipeline(engine, settings)
+    latencies: list[float] = []
+    tokens: list[int] = []
 
-        async def user(n: int) -> None:
-            for i in range(messages):
-                msg = IncomingMessage(ConversationKey("bench", f"c{n}"), f"u{n}", SAMPLE[(n + i) % len(SAMPLE)])
-                started = time.perf_counter()
-                await bot.handle(msg)
-                latencies.append(time.perf_counter() - started)
+    async def user(n: int) -> None:
+        for i in range(messages):
+            msg = IncomingMessage(ConversationKey("bench", f"c{n}"), f"u{n}", SAMPLE[(n + i) % len(SAMPLE)])
+            started = time.perf_counter()
+            reply = await bot.handle(msg)
+            latencies.append(time.perf_counter() - started)
+            tokens.append(len(engine.tokenizer.encode(reply.text)))  # type: ignore[attr-defined]
 
-        started = time.perf_counter()
-        await asyncio.gather(*(user(n) for n in range(conversations)))
-        wall = time.perf_counter() - started
-        await memory.aclose()
+    started = time.perf_counter()
+    await asyncio.gather(*(user(n) for n in range(conversations)))
+    wall = time.perf_counter() - started
+    await memory.aclose()
+    tmp.cleanup()
     return {
         "conversations": conversations,
         "messages": len(latencies),
         "messages_per_s": len(latencies) / wall,
         "p50_s": statistics.median(latencies),
         "p95_s": percentile(latencies, 0.95),
+        "reply_tokens_mean": statistics.fmean(tokens),  # replies may end before max_new_tokens
     }
 
 
@@ -200,7 +243,7 @@ def llamacpp_server(gguf: Path, parallel: int = 1, context: int = 2048) -> Any:
         raise ConfigError("llama.cpp's server needs its Python wheel: pip install xllamacpp") from exc
     params = xllamacpp.CommonParams()
     params.model.path = str(gguf)
-    params.n_parallel, params.n_ctx = parallel, context
+    params.n_parallel, params.n_ctx, params.verbosity = parallel, context, 0
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = os.cpu_count() or 1
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -210,8 +253,8 @@ def llamacpp_server(gguf: Path, parallel: int = 1, context: int = 2048) -> Any:
 
 
 def llamacpp_decode(settings: Settings, new_tokens: int) -> dict[str, Any]:
-    """The same GGUF under llama.cpp's server (xllamacpp wheel), on loopback: the anchor a CPU user
-    would otherwise pick. Its own timings of one greedy completion of exactly `new_tokens` tokens."""
+    """The same GGUF under llama.cpp's own server (xllamacpp wheel), on loopback: the anchor a CPU
+    user would otherwise pick. Its own timings of one greedy completion of exactly `new_tokens`."""
     source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
     if not source.gguf_file:
         raise ConfigError("--vs-llamacpp compares GGUF weights; the configured model is not a .gguf file")
@@ -234,80 +277,88 @@ def llamacpp_decode(settings: Settings, new_tokens: int) -> dict[str, Any]:
 
 
 async def run(settings: Settings, quick: bool, vs_llamacpp: bool = False) -> dict[str, Any]:
+    kind = await asyncio.to_thread(engine_kind, settings.model)
+    cached = cache_files(settings.model.cache_dir)
     started = time.perf_counter()
-    engine = await TransformersEngine.load(settings.model, settings.sentiment)
+    engine = await open_engine(settings.model, settings.sentiment)
     cold_start = time.perf_counter() - started
+    cache_was = "warm" if cache_files(settings.model.cache_dir) == cached else "filled by this start"
+    texts = SAMPLE[:4] if quick else SAMPLE * 4
+    reply_tokens = 8 if quick else 64
     try:
-        texts = SAMPLE[:4] if quick else SAMPLE * 4
         ours = await classify_latencies(engine, texts)
-        decode = await asyncio.to_thread(timed_decode, engine, 8 if quick else 64)
-        reply_tokens = 8 if quick else 64
-        engine.settings = dataclasses.replace(engine.settings, max_new_tokens=reply_tokens)
-        one = await load_test(engine, settings, 1, 1 if quick else 3)
-        levels = (1, 2) if quick else (1, 4, 8, 16)
+        reply = await timed_reply(engine, reply_tokens)
+        one = await load_test(engine, settings, 1, 1 if quick else 5)
+        levels = (1, 2) if quick else (1, 4, 8)
         load = [await load_test(engine, settings, c, 1 if quick else 2) for c in levels]
-        weights, per_token = weight_bytes(engine.model), weight_bytes(engine.model, per_token=True)
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the seed's fp32 copy
-        seed = await seed_latencies(engine, texts[:4] if quick else texts[:24])
-        bandwidth = memory_bandwidth(64 if quick else 512)
-        first_start = None if quick else await cold_start_without_cache(settings)
-        llamacpp = await asyncio.to_thread(llamacpp_decode, settings, reply_tokens) if vs_llamacpp else None
-        roofline = bandwidth / per_token
-        base = load[0]["messages_per_s"]
-        return {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "quick": quick,
-            "machine": machine(),
-            "model": {
-                "name": engine.source_name,
-                "dtype": str(engine.model.dtype).removeprefix("torch."),
-                "weight_bytes": weights,
-                "bytes_read_per_token": per_token,
-            },
-            "cold_start_s": cold_start,
-            "cold_start_first_run_s": first_start,
-            "llamacpp": llamacpp,
-            "classify": {
-                "p50_ms": 1000 * statistics.median(ours),
-                "p95_ms": 1000 * percentile(ours, 0.95),
-                "messages": len(ours),
-            },
-            "seed_generate": {
-                "p50_ms": 1000 * statistics.median(seed),
-                "p95_ms": 1000 * percentile(seed, 0.95),
-                "messages": len(seed),
-                "dtype": "float32",
-            },
-            "classify_speedup_p50": statistics.median(seed) / statistics.median(ours),
-            "reply": {**decode, "end_to_end_s": one["p50_s"], "reply_tokens": reply_tokens},
-            "roofline": {
-                "bandwidth_gb_s": bandwidth / 1e9,
-                "tokens_per_s": roofline,
-                "achieved": decode["decode_tokens_per_s"] / roofline,
-            },
-            "load": [{**level, "speedup": level["messages_per_s"] / base} for level in load],
-            "peak_rss_bytes": peak_rss,
-            "peak_rss_over_weights": peak_rss / weights,
-        }
+        held, per_token = weights(engine)
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the seed's own copy
+        name = getattr(engine, "source_name", settings.model.id)
+        served = Path(getattr(engine, "gguf_path", None) or "").name or None  # llama.cpp: maybe a requantized copy
     finally:
         await engine.aclose()
+    seed = await seed_latencies(settings, texts[:4] if quick else texts[:24])
+    bandwidth = memory_bandwidth(64 if quick else 512)
+    first_start = None if quick else await asyncio.to_thread(cold_start_without_cache, settings)
+    llamacpp = await asyncio.to_thread(llamacpp_decode, settings, reply_tokens) if vs_llamacpp else None
+    roofline = bandwidth / per_token
+    base = load[0]["messages_per_s"]
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": machine(),
+        "engine": kind,
+        "model": {"name": name, "served_file": served, "weight_bytes": held, "bytes_read_per_token": per_token},
+        "cold_start_s": cold_start,
+        "cold_start_cache": cache_was,  # "filled by this start": that was a first start
+        "cold_start_first_run_s": first_start,
+        "llamacpp": llamacpp,
+        "decode_vs_llamacpp": reply["decode_tokens_per_s"] / llamacpp["decode_tokens_per_s"] if llamacpp else None,
+        "classify": latency(ours),
+        "seed_generate": {**latency(seed), "dtype": "float32"},
+        "classify_speedup_p50": statistics.median(seed) / statistics.median(ours),
+        "reply": {
+            **reply,
+            "end_to_end_s": one["p50_s"],
+            "end_to_end_p95_s": one["p95_s"],
+            "end_to_end_reply_tokens": one["reply_tokens_mean"],
+            "reply_tokens": reply_tokens,
+        },
+        "roofline": {
+            "bandwidth_gb_s": bandwidth / 1e9,
+            "tokens_per_s": roofline,
+            "achieved": reply["decode_tokens_per_s"] / roofline,
+        },
+        "load": [{**level, "speedup": level["messages_per_s"] / base} for level in load],
+        "peak_rss_bytes": peak_rss,
+        "peak_rss_over_weights": peak_rss / held,
+    }
+
+
+def latency(seconds: list[float]) -> dict[str, float]:
+    return {"p50_ms": 1000 * statistics.median(seconds), "p95_ms": 1000 * percentile(seconds, 0.95),
+            "messages": len(seconds)}  # fmt: skip
 
 
 def table(r: dict[str, Any]) -> str:
     c, s, rep, roof = r["classify"], r["seed_generate"], r["reply"], r["roofline"]
+    first = r["cold_start_first_run_s"]
     lines = [
-        f"model {r['model']['name']} ({r['model']['dtype']}, {r['model']['weight_bytes'] / 1e6:.0f} MB) "
+        f"model {r['model']['name']} ({r['engine']}"
+        + (f", serving {r['model']['served_file']}" if r["model"].get("served_file") else "")
+        + f", {r['model']['weight_bytes'] / 1e6:.0f} MB of weights) "
         f"on {r['machine']['cpu']} x{r['machine']['cores']}",
-        f"cold start to ready (converted-weights cache): {r['cold_start_s']:.1f} s"
-        + (f"; first run, empty cache: {r['cold_start_first_run_s']:.1f} s" if r["cold_start_first_run_s"] else ""),
+        f"cold start to ready: {r['cold_start_s']:.1f} s, the cache (converted weights, tokenizer) "
+        + ("warm" if r["cold_start_cache"] == "warm" else "empty: a first start")
+        + (f"; first start, empty cache: {first:.1f} s" if first else ""),
         f"classify p50 / p95:            {c['p50_ms']:7.1f} / {c['p95_ms']:7.1f} ms",
         f"seed generate p50 / p95 (fp32): {s['p50_ms']:7.1f} / {s['p95_ms']:7.1f} ms",
         f"classify p50 speed-up over the seed's method: {r['classify_speedup_p50']:.1f}x",
-        f"reply: first token {rep['ttft_s'] * 1000:.0f} ms, decode {rep['decode_tokens_per_s']:.1f} tok/s, "
-        f"message -> {rep['reply_tokens']}-token reply {rep['end_to_end_s']:.2f} s",
+        f"reply: first token {rep['ttft_s'] * 1000:.0f} ms, decode {rep['decode_tokens_per_s']:.1f} tok/s; "
+        f"message -> {rep['reply_tokens']}-token reply (sentiment and storage included) "
+        f"p50 {rep['end_to_end_s']:.2f} s (replies averaged {rep['end_to_end_reply_tokens']:.0f} tokens)",
         f"decode roofline: {roof['bandwidth_gb_s']:.1f} GB/s / {r['model']['bytes_read_per_token'] / 1e6:.0f} MB "
-        f"per token -> {roof['tokens_per_s']:.1f} tok/s; "
-        f"achieved {roof['achieved']:.0%}",
+        f"per token -> {roof['tokens_per_s']:.1f} tok/s; achieved {roof['achieved']:.0%}",
         "concurrent conversations | messages/s | p95 s | vs one",
         *(
             f"{lv['conversations']:>24} | {lv['messages_per_s']:10.2f} | {lv['p95_s']:5.2f} | {lv['speedup']:.2f}x"
@@ -318,14 +369,14 @@ def table(r: dict[str, Any]) -> str:
     if r["llamacpp"]:
         cpp = r["llamacpp"]
         lines.append(
-            f"llama.cpp on {cpp['weights']}: decode {cpp['decode_tokens_per_s']:.1f} tok/s, "
-            f"prompt {cpp['prompt_tokens_per_s']:.0f} tok/s (ours: {rep['decode_tokens_per_s']:.1f} tok/s)"
+            f"llama.cpp's own server on {cpp['weights']}: decode {cpp['decode_tokens_per_s']:.1f} tok/s, prompt "
+            f"{cpp['prompt_tokens_per_s']:.0f} tok/s; tonebot's decode is {r['decode_vs_llamacpp']:.2f}x that"
         )
     return "\n".join(lines)
 
 
-def write(report: dict[str, Any], out_dir: Path) -> Path:
+def write(report: dict[str, Any], out_dir: Path, kind: str = "bench") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"bench-{report['when'].replace(':', '')}.json"
+    path = out_dir / f"{kind}-{report['when'].replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path

@@ -8,18 +8,27 @@ parsed for a label word).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.config import Settings
 from bot.datasets import labelled, sample
+from core import loading
+from core.engine import Engine
+from core.errors import ConfigError
 from core.events import LABELS
-from core.local.engine import TransformersEngine
+from core.local.llamacpp import TOP_FEATURES, TOP_LABELS, LlamaCppEngine
+
+if TYPE_CHECKING:  # imported when used: torch loads OpenMP, and llama.cpp wants it loaded its way
+    from core.local.engine import TransformersEngine
+
+    Local = TransformersEngine | LlamaCppEngine  # the engines that read the mood in this process
 
 SEED_PROMPT = "Classify the sentiment of the following text as negative, neutral or positive.\nText: {text}\nSentiment:"
 
@@ -66,46 +75,96 @@ def generate_label(model: Any, tokenizer: Any, text: str, two_class: bool = Fals
 NAMES = {"head": "mood head", "labels": "label-token scoring", "generate": "generate (seed)"}
 
 
-async def evaluate(engine: TransformersEngine, rows: list[dict[str, Any]], vs_generate: bool) -> dict[str, Any]:
-    """One report per method, the configured one first; two-class rows are scored negative vs positive."""
+Scorer = Callable[[str], Sequence[float]]  # blocking: one text -> probabilities in LABELS order
+
+
+def scorers(engine: Local) -> dict[str, Scorer]:
+    """The engine's configured method first (the head, or label scoring), then label scoring."""
+    if isinstance(engine, LlamaCppEngine):
+        found: dict[str, Scorer] = {}
+        if engine.head is not None:
+            found["head"] = lambda text: engine.probabilities([engine.top_logprobs(text, TOP_FEATURES)])[0]
+        found["labels"] = lambda text: engine.label_probabilities([engine.top_logprobs(text, TOP_LABELS)])[0]
+        return found
+    reader = engine.reader
+    found = {reader.method: lambda text: reader.probabilities([text], reader.method)[0]}
+    if reader.method == "head":
+        found["labels"] = lambda text: reader.probabilities([text], "labels")[0]
+    return found
+
+
+async def evaluate(engine: Local, rows: list[dict[str, Any]], vs_generate: bool, settings: Settings) -> dict[str, Any]:
+    """One report per method, the configured one first; two-class rows are scored negative vs positive.
+    Every method reads the texts one at a time: the per-message latency a chat user sees."""
     gold = [r["label"] for r in rows]
     two_class = "neutral" not in gold
     labels = ("negative", "positive") if two_class else LABELS
     texts = [r["text"] for r in rows]
-    reader = engine.reader
 
-    def scored(method: str) -> Callable[[str], str]:
-        def label(text: str) -> str:
-            probs = reader.probabilities([text], method)[0]  # type: ignore[arg-type]
-            return max(labels, key=lambda name: float(probs[LABELS.index(name)]))
+    def timed(predict: Callable[[str], str]) -> Callable[[], tuple[list[str], list[float]]]:
+        def run() -> tuple[list[str], list[float]]:
+            pred, latencies = [], []
+            for text in texts:
+                started = time.perf_counter()
+                pred.append(predict(text))
+                latencies.append(time.perf_counter() - started)
+            return pred, latencies
 
-        return label
+        return run
 
-    methods: dict[str, Callable[[str], str]] = {reader.method: scored(reader.method)}
-    if reader.method == "head":
-        methods["labels"] = scored("labels")
-    if vs_generate:
-        methods["generate"] = functools.partial(generate_label, engine.model, engine.tokenizer, two_class=two_class)
-    reports = []
-    for method, predict in methods.items():
-        latencies, pred = [], []
-        for text in texts:  # one at a time: the per-message latency a chat user sees
-            started = time.perf_counter()
-            pred.append(await engine.worker.run(functools.partial(predict, text)))
-            latencies.append(time.perf_counter() - started)
-        reports.append({"method": NAMES[method], **metrics(gold, pred, labels),
-                        "p50_ms": 1000 * statistics.median(latencies)})  # fmt: skip
+    def labelled_by(score: Scorer) -> Callable[[str], str]:
+        return lambda text: max(labels, key=lambda name: float(score(text)[LABELS.index(name)]))
+
+    async def on_model_thread(job: Callable[[], tuple[list[str], list[float]]]) -> tuple[list[str], list[float]]:
+        return await (asyncio.to_thread(job) if isinstance(engine, LlamaCppEngine) else engine.worker.run(job))
+
+    runs = {method: await on_model_thread(timed(labelled_by(score))) for method, score in scorers(engine).items()}
+    if vs_generate:  # the seed's method: Transformers in fp32 on the same weights
+        if not isinstance(engine, LlamaCppEngine):
+            seed = functools.partial(generate_label, engine.model, engine.tokenizer, two_class=two_class)
+            runs["generate"] = await on_model_thread(timed(seed))
+        else:  # its own thread, as the model it loads
+            from core.local.worker import in_own_thread
+
+            model, tokenizer = await in_own_thread(functools.partial(seed_model, settings))
+            seed = functools.partial(generate_label, model, tokenizer, two_class=two_class)
+            runs["generate"] = await in_own_thread(timed(seed))
+    reports = [{"method": NAMES[method], **metrics(gold, pred, labels), "p50_ms": 1000 * statistics.median(latencies)}
+               for method, (pred, latencies) in runs.items()]  # fmt: skip
     report: dict[str, Any] = {**reports[0], "baselines": reports[1:]}
     if vs_generate:
         report["speedup_p50"] = reports[-1]["p50_ms"] / reports[0]["p50_ms"]
     return report
 
 
+def seed_model(settings: Settings) -> tuple[Any, Any]:
+    """The configured weights in Transformers, fp32 (a GGUF file dequantized once into the cache)."""
+    import torch
+
+    model = settings.model
+    source = loading.resolve(model.id, model.gguf_file, model.fallback_to_embedded)
+    return loading.load(source, torch.float32, model.cache_dir)
+
+
 async def run(settings: Settings, path: Path, limit: int | None, split: str, vs_generate: bool) -> dict[str, Any]:
+    """On the engine that serves (`model.engine`): llama.cpp for a .gguf file, else Transformers."""
+    from bot.app import open_engine
+
     rows = sample(labelled(path, split), limit)  # type: ignore[arg-type]
-    engine = await TransformersEngine.load(settings.model, settings.sentiment)
+    engine: Engine = await open_engine(settings.model, settings.sentiment)
+    if not isinstance(engine, LlamaCppEngine) and not hasattr(engine, "reader"):  # an OpenAI-compatible server
+        await engine.aclose()
+        raise ConfigError(
+            "tonebot eval reads the mood in this process: model.engine 'auto', 'transformers' or 'llamacpp'"
+        )
     try:
-        return {"file": str(path), "split": split, **await evaluate(engine, rows, vs_generate)}
+        kind = "llamacpp" if isinstance(engine, LlamaCppEngine) else "transformers"
+        return {
+            "file": str(path),
+            "split": split,
+            "engine": kind,
+            **await evaluate(cast("Local", engine), rows, vs_generate, settings),
+        }
     finally:
         await engine.aclose()
 

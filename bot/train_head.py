@@ -10,34 +10,55 @@ means about what it says. Two-class files (negative / positive only) train those
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
 import re
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from bot.app import engine_kind
 from bot.config import Settings
 from bot.datasets import labelled, sample, split_of
 from bot.evaluate import metrics, score_cells, score_header
 from core.events import LABELS
-from core.local.engine import TransformersEngine
-from core.local.head import Identity, MoodHead, Pooling
+from core.local.head import Identity, MoodHead, Pooling, logprob_features
+from core.local.llamacpp import TOP_FEATURES, LlamaCppEngine
+
+if TYPE_CHECKING:  # imported when used: torch loads OpenMP, and llama.cpp wants it loaded its way
+    from core.local.engine import TransformersEngine
+
+    Engine = TransformersEngine | LlamaCppEngine
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
-TOLERANCE = 0.01  # of valid macro-F1 that a shallower layer may give up
+TOLERANCE = 0.01  # of valid macro-F1 that a shallower layer or a smaller C may give up
 BATCH = 32
 
 
 def candidate_layers(depth: int) -> list[int]:
     """Every other layer from a third of the way down to the last."""
     return sorted({*range(depth // 3, depth + 1, 2), depth})
+
+
+# Heads are fitted on either in-process engine's own features: Transformers' hidden state at any
+# layer, or under llama.cpp the next-token log-probabilities of the `TOKENS` tokens most often among
+# the training rows' top ones (a linear function of the final state; no early exit there).
+TOKENS = 1000
+
+
+def identity_of(engine: Engine) -> Identity:
+    return engine.identity if isinstance(engine, LlamaCppEngine) else engine.reader.identity
+
+
+def depth_of(engine: Engine) -> int:
+    return -1 if isinstance(engine, LlamaCppEngine) else engine.reader.depth
 
 
 async def extract(
@@ -47,16 +68,37 @@ async def extract(
     from tqdm import tqdm
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    found: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    found: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     with tqdm(total=len(texts), unit="row", file=sys.stderr, desc="features") as bar:
         for start in range(0, len(order), BATCH):
             chunk = [texts[i] for i in order[start : start + BATCH]]
-            batch = await engine.worker.run(functools.partial(engine.reader.layer_features, chunk, layers, pooling))
+            parts = await engine.worker.run(functools.partial(engine.reader.layer_features, chunk, layers, pooling))
+            batch = {layer: part.numpy() for layer, part in parts.items()}
             for layer in layers:
                 found[layer].append(batch[layer])
             bar.update(len(chunk))
     unsort = np.argsort(order)
-    return {layer: torch.cat(parts).numpy()[unsort] for layer, parts in found.items()}
+    return {layer: np.concatenate(parts)[unsort] for layer, parts in found.items()}
+
+
+async def top_logprobs(engine: LlamaCppEngine, texts: Sequence[str]) -> list[dict[int, tuple[str, float]]]:
+    from tqdm import tqdm
+
+    return [await asyncio.to_thread(engine.top_logprobs, text, TOP_FEATURES)
+            for text in tqdm(texts, unit="row", file=sys.stderr, desc="log-probabilities")]  # fmt: skip
+
+
+def common_tokens(tops: Sequence[dict[int, tuple[str, float]]], n: int) -> np.ndarray:
+    """The `n` tokens most often among the rows' top ones."""
+    counts = Counter(token for top in tops for token in top)
+    return np.array([token for token, _ in counts.most_common(n)], dtype=np.int64)
+
+
+async def label_scoring(engine: TransformersEngine, texts: Sequence[str], final: np.ndarray) -> np.ndarray:
+    """The baseline a head must beat, (n, 3) probabilities: label-token scoring on the same texts."""
+    import torch
+
+    return engine.reader.label_scores(torch.tensor(final)).numpy()
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float) -> Any:
@@ -119,7 +161,7 @@ def temperature(logits: np.ndarray, gold: np.ndarray) -> float:
 
 
 async def train(
-    engine: TransformersEngine,
+    engine: Engine,
     files: Sequence[Path],
     layer: int | None = None,
     pooling: Pooling = "last",
@@ -131,14 +173,23 @@ async def train(
     parts = {name: [r for r in rows if split_of(r["text"]) == name] for name in ("train", "valid", "test")}
     if {r["label"] for r in parts["train"]} != set(LABELS):
         raise ValueError("the training rows need all three labels (a three-class file among the inputs)")
-    depth = engine.reader.depth
-    layers = [layer] if layer else candidate_layers(depth)
-    features = {name: await extract(engine, [r["text"] for r in part], layers, pooling) for name, part in parts.items()}
-    if pooling == "last" and depth in layers:  # label scoring reads the same final state: no second pass
-        final = features["test"][depth]
+    depth = depth_of(engine)
+    tokens = None
+    if isinstance(engine, LlamaCppEngine):
+        layers, pooling = [depth], "logprobs"
+        tops = {name: await top_logprobs(engine, [r["text"] for r in part]) for name, part in parts.items()}
+        tokens = common_tokens(tops["train"], TOKENS)
+        features = {name: {depth: logprob_features([{i: lp for i, (_, lp) in t.items()} for t in top], tokens)}
+                    for name, top in tops.items()}  # fmt: skip
+        baseline = score(np.log(engine.probabilities(tops["test"])), parts["test"])  # no head: label scoring
     else:
-        final = (await extract(engine, [r["text"] for r in parts["test"]], [depth], "last"))[depth]
-    baseline = score(np.log(engine.reader.label_scores(torch.tensor(final)).numpy()), parts["test"])
+        layers = [layer] if layer else candidate_layers(depth)
+        features = {name: await extract(engine, [r["text"] for r in p], layers, pooling) for name, p in parts.items()}
+        if pooling == "last" and depth in layers:  # label scoring reads the same final state: no second pass
+            final = features["test"][depth]
+        else:
+            final = (await extract(engine, [r["text"] for r in parts["test"]], [depth], "last"))[depth]
+        baseline = score(np.log(await label_scoring(engine, [r["text"] for r in parts["test"]], final)), parts["test"])
     gold = {name: np.array([r["label"] for r in part]) for name, part in parts.items()}
 
     sweep: list[dict[str, Any]] = []
@@ -147,25 +198,29 @@ async def train(
             fitted = _fit(features["train"][candidate], gold["train"], c)
             valid = _mean_f1(score(_logits(fitted, features["valid"][candidate]), parts["valid"]))
             sweep.append({"layer": candidate, "C": c, "valid_macro_f1": round(valid, 4)})
-    # the shallowest (cheapest: the pass stops there) layer within TOLERANCE of the best, its best C
+    # the shallowest (cheapest: the pass stops there) layer within TOLERANCE of the best, and there
+    # the strongest regularization (smallest C) within TOLERANCE: the simplest fit the valid split
+    # cannot tell from the best (small valid splits make the single best C noise)
     top = max(s["valid_macro_f1"] for s in sweep)
-    shallowest = min(s["layer"] for s in sweep if s["valid_macro_f1"] >= top - TOLERANCE)
-    best = max((s for s in sweep if s["layer"] == shallowest), key=lambda s: s["valid_macro_f1"])
+    near = [s for s in sweep if s["valid_macro_f1"] >= top - TOLERANCE]
+    shallowest = min(s["layer"] for s in near)
+    best = min((s for s in near if s["layer"] == shallowest), key=lambda s: s["C"])
     chosen: int = best["layer"]
     fitted = _fit(features["train"][chosen], gold["train"], best["C"])
     t = temperature(_logits(fitted, features["valid"][chosen]), gold["valid"])
     test = score(_logits(fitted, features["test"][chosen]), parts["test"])
 
     scaler, classifier = fitted.steps[0][1], fitted.steps[1][1]
-    weight, bias = torch.zeros(len(LABELS), scaler.mean_.shape[0]), torch.full((len(LABELS),), -1e4)
+    weight = np.zeros((len(LABELS), scaler.mean_.shape[0]), dtype=np.float32)
+    bias = np.full((len(LABELS),), -1e4, dtype=np.float32)
     for row, label in enumerate(classifier.classes_):
-        weight[LABELS.index(label)] = torch.tensor(classifier.coef_[row])
+        weight[LABELS.index(label)] = classifier.coef_[row]
         bias[LABELS.index(label)] = float(classifier.intercept_[row])
-    identity = Identity(**{**engine.reader.identity.__dict__, "layer": best["layer"], "pooling": pooling})
+    identity = Identity(**{**identity_of(engine).__dict__, "layer": best["layer"], "pooling": pooling})
     report = {
         "model": identity.model,
         "layer": best["layer"],
-        "depth": engine.reader.depth,
+        "depth": depth,
         "pooling": pooling,
         "C": best["C"],
         "temperature": round(t, 4),
@@ -178,10 +233,11 @@ async def train(
         identity,
         weight=weight,
         bias=bias,
-        mean=torch.tensor(scaler.mean_, dtype=torch.float32),
-        scale=torch.tensor(scaler.scale_, dtype=torch.float32),
+        mean=scaler.mean_.astype(np.float32),
+        scale=scaler.scale_.astype(np.float32),
         temperature=t,
         report=json.dumps({k: v for k, v in report.items() if k != "sweep"}),
+        tokens=tokens,
     )
     return head, report
 
@@ -192,7 +248,14 @@ async def run(
 ) -> dict[str, Any]:  # fmt: skip
     """Load the configured model with no head (a head is fitted on the bare model), fit, save."""
     sentiment = dataclasses.replace(settings.sentiment, head="")
-    engine = await TransformersEngine.load(settings.model, sentiment)
+    kind = await asyncio.to_thread(engine_kind, settings.model)
+    engine: Engine
+    if kind == "llamacpp":
+        engine = await LlamaCppEngine.load(settings.model, sentiment)
+    else:
+        from core.local.engine import TransformersEngine
+
+        engine = await TransformersEngine.load(settings.model, sentiment)
     try:
         head, report = await train(engine, files, layer, pooling, limit)
     finally:

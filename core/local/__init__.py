@@ -1,10 +1,3 @@
-"""The in-process engine: a Transformers model on the CPU, its worker, and the one module
-(`internals`) that touches Transformers internals. Importing this package needs torch."""
-
-import os
-
-# OpenMP's threads spin while they wait for work by default; on a CPU shared with any other busy
-# process they then fight it for the cores, and one busy neighbour made replies 2-30x slower.
-# Passive waiting costs nothing measurable alone (benchmarks/shared_cpu.py). Set before torch
-# loads OpenMP; an OMP_WAIT_POLICY of your own wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+"""The in-process engines: llama.cpp for GGUF files (`llamacpp`, no torch), and a Transformers model
+on the CPU (`engine`, its worker, and `internals`, the one module that touches Transformers
+internals), both reading the mood with a `head` when one fits."""

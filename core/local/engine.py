@@ -14,7 +14,7 @@ from core import loading, metrics
 from core.engine import Health
 from core.errors import Busy, EngineError
 from core.events import ChatMessage, Mood
-from core.local import internals
+from core.local import _omp, internals  # noqa: F401  (_omp: before torch loads OpenMP)
 from core.local.sentiment import MoodReader
 from core.local.worker import ModelWorker, in_own_thread, settle
 from core.prompts import fit_chat

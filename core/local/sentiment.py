@@ -23,7 +23,7 @@ import torch
 from core.events import LABELS, Mood
 from core.local import head, internals
 from core.local.head import Identity, Pooling
-from core.prompts import sentiment_prompt
+from core.prompts import capped, sentiment_prompt
 from core.settings import SentimentSettings
 
 Method = Literal["head", "labels"]
@@ -74,7 +74,8 @@ class MoodReader:
         if method == "head":
             assert self.head is not None, "no mood head is loaded"
             layer, pooling = self.head.identity.layer, self.head.identity.pooling
-            return self.head.probabilities(self.features(texts, layer, pooling, use_prefix_cache))
+            features = self.features(texts, layer, pooling, use_prefix_cache)
+            return torch.from_numpy(self.head.probabilities(features.numpy()))
         return self.label_scores(self.features(texts, self.depth, "last", use_prefix_cache))
 
     @torch.inference_mode()
@@ -127,19 +128,12 @@ class MoodReader:
 
     def _encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         suffix = self.tokenizer.encode(self._suffix, add_special_tokens=False)
-        rows = [_capped(self.tokenizer.encode(t, add_special_tokens=False), self.max_tokens) + suffix for t in texts]
+        rows = [capped(self.tokenizer.encode(t, add_special_tokens=False), self.max_tokens) + suffix for t in texts]
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
         return ids, mask
-
-
-def _capped(ids: list[int], limit: int) -> list[int]:
-    """At most `limit` tokens of a message: its beginning and its end (where a mood is often said)."""
-    if len(ids) <= limit:
-        return ids
-    return ids[: limit // 2] + ids[len(ids) - (limit - limit // 2) :]
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:

@@ -10,7 +10,8 @@ from core.errors import ConfigError
 
 def test_shipped_defaults_have_the_prompts_and_the_default_model() -> None:
     settings = load_settings(environ={})
-    assert settings.model.id == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert settings.model.id == "Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert settings.model.engine == "auto"  # llama.cpp for a .gguf file
     assert settings.model.fallback_to_embedded is True
     assert "upset" in settings.prompts.soothing and settings.prompts.normal
     assert settings.sentiment.instruction

@@ -2,6 +2,7 @@
 
 import pytest
 
+from bot.config import Settings
 from bot.datasets import sample
 from bot.evaluate import evaluate, metrics, table
 from core.local.engine import TransformersEngine
@@ -29,12 +30,14 @@ def test_sample_is_reproducible_and_bounded() -> None:
     assert sample(rows, None) == rows
 
 
-async def test_the_head_label_scoring_and_the_seed_method_on_the_same_rows(engine: TransformersEngine) -> None:
+async def test_the_head_label_scoring_and_the_seed_method_on_the_same_rows(
+    engine: TransformersEngine, base_settings: Settings
+) -> None:
     rows = [
         {"text": "I absolutely love this, best purchase ever!", "label": "positive"},
         {"text": "Horrible. It broke after one day and support ignored me.", "label": "negative"},
     ]
-    report = await evaluate(engine, rows, vs_generate=True)
+    report = await evaluate(engine, rows, vs_generate=True, settings=base_settings)
     assert report["method"] == "mood head"
     assert report["accuracy"] == 1.0 and report["per_class"].keys() == {"negative", "positive"}
     assert [b["method"] for b in report["baselines"]] == ["label-token scoring", "generate (seed)"]

@@ -17,6 +17,8 @@ LONG_MODULES = {  # module -> why it is longer than ~250 lines
     "bot/adapters/slack.py": "one platform read together: the pure conversion, its output channel, the lifecycle",
     "core/bot.py": "the one entry point, read in order: validate, admit, accept or take over, classify, reply, record",
     "core/memory.py": "three tables and the one repository over them; every method is one short transaction",
+    "core/local/llamacpp.py": "one engine read together: load and KV sizing, the mood from log-probabilities, replies",
+    "bot/train_head.py": "one fit read in order: split, features (either engine), the sweep, the fit, the report",
 }
 
 
@@ -82,7 +84,7 @@ def test_the_engine_protocol_imports_no_implementation() -> None:
 
 
 def test_the_torch_free_core_loads_without_torch() -> None:
-    code = "import sys, core.bot, core.remote, core.prompts, core.memory; print('torch' in sys.modules)"
+    code = "import sys, core.bot, core.remote, core.memory, core.local.llamacpp; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -14,7 +14,8 @@ from bot.config import Settings
 from core.bot import Bot
 from core.events import LABELS, ChatMessage, ConversationKey, IncomingMessage
 from core.memory import Memory
-from core.remote import OpenAICompatEngine, label_scores
+from core.prompts import label_scores
+from core.remote import OpenAICompatEngine
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,301 @@
+"""A GGUF file in llama.cpp, in this process (the xllamacpp wheel): the engine protocol
+(core/engine.py) at llama.cpp's own speed, with no torch or Transformers loaded.
+
+llama.cpp runs its own server loop on its own threads: slots with continuous batching, a prompt
+cache per slot (a conversation's next turn, or the sentiment prefix, is not computed again), the
+weights memory-mapped from the file. Replies stream from its completion handler. The mood is read
+from the same handler, one token "generated" after the sentiment prompt over its cached prefix: a
+mood head (fitted by `tonebot train-head` with this engine) reads the log-probabilities of a fixed
+set of tokens among the top `TOP_FEATURES` — a linear function of the final hidden state, so it
+is a linear read-out of that state — or, for a model without a head, label-token scoring reads
+the labels' probabilities. (llama.cpp's embeddings handler gives the state itself but recomputes
+the whole prompt, examples included, every time: ~7x slower here.) No early exit: llama.cpp runs
+every layer. `max_concurrent_replies` slots answer; `SENTIMENT_SLOTS` more stay free for mood
+passes, so a mood is never queued behind replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import loading, metrics
+from core.engine import Health
+from core.errors import Busy, ConfigError, EngineError
+from core.events import LABELS, ChatMessage, Mood
+from core.local import head
+from core.local.chat_tokenizer import ChatTokenizer
+from core.local.head import Identity
+from core.prompts import capped, fit_chat, label_scores, sentiment_prompt
+from core.settings import ModelSettings, SentimentSettings
+
+log = logging.getLogger(__name__)
+SENTIMENT_SLOTS = 2
+TOP_LABELS = 10  # label scoring: the labels are among the few likeliest tokens
+TOP_FEATURES = 2000  # a head's tokens are among these for ~all texts (measured: its 1,000 for 90% of them)
+
+
+def file_fingerprint(path: Path) -> str:
+    """A GGUF file's identity: its size and the hash of its first and last MiB (the header with the
+    metadata, and the last tensors)."""
+    digest, size = hashlib.sha256(str(path.stat().st_size).encode()), path.stat().st_size
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        digest.update(f.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def runs(ids: list[int], step: int = 1, n: int = 16) -> set[tuple[int, ...]]:
+    """The runs of `n` tokens in `ids` starting at every `step`th token."""
+    return {tuple(ids[i : i + n]) for i in range(0, max(1, len(ids) - n + 1), step)}
+
+
+class Slots:
+    """Some of llama.cpp's slots, handed out by tonebot: each keeps the KV cache of the prompt it ran
+    last, and llama.cpp reuses any stretch of it the next prompt repeats (`n_cache_reuse`: shifted in
+    place, so a conversation whose oldest turns were dropped recomputes only what is new). So a
+    request goes to the free slot whose last prompt shares the most token runs with its own (a
+    conversation's next turn finds its history, a mood pass the sentiment prompt), else to the one
+    unused longest. Mood passes and replies have slots of their own: replies never push the
+    sentiment prompt out of the cache."""
+
+    def __init__(self, ids: range) -> None:
+        self._last: dict[int, set[tuple[int, ...]]] = {i: set() for i in ids}
+        self._used = dict.fromkeys(ids, 0)
+        self._busy: set[int] = set()
+        self._turn = itertools.count(1)
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def take(self, prompt: list[int]) -> AsyncIterator[int]:
+        mine = runs(prompt, step=8)  # a stretch of 23 tokens both share holds one of these
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._busy) < len(self._last))
+            free = [i for i in self._last if i not in self._busy]
+            slot = max(free, key=lambda i: (len(self._last[i] & mine), -self._used[i]))
+            self._busy.add(slot)
+        try:
+            yield slot
+        finally:
+            async with self._changed:
+                self._last[slot], self._used[slot] = runs(prompt), next(self._turn)
+                self._busy.discard(slot)
+                self._changed.notify_all()
+
+
+class LlamaCppEngine:
+    """The engine protocol on llama.cpp's server loop, called in process (no HTTP on the way)."""
+
+    def __init__(
+        self, server: Any, tokenizer: ChatTokenizer, settings: ModelSettings, sentiment: SentimentSettings,
+        identity: Identity, heads: Path | None = None, gguf_path: Path | None = None, kv_tokens: int = 0,
+    ) -> None:  # fmt: skip
+        self.server, self.tokenizer, self.settings = server, tokenizer, settings
+        self.gguf_path = gguf_path  # the weights, memory-mapped
+        self.source_name = identity.model
+        self.max_text_tokens = sentiment.max_text_tokens
+        prefix, suffix = sentiment_prompt(tokenizer, sentiment)
+        self._prefix, self._suffix = tokenizer.encode(prefix), tokenizer.encode(suffix)
+        self.identity = identity
+        self.head = head.find(sentiment.head, identity, heads)
+        if self.head is None and sentiment.head == "auto":
+            log.warning("no mood head fits %s with llama.cpp and this prompt: reading the mood by label scoring "
+                        "(fit one with `tonebot train-head`)", identity.model)  # fmt: skip
+        # blocking calls into llama.cpp wait here, off the event loop; replies beyond the slots queue
+        self._pool = ThreadPoolExecutor(settings.max_queue + SENTIMENT_SLOTS, thread_name_prefix="llamacpp")
+        self._moods = Slots(range(SENTIMENT_SLOTS))  # their cache keeps the sentiment prompt's prefix
+        self._replies = Slots(range(SENTIMENT_SLOTS, SENTIMENT_SLOTS + settings.max_concurrent_replies))
+        # The KV cache's tokens a reply may hold while it runs (what the mood slots may hold is kept
+        # back): llama.cpp evicts idle slots' caches as needed, but active ones that overflow it all
+        # fail with "Context size has been exceeded", so a reply waits until its tokens fit.
+        self._kv_free = (kv_tokens or settings.kv_cache_tokens) - SENTIMENT_SLOTS * self.mood_tokens_of(
+            tokenizer, sentiment
+        )
+        self._kv = asyncio.Condition()
+        self._in_flight = 0
+        self._closed = False
+        metrics.QUEUE_DEPTH.set_function(lambda: self._in_flight)
+
+    @classmethod
+    async def load(cls, settings: ModelSettings, sentiment: SentimentSettings) -> LlamaCppEngine:
+        started = time.perf_counter()
+        source = loading.resolve(settings.id, settings.gguf_file, settings.fallback_to_embedded)
+        if not source.gguf_file:
+            raise ConfigError(f"model.engine = 'llamacpp' runs .gguf files; {source.name} is not one")
+        engine = await asyncio.to_thread(cls._open, source, settings, sentiment)
+        await engine.classify(["warm-up"] * SENTIMENT_SLOTS)  # each mood slot computes the prompt's prefix once
+        mood = "head on the next-token log-probabilities" if engine.head else "label scoring"
+        log.info("model %s ready in %.1fs (llama.cpp, mood: %s)", source.name, time.perf_counter() - started, mood)
+        return engine
+
+    @classmethod
+    def _open(cls, source: loading.ModelSource, settings: ModelSettings, sentiment: SentimentSettings) -> Any:
+        import xllamacpp
+
+        original = source.path / source.gguf_file
+        gguf = loading.requantized(original, settings.cache_dir)
+        tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
+        params = xllamacpp.CommonParams()
+        params.model.path = str(gguf)
+        # one KV cache all slots share (kv_cache_tokens: room for one whole context and the mood
+        # passes at least), not one per slot: a full context per slot would cost (replies + mood
+        # slots) x context x ~12 KB/token (embedded); replies wait for room instead (`_room`)
+        params.n_parallel = settings.max_concurrent_replies + SENTIMENT_SLOTS
+        params.verbosity = 3 if log.isEnabledFor(logging.DEBUG) else 0  # 3 logs every request's timings
+        mood_tokens = cls.mood_tokens_of(tokenizer, sentiment)
+        kv_tokens = max(settings.kv_cache_tokens, settings.context_tokens + SENTIMENT_SLOTS * mood_tokens)
+        params.kv_unified, params.n_ctx = True, kv_tokens
+        # the KV cache in 8 bits (flash attention reads it so): half the memory, same speed here
+        params.cache_type_k = params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_Q8_0
+        params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.cache_ram_mib = 0  # no second prompt cache in RAM (8 GiB by default): the slots' own suffice
+        # reuse cached runs of >= 64 tokens shifted in place: a conversation whose oldest turns were
+        # dropped (history_messages, context_tokens) recomputes only what is new (1,100 tokens: 4.7 -> 0.75 s)
+        params.n_cache_reuse = 64
+        threads = settings.threads or os.cpu_count() or 1
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+        # its HTTP listener stays on loopback behind a key nobody has: tonebot calls it in process
+        params.hostnames, params.port, params.api_keys = ["127.0.0.1"], 0, [secrets.token_urlsafe(24)]
+        server = xllamacpp.Server(params)
+        identity = Identity(  # layer -1: the final state (llama.cpp runs every layer)
+            model=source.name, fingerprint=file_fingerprint(original),
+            dtype="llama.cpp" if gguf == original else "llama.cpp:Q8_0",
+            hidden_size=tokenizer.tokenizer.get_vocab_size(), layer=-1, pooling="logprobs",
+            prompt=head.prompt_hash(*sentiment_prompt(tokenizer, sentiment)),
+        )  # fmt: skip
+        return cls(server, tokenizer, settings, sentiment, identity, settings.cache_dir / "heads", gguf, kv_tokens)
+
+    @staticmethod
+    def mood_tokens_of(tokenizer: ChatTokenizer, sentiment: SentimentSettings) -> int:
+        """The most tokens one mood pass holds: the prompt around the longest text it reads, and one more."""
+        prefix, suffix = sentiment_prompt(tokenizer, sentiment)
+        return len(tokenizer.encode(prefix)) + sentiment.max_text_tokens + len(tokenizer.encode(suffix)) + 1
+
+    @contextlib.asynccontextmanager
+    async def _room(self, tokens: int) -> AsyncIterator[None]:
+        """Hold `tokens` of the KV cache while a reply runs; wait until they are free."""
+        async with self._kv:
+            await self._kv.wait_for(lambda: self._kv_free >= tokens)
+            self._kv_free -= tokens
+        try:
+            yield
+        finally:
+            async with self._kv:
+                self._kv_free += tokens
+                self._kv.notify_all()
+
+    def health(self) -> Health:
+        if self._closed:
+            return Health("dead", "the engine is closed")
+        return Health("ready", queued=self._in_flight, capacity=self.settings.max_queue)
+
+    def _admit(self, n: int = 1) -> None:
+        if self._in_flight + n > self.settings.max_queue:
+            raise Busy()
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def prompts(self, texts: Sequence[str]) -> list[list[int]]:
+        """The sentiment prompt around each text (at most `max_text_tokens` of it), as token ids."""
+        return [self._prefix + capped(self.tokenizer.encode(t), self.max_text_tokens) + self._suffix for t in texts]
+
+    def top_logprobs(self, text: str, n: int, slot: int = -1) -> dict[int, tuple[str, float]]:
+        """Blocking: the `n` likeliest next tokens after the sentiment prompt around `text`, {id: (token,
+        log-probability)}; the prompt's prefix is cached in the slot, so only the text is computed."""
+        body = {"prompt": self.prompts([text])[0], "max_tokens": 1, "temperature": 0, "n_probs": n, "logprobs": n,
+                "cache_prompt": True, "id_slot": slot}  # fmt: skip
+        response = self.server.handle_completions(body)
+        try:
+            top = response["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise EngineError(f"llama.cpp gave no log-probabilities: {response}") from exc
+        return {int(t["id"]): (str(t["token"]), float(t["logprob"])) for t in top}
+
+    def probabilities(self, tops: Sequence[dict[int, tuple[str, float]]]) -> np.ndarray:
+        """(n, 3) mood probabilities from each text's top log-probabilities: the head, or label scoring."""
+        if self.head is None:
+            return self.label_probabilities(tops)
+        assert self.head.tokens is not None  # a head fitted on llama.cpp (its identity says so)
+        found = [{i: lp for i, (_, lp) in top.items()} for top in tops]
+        return self.head.probabilities(head.logprob_features(found, self.head.tokens))
+
+    @staticmethod
+    def label_probabilities(tops: Sequence[dict[int, tuple[str, float]]]) -> np.ndarray:
+        """(n, 3) label-token scoring: the labels' share of the top tokens' probability."""
+        rows = []
+        for top in tops:
+            content = {"content": [{"top_logprobs": [{"token": t, "logprob": lp} for t, lp in top.values()]}]}
+            scores = label_scores(content) or dict.fromkeys(LABELS, 1 / len(LABELS))
+            rows.append([scores[label] for label in LABELS])
+        return np.array(rows, dtype=np.float32)
+
+    async def classify(self, texts: Sequence[str]) -> list[Mood]:
+        self._admit(len(texts))
+        self._in_flight += len(texts)
+        n = TOP_FEATURES if self.head is not None else TOP_LABELS
+        try:
+            tops = await asyncio.gather(*(self._read(text, n) for text in texts))
+            rows = self.probabilities(tops).tolist()
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise EngineError(f"the mood pass failed: {exc}") from exc
+        finally:
+            self._in_flight -= len(texts)
+        return [Mood.from_scores(dict(zip(LABELS, row, strict=True))) for row in rows]
+
+    async def _read(self, text: str, n: int) -> dict[int, tuple[str, float]]:
+        async with self._moods.take(self._prefix) as slot:  # the KV cache keeps room for these slots
+            result: dict[int, tuple[str, float]] = await self._call(self.top_logprobs, text, n, slot)
+            return result
+
+    async def reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """Stream the answer; a listener that goes away stops its generation at the next token."""
+        self._admit()
+        self._in_flight += 1
+        loop, chunks = asyncio.get_running_loop(), asyncio.Queue[Any]()
+        gone = threading.Event()
+
+        def on_chunk(chunk: Any) -> bool:  # on llama.cpp's side; True stops the generation
+            loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            return gone.is_set()
+
+        try:
+            ids = fit_chat(self.tokenizer, messages, self.settings.context_tokens - self.settings.max_new_tokens)[0]
+            async with self._replies.take(ids) as slot, self._room(len(ids) + self.settings.max_new_tokens):
+                body = {"prompt": ids, "max_tokens": self.settings.max_new_tokens, "stream": True, "id_slot": slot,
+                        "temperature": self.settings.temperature, "top_p": self.settings.top_p,
+                        "cache_prompt": True}  # fmt: skip
+                done = loop.run_in_executor(self._pool, self.server.handle_completions, body, on_chunk)
+                done.add_done_callback(lambda _: loop.call_soon_threadsafe(chunks.put_nowait, None))
+                while (chunk := await chunks.get()) is not None:
+                    if "error" in chunk:
+                        raise EngineError(f"generation failed: {chunk['error']}")
+                    for choice in chunk.get("choices") or ():
+                        if choice.get("text"):
+                            yield choice["text"]
+                await done
+        finally:
+            gone.set()
+            self._in_flight -= 1
+
+    async def aclose(self) -> None:
+        """llama.cpp's server stops when its last reference goes: dropped on a worker thread, since
+        stopping joins its loop."""
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        holder, self.server = [self.server], None
+        await asyncio.to_thread(holder.clear)
