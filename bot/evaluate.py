@@ -83,13 +83,13 @@ def scorers(engine: Local) -> dict[str, Scorer]:
     if isinstance(engine, LlamaCppEngine):
         found: dict[str, Scorer] = {}
         if engine.head is not None:
-            found["head"] = lambda text: engine.probabilities([engine.top_logprobs(text, TOP_FEATURES)])[0]
-        found["labels"] = lambda text: engine.label_probabilities([engine.top_logprobs(text, TOP_LABELS)])[0]
+            found["head"] = lambda text: engine.probabilities([engine.top_logprobs(text, TOP_FEATURES)])[0].tolist()
+        found["labels"] = lambda text: engine.label_probabilities([engine.top_logprobs(text, TOP_LABELS)])[0].tolist()
         return found
     reader = engine.reader
-    found = {reader.method: lambda text: reader.probabilities([text], reader.method)[0]}
+    found = {reader.method: lambda text: reader.probabilities([text], reader.method)[0].tolist()}
     if reader.method == "head":
-        found["labels"] = lambda text: reader.probabilities([text], "labels")[0]
+        found["labels"] = lambda text: reader.probabilities([text], "labels")[0].tolist()
     return found
 
 
