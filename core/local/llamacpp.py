@@ -59,6 +59,13 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+SAME_START = 32  # tokens: past the chat template's header, into the system prompt's own words
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    return next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 def runs(ids: list[int], step: int = 1, n: int = 16) -> set[tuple[int, ...]]:
     """The runs of `n` tokens in `ids` starting at every `step`th token."""
     return {tuple(ids[i : i + n]) for i in range(0, max(1, len(ids) - n + 1), step)}
@@ -74,11 +81,20 @@ class Slots:
     sentiment prompt out of the cache."""
 
     def __init__(self, ids: range) -> None:
-        self._last: dict[int, set[tuple[int, ...]]] = {i: set() for i in ids}
+        self._last: dict[int, tuple[list[int], set[tuple[int, ...]]]] = {i: ([], set()) for i in ids}
         self._used = dict.fromkeys(ids, 0)
         self._busy: set[int] = set()
         self._turn = itertools.count(1)
         self._changed = asyncio.Condition()
+
+    def _reusable(self, slot: int, prompt: list[int], mine: set[tuple[int, ...]]) -> int:
+        """What of `prompt` the slot's cache can give: nothing unless they begin alike for SAME_START
+        tokens (llama.cpp reuses runs after the shared beginning only if the prompt's next tokens are
+        in the cache: a different system prompt — the mood's — rules that out), then the shared runs.
+        So a conversation whose mood changes goes to a free slot instead of overwriting the cache of
+        its other system prompt, which its next turn in that mood finds again."""
+        last, last_runs = self._last[slot]
+        return len(last_runs & mine) if shared_prefix(last, prompt) >= SAME_START else 0
 
     @contextlib.asynccontextmanager
     async def take(self, prompt: list[int]) -> AsyncIterator[int]:
@@ -86,13 +102,13 @@ class Slots:
         async with self._changed:
             await self._changed.wait_for(lambda: len(self._busy) < len(self._last))
             free = [i for i in self._last if i not in self._busy]
-            slot = max(free, key=lambda i: (len(self._last[i] & mine), -self._used[i]))
+            slot = max(free, key=lambda i: (self._reusable(i, prompt, mine), -self._used[i]))
             self._busy.add(slot)
         try:
             yield slot
         finally:
             async with self._changed:
-                self._last[slot], self._used[slot] = runs(prompt), next(self._turn)
+                self._last[slot], self._used[slot] = (prompt, runs(prompt)), next(self._turn)
                 self._busy.discard(slot)
                 self._changed.notify_all()
 
