@@ -146,13 +146,10 @@ async def classify_latencies(engine: Engine, texts: list[str]) -> list[float]:
 
 async def seed_latencies(settings: Settings, texts: list[str]) -> list[float]:
     """The seed's method as the seed ran it: Transformers, fp32, the same weights (dequantized)."""
-    import torch
-
-    from bot.evaluate import generate_label
+    from bot.evaluate import generate_label, seed_model
     from core.local.worker import in_own_thread
 
-    source = loading.resolve(settings.model.id, settings.model.gguf_file, settings.model.fallback_to_embedded)
-    model, tokenizer = await in_own_thread(lambda: loading.load(source, torch.float32, settings.model.cache_dir))
+    model, tokenizer = await in_own_thread(lambda: seed_model(settings))
 
     def timed() -> list[float]:
         latencies = []

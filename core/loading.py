@@ -118,17 +118,23 @@ def tokenizer_dir(source: ModelSource, cache_dir: Path) -> Path:
 
     log.info("extracting the tokenizer of %s once into %s", gguf, target)
     tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    _publish(target, "tokenizer.json", tokenizer.save_pretrained)
+    return target
+
+
+def _publish(target: Path, marker: str, write: Any) -> None:
+    """`write` a directory into a staging one beside `target`, then rename it into place: a
+    half-written cache is never picked up, and a concurrent start that got there first wins."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
     try:
-        tokenizer.save_pretrained(staging)
-        staging.rename(target)  # atomic: a half-written cache is never picked up
+        write(staging)
+        staging.rename(target)
     except OSError:
-        if not (target / "tokenizer.json").exists():
+        if not (target / marker).exists():
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def load_tokenizer(source: ModelSource, cache_dir: Path) -> Any:
@@ -161,17 +167,12 @@ def _converted(source: ModelSource, cache_dir: Path, dtype: Any) -> Path:
     setattr(model, "hf_quantizer", None)  # noqa: B010
     model.config.__dict__.pop("quantization_config", None)
     model = model.to(dtype)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
-    try:
+
+    def write(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        staging.rename(target)  # atomic: a half-written cache is never picked up
-    except OSError:
-        if not (target / "config.json").exists():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    _publish(target, "config.json", write)
     return target
 
 

@@ -12,6 +12,7 @@ from core.events import LABELS, ChatMessage
 from core.local import internals
 from core.local.engine import TransformersEngine
 from core.local.worker import ModelWorker
+from tests.auxil.concurrent import replies_at_once
 
 NEGATIVE = [
     "This is terrible. My order is broken and nobody answers me. I am furious!",
@@ -89,21 +90,10 @@ def test_context_keeps_the_system_prompt_and_last_message_and_drops_the_oldest_t
 async def test_concurrent_replies_decode_together_and_each_answers_its_own_chat(engine: TransformersEngine) -> None:
     questions = ["Name three colours.", "What is the capital of France?", "Say hello in Spanish.", "Count to five."]
     chats = [[ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", q)] for q in questions]
-    events: list[tuple[str, int]] = []
-
-    async def collect(n: int) -> str:
-        text = ""
-        async for chunk in engine.reply(chats[n]):
-            events.append(("chunk", n))
-            text += chunk
-        events.append(("done", n))
-        return text
-
-    replies = await asyncio.gather(*(collect(n) for n in range(len(chats))))
+    replies, streamed_before_first_end = await replies_at_once(engine, chats)
     assert all(r.strip() for r in replies) and len(set(replies)) == len(replies)
     # every stream had produced text before the first one finished: they shared decoding steps
-    first_done = events.index(next(e for e in events if e[0] == "done"))
-    assert {n for kind, n in events[:first_done] if kind == "chunk"} == set(range(len(chats)))
+    assert streamed_before_first_end == set(range(len(chats)))
     assert not engine._replies
 
 

@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.evaluate import evaluate
 from core.events import LABELS, ChatMessage
 from core.local.llamacpp import LlamaCppEngine
+from tests.auxil.concurrent import replies_at_once
 
 NEGATIVE = [
     "This is terrible. My order is broken and nobody answers me. I am furious!",
@@ -70,20 +71,9 @@ async def test_label_scoring_without_a_head(base_settings: Settings) -> None:
 async def test_replies_stream_concurrently_and_each_answers_its_own_chat(llama: LlamaCppEngine) -> None:
     questions = ["Name three colours.", "What is the capital of France?", "Say hello in Spanish."]
     chats = [[CHAT[0], ChatMessage("user", q)] for q in questions]
-    events: list[tuple[str, int]] = []
-
-    async def collect(n: int) -> str:
-        text = ""
-        async for chunk in llama.reply(chats[n]):
-            events.append(("chunk", n))
-            text += chunk
-        events.append(("done", n))
-        return text
-
-    replies = await asyncio.gather(*(collect(n) for n in range(len(chats))))
+    replies, streamed_before_first_end = await replies_at_once(llama, chats)
     assert all(r.strip() for r in replies) and len(set(replies)) == len(replies)
-    first_done = events.index(next(e for e in events if e[0] == "done"))
-    assert {n for kind, n in events[:first_done] if kind == "chunk"} == set(range(len(chats)))
+    assert streamed_before_first_end == set(range(len(chats)))
     assert llama.health().queued == 0
 
 
