@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 from core.errors import ConfigError
 from core.settings import (
     EscalationSettings,
@@ -136,7 +139,20 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     if "secrets" in data:
         raise ConfigError("secrets are read from the environment only, never from a config file")
     settings: Settings = _build(Settings, data, "")
+    _check_database_url(settings.memory.url)
     return dataclasses.replace(settings, secrets=Secrets.from_env(environ or {}))
+
+
+def _check_database_url(url: str) -> None:
+    """A database URL that cannot be one is a clear error at start (its text is not repeated: it may
+    hold a password)."""
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigError(
+            "memory.url is not a database URL SQLAlchemy can use"
+            " (e.g. sqlite:///data/tonebot.db or postgresql://user:password@host/tonebot)"
+        ) from None
 
 
 def as_toml(settings: Settings) -> str:

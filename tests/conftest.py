@@ -84,3 +84,12 @@ def llama_server() -> Iterator[str]:
     server = llamacpp_server(source.path / source.gguf_file, parallel=4, context=8192)
     yield f"{server.listening_address}/v1"
     del server
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.auxil.report import LINES
+
+    if LINES:
+        terminalreporter.section("measured")
+        for line in LINES:
+            terminalreporter.write_line(line)
