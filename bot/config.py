@@ -23,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from bot.redact import public_url
 from core.errors import ConfigError
 from core.settings import (
     EscalationSettings,
@@ -122,6 +123,15 @@ class Settings:
     log_format: Literal["text", "json"] = "text"  # json: one object per line
     log_message_text: bool = False  # put users' message text into the logs
 
+    def credentials(self) -> list[str]:
+        """Every configured credential, longest first: the secrets, the database password, and the
+        webhook URLs (a Slack or helpdesk webhook URL is a credential in itself)."""
+        values = [*self.secrets.api_tokens, *self.notify.webhook_urls]
+        values += [v for f in dataclasses.fields(self.secrets) if isinstance(v := getattr(self.secrets, f.name), str)]
+        if password := make_url(self.memory.url).password:
+            values.append(str(password))
+        return sorted({v for v in values if v}, key=len, reverse=True)
+
 
 class _FromEnv(str):
     """A raw environment value, read by the type of the setting it lands on."""
@@ -156,9 +166,12 @@ def _check_database_url(url: str) -> None:
 
 
 def as_toml(settings: Settings) -> str:
-    """Every setting and its value (secrets left out), as a config file would hold them."""
+    """Every setting and its value, as a config file would hold them; secrets left out, and the
+    credentials inside settings masked (the database password, webhook URLs past their host)."""
     plain = dataclasses.asdict(settings)
     plain.pop("secrets")
+    plain["memory"]["url"] = make_url(settings.memory.url).render_as_string(hide_password=True)
+    plain["notify"]["webhook_urls"] = [public_url(url) for url in settings.notify.webhook_urls]
     lines = [f"{key} = {_toml(value)}" for key, value in plain.items() if not isinstance(value, dict)]
     for section, values in plain.items():
         if isinstance(values, dict):

@@ -13,8 +13,11 @@ fi
 read -r version cluster port status _ < <(pg_lsclusters -h | head -1)
 [ "$status" = online ] || $sudo pg_ctlcluster "$version" "$cluster" start
 as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+# a password no log line could hold by chance: tests/bot/test_secrets.py searches the logs for it
+password=pg-test-secret-41
 as_postgres "psql -q -p $port -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'tonebot'\" | grep -q 1 \
-    || psql -q -p $port -c \"CREATE ROLE tonebot LOGIN CREATEDB PASSWORD 'tonebot'\""
-url="postgresql://tonebot:tonebot@127.0.0.1:$port/postgres"
+    || psql -q -p $port -c \"CREATE ROLE tonebot LOGIN CREATEDB\""
+as_postgres "psql -q -p $port -c \"ALTER ROLE tonebot PASSWORD '$password'\""
+url="postgresql://tonebot:$password@127.0.0.1:$port/postgres"
 psql "$url" -qtAc "SELECT 1" >/dev/null
 echo "$url" >&3
