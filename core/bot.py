@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -192,7 +193,12 @@ class Bot:
                     raise
                 log.exception("answering failed", extra=_fields(msg))
                 text, failed = APOLOGY, True
-            await self.memory.record_reply(accepted, text, failed)
+            try:
+                await self.memory.record_reply(accepted, text, failed)
+            except BaseException:  # not recorded: a retry of the event is answered afresh, not as a duplicate
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.memory.release(accepted))
+                raise
             outcome = "failed" if failed else "paused" if paused and not text else "answered"
             metrics.MESSAGES_OUT.labels(msg.platform, outcome).inc()
             log.info(

@@ -6,9 +6,6 @@ stores that own them (core/memory.py, core/escalations.py, core/outbox.py) on `B
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,22 +89,6 @@ class Database:
         """Raises when the database does not answer."""
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-
-    @asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
-        """A lock across processes: a PostgreSQL session advisory lock, held on its own autocommit
-        connection. Elsewhere (SQLite: one process) this is a no-op; callers lock in process too."""
-        if self.dialect != "postgresql":
-            yield
-            return
-        lock_id = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-        async with self.engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
-            try:
-                yield
-            finally:
-                await connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core import leases
 from core.db import Base, Database
 from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, as_utc, utcnow
 
@@ -183,8 +184,8 @@ class Memory:
             return (await session.scalars(query)).one()
 
     def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
-        """Orders turns of one conversation across processes (see `Database.lock`)."""
-        return self.db.lock(f"{key.platform}\x00{key.chat_id}\x00{key.thread_id}")
+        """Orders turns of one conversation across processes (a lease: `core/leases.py`)."""
+        return leases.hold(self.db, f"turn\x00{key.platform}\x00{key.chat_id}\x00{key.thread_id}")
 
     async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
         """Record the event in the ledger and store the user turn; or take over an event accepted

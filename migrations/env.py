@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import core.escalations
+import core.leases
 import core.memory
 import core.outbox  # noqa: F401  (each store module declares its tables on Base)
 from core.db import Base, async_url

@@ -5,6 +5,8 @@ import json
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.adapters.web import create_app
 from bot.errors import BUSY, answer
@@ -27,6 +29,8 @@ from tests.auxil.web import web_messages
             None,
         ),
         (EngineError("generation failed"), 500, APOLOGY, None),
+        (PoolTimeout("QueuePool limit of size 5 overflow 10 reached"), 503, BUSY, "1"),
+        (OperationalError("INSERT", {}, Exception("database is locked")), 503, BUSY, "1"),
         (RuntimeError("anything else"), 500, APOLOGY, None),
     ],
 )
@@ -105,3 +109,24 @@ async def test_an_engine_error_on_sentiment_is_json(scriptbot: Bot, scripted: Sc
     async with client(scriptbot) as http:
         response = await http.post("/v1/sentiment", json={"texts": ["ok"]})
     assert response.status_code == 500 and json.loads(response.text) == {"error": "internal error"}
+
+
+async def test_a_reply_that_cannot_be_recorded_is_503_and_its_retry_gets_a_real_answer(
+    scriptbot: Bot, memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, calls = memory.record_reply, []
+
+    async def locked_once(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+        await record(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(memory, "record_reply", locked_once)
+    body = {"conversation_id": "locked", "text": "Where is my order?", "event_id": "once"}
+    async with client(scriptbot) as c:
+        first = await c.post("/v1/chat", json=body)
+        assert first.status_code == 503 and first.headers["Retry-After"] == "1"
+        again = await c.post("/v1/chat", json=body)
+    assert again.status_code == 200 and not again.json()["duplicate"]
+    assert again.json()["reply"] == "You said: Where is my order?"

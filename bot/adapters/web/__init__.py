@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from secrets import token_urlsafe
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -81,7 +82,9 @@ def create_app(
             )
         )
     middleware.append(Middleware(SecurityHeaders))  # type: ignore[arg-type]
-    handlers: Any = {HTTPException: _http_error, BotError: _error, Exception: _error}  # the last: 500s
+    # a busy database (SQLAlchemyError: pool timeout, "database is locked") is answered here, 503, like
+    # BotError; only the last (anything else) goes through starlette's 500 path, which re-raises
+    handlers: Any = {HTTPException: _http_error, BotError: _error, SQLAlchemyError: _error, Exception: _error}
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
 
 
