@@ -23,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from bot.credentials import Secrets
 from bot.redact import public_url
 from core.errors import ConfigError
 from core.settings import (
@@ -77,32 +78,6 @@ class SlackSettings:
     rate_limit_per_minute: int = 20  # per user; 0 = off
     edit_interval: float = 1.5  # seconds between chat.update calls while a reply streams
     max_chars: int = 3500  # longer replies are split into several messages
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Only ever from the environment."""
-
-    telegram_bot_token: str = ""
-    telegram_webhook_secret: str = ""
-    slack_bot_token: str = ""
-    slack_app_token: str = ""
-    slack_signing_secret: str = ""
-    escalation_webhook_secret: str = ""
-    operator_token: str = ""
-    inference_api_key: str = ""  # for model.engine = "openai"
-    api_tokens: tuple[str, ...] = ()  # API_TOKENS: comma-separated bearer tokens for /v1/*
-    web_session_secret: str = ""  # signs web-chat sessions; random per start when unset (replicas: set it)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Secrets:
-        values: dict[str, Any] = {f.name: environ.get(f.name.upper(), "") for f in dataclasses.fields(cls)}
-        values["api_tokens"] = tuple(t.strip() for t in values["api_tokens"].split(",") if t.strip())
-        return cls(**values)
-
-    def enabled(self) -> list[str]:
-        """The names of the secrets that are set (never their values)."""
-        return [f.name.upper() for f in dataclasses.fields(self) if getattr(self, f.name)]
 
 
 @dataclass(frozen=True)
