@@ -15,11 +15,12 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
@@ -34,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from bot import commands
 from bot.adapters.slack_desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply, escape
 from bot.admission import Admission
+from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.config import Secrets, SlackSettings
 from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
@@ -155,13 +157,16 @@ class SlackAdapter:
     def routes(self) -> list[BaseRoute]:
         if self.settings.mode != "http":
             return []
-        handler = AsyncSlackRequestHandler(self.app)
         verifier = SignatureVerifier(self.secrets.slack_signing_secret)
 
         async def events(request: Request) -> Response:
-            # Bolt parses the body before it checks the signature: an unsigned body is never parsed here
+            # Bolt parses the body before it checks the signature: here nothing is read without the
+            # signature's headers and a fresh timestamp, and nothing is parsed before it checks out
+            if not _signed_recently(request.headers):
+                return JSONResponse({"error": "missing or stale Slack signature headers"}, 401)
+            raw = await read_body(request, PLATFORM_BODY_BYTES)
             try:
-                text = (await request.body()).decode()
+                text = raw.decode()
             except UnicodeDecodeError:  # Slack signs UTF-8 only
                 text = None
             if text is None or not verifier.is_valid_request(text, dict(request.headers)):
@@ -172,12 +177,13 @@ class SlackAdapter:
                 parsed = None
             if not isinstance(parsed, dict):
                 return JSONResponse({"error": "the body is not a Slack payload"}, 400)
-            if parsed.get("type") == "event_callback":
-                self.bot.admit()  # loading or full: the error table's 503, so Slack redelivers it later
-                if not self.bot_user_id:
-                    raise Busy("the Slack adapter is still starting")
+            event = parsed["event"] if isinstance(parsed.get("event"), dict) else {}
+            if parsed.get("type") == "event_callback" and event.get("channel") != self.support_channel:
+                self.bot.admit()  # a customer's, while loading or full: 503, Slack redelivers it (agents need no model)
+            if parsed.get("type") == "event_callback" and not self.bot_user_id:
+                raise Busy("the Slack adapter is still starting")
             try:
-                response = await handler.handle(request)
+                response = to_starlette_response(await self.app.async_dispatch(to_async_bolt_request(request, raw)))
             except (TypeError, AttributeError, KeyError, ValueError) as exc:
                 response = JSONResponse({"error": repr(exc)}, 500)
             if response.status_code >= 500 and response.status_code != 503:  # 503: not stored, Slack retries
@@ -282,3 +288,16 @@ class SlackAdapter:
                 await self.channel.post(msg.key, text)
             except Exception as exc:  # the platform itself may be what failed
                 log.warning("slack: could not tell the user about the error: %s", exc)
+
+
+def _signed_recently(headers: Mapping[str, str]) -> bool:
+    """Slack's signature headers are there and the timestamp is within five minutes (checked before
+    the body is read; the signature itself is checked on the body)."""
+    timestamp = headers.get("x-slack-request-timestamp", "")
+    if (
+        not headers.get("x-slack-signature")
+        or not (timestamp.isascii() and timestamp.isdecimal())
+        or len(timestamp) > 12
+    ):
+        return False
+    return abs(time.time() - int(timestamp)) <= 300

@@ -42,6 +42,7 @@ from telegram.ext import (
 from bot import commands
 from bot.adapters.telegram_desk import TAKE, TelegramDesk, thread_of
 from bot.admission import Admission
+from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.config import Secrets, TelegramSettings
 from bot.delivery import OutputChannel, Sent, deliver
 from bot.errors import answer
@@ -265,15 +266,25 @@ class TelegramAdapter:
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             return JSONResponse({"error": "wrong or missing secret token"}, 403)
         try:
-            data = json.loads(await request.body())
+            data = json.loads(await read_body(request, PLATFORM_BODY_BYTES))
             if not isinstance(data, dict) or type(data.get("update_id")) is not int:
                 raise ValueError("no update_id")
             update = Update.de_json(data, self.application.bot)
+            if (m := update.effective_message) and not all(isinstance(v, str | None) for v in (m.text, m.caption)):
+                raise TypeError("a message text that is not a string")
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return JSONResponse({"error": "the body is not a Telegram update"}, 400)
-        self.bot.admit()  # loading or full: the error table's 503, so Telegram redelivers the update later
+        if self._for_customers(update):  # loading or full: 503, Telegram redelivers it (agents need no model)
+            self.bot.admit()
         await self.application.update_queue.put(update)  # stored (or refused) before the 200
         return Response(status_code=200)
+
+    def _for_customers(self, update: Update) -> bool:
+        """An update the model may be needed for: not a button press, nor a message in the support chat."""
+        if update.callback_query is not None:
+            return False
+        message = update.effective_message
+        return message is None or str(message.chat.id) != self.support_chat_id
 
     async def _intake(self, update: object) -> bool:
         """Before an update is confirmed: refuse what admission refuses (told once, here), store a

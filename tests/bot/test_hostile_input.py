@@ -1,7 +1,10 @@
 """Malformed and hostile input (#14 B.6, B.7): every one is a 4xx with a clear JSON error, nothing
 reaches the model or the database half-done, and no other caller is affected."""
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -83,7 +86,15 @@ async def test_an_unsigned_slack_body_is_refused_before_it_is_parsed(scriptbot: 
                 assert response.status_code == 401, (body[:10], response.status_code, response.text)
 
 
-@pytest.mark.parametrize("body", [b"[]", b"{", b'{"update_id": "x"}', b"[" * 60000, b'{"update_id": 1, "message": 5}'])
+TEXT_OBJECT = (
+    b'{"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"},'
+    b' "from": {"id": 1, "is_bot": false, "first_name": "A"}, "text": {"a": 1}}}'
+)
+
+
+@pytest.mark.parametrize(
+    "body", [b"[]", b"{", b'{"update_id": "x"}', b"[" * 60000, b'{"update_id": 1, "message": 5}', TEXT_OBJECT]
+)
 async def test_a_malformed_telegram_update_with_the_right_secret_is_a_400(scriptbot: Bot, body: bytes) -> None:
     api = FakeBotAPI(me=ME)
     async with serve_asgi(api.app()) as url:
@@ -98,3 +109,103 @@ async def test_a_malformed_telegram_update_with_the_right_secret_is_a_400(script
             )
     assert response.status_code == 400, response.text
     assert json.loads(response.text)["error"]
+
+
+async def test_slack_bodies_are_refused_before_reading_unless_signed_recently_and_read_bounded(
+    scriptbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (#25.3): /slack/events read the whole body, unbounded and untimed, before checking
+    the signature (an unsigned 64 MiB POST: RSS 87 -> 220 MB; a body that stopped short: held forever)."""
+    from bot import bodies
+
+    monkeypatch.setattr(bodies, "BODY_SECONDS", 0.3)
+    api, pulled = FakeSlackAPI(), []
+
+    async def huge() -> AsyncIterator[bytes]:
+        for _ in range(1024):
+            pulled.append(1)
+            yield b"x" * 65536
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b'{"type": "event_callback", '
+        await asyncio.sleep(5)
+        yield b"}"
+
+    fresh = {"x-slack-request-timestamp": str(int(time.time())), "x-slack-signature": "v0=00"}
+    stale = {"x-slack-request-timestamp": str(int(time.time()) - 3600), "x-slack-signature": "v0=00"}
+    async with serve_asgi(api.app()) as url:
+        settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{url}/api/")
+        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret="s" * 32)
+        async with (
+            SlackAdapter(scriptbot, settings, secrets) as adapter,
+            client(create_app(scriptbot, adapter.routes())) as http,
+        ):
+            unsigned = await http.post("/slack/events", content=huge(), headers={"content-length": str(64 << 20)})
+            old = await http.post("/slack/events", content=b"{}", headers=stale)
+            oversize = await http.post(
+                "/slack/events", content=huge(), headers={**fresh, "content-length": str(64 << 20)}
+            )
+            chunked = await http.post("/slack/events", content=huge(), headers=fresh)
+            slow = await http.post("/slack/events", content=stalls(), headers=fresh)
+    assert (unsigned.status_code, old.status_code, oversize.status_code) == (401, 401, 413)
+    assert chunked.status_code == 413 and len(pulled) < 1024 + 40  # counted as it arrived, not read whole
+    assert slow.status_code == 408
+
+
+async def test_an_oversize_or_stalled_operator_action_is_refused(
+    scriptbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import bodies
+
+    monkeypatch.setattr(bodies, "BODY_SECONDS", 0.3)
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b'{"by": '
+        await asyncio.sleep(5)
+        yield b'"x"}'
+
+    app = create_app(scriptbot, secrets=Secrets(operator_token="o" * 32))
+    auth = {"Authorization": "Bearer " + "o" * 32, "content-type": "application/json"}
+    async with client(app) as http:
+        big = await http.post("/v1/escalations/1/take", content=b"{" + b" " * (1 << 20) + b"}", headers=auth)
+        slow = await http.post("/v1/escalations/1/take", content=stalls(), headers=auth)
+    assert (big.status_code, slow.status_code) == (413, 408)
+
+
+async def test_agents_are_not_refused_while_the_model_is_loading(scriptbot: Bot, scripted: ScriptedEngine) -> None:
+    """Regression (#25, low): in Slack HTTP mode and on the Telegram webhook, an agent's reply or
+    button press got 503 while the model loaded or was full; relaying needs no model."""
+    from core.engine import Health
+    from tests.bot.adapters.test_slack_e2e import signed
+
+    scripted.state = Health("loading")
+    slack_api, telegram_api = FakeSlackAPI(), FakeBotAPI(me=ME)
+    async with serve_asgi(slack_api.app()) as slack_url, serve_asgi(telegram_api.app()) as telegram_url:
+        slack_settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/")
+        hook = telegram_settings(telegram_url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
+        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret="s" * 32, telegram_bot_token=TOKEN,
+                          telegram_webhook_secret="s3cret")  # fmt: skip
+        async with (
+            SlackAdapter(scriptbot, slack_settings, secrets, support_channel="C0SUPPORT1") as slack,
+            TelegramAdapter(scriptbot, hook, secrets, support_chat_id="-1001") as telegram,
+            client(create_app(scriptbot, [*slack.routes(), *telegram.routes()])) as http,
+        ):
+            ts = "1763769600.000200"
+            event = {"type": "message", "user": "U0AGENT01", "text": "On it", "ts": ts,
+                     "thread_ts": "1763769600.000100", "channel": "C0SUPPORT1", "event_ts": ts}  # fmt: skip
+            body = json.dumps({"type": "event_callback", "event_id": "Ev9", "team_id": "T1", "event": event}).encode()
+            json_signed = {"content-type": "application/json", **signed(body, "s" * 32)}
+            agent = await http.post("/slack/events", content=body, headers=json_signed)
+            customer_event = {**event, "channel": "C0CUSTOMER", "user": "U0CUST"}
+            body = json.dumps({"type": "event_callback", "event_id": "Ev8", "team_id": "T1",
+                               "event": customer_event}).encode()  # fmt: skip
+            json_signed = {"content-type": "application/json", **signed(body, "s" * 32)}
+            customer = await http.post("/slack/events", content=body, headers=json_signed)
+            presser = {"id": 5, "is_bot": False, "first_name": "A"}
+            press = {"update_id": 7, "callback_query": {"id": "q1", "from": presser, "chat_instance": "1",
+                                                        "data": "take:1"}}  # fmt: skip
+            button = await http.post(
+                "/telegram/webhook", json=press, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+            )
+    assert (agent.status_code, button.status_code) == (200, 200), (agent.text, button.text)
+    assert customer.status_code == 503

@@ -281,9 +281,9 @@ async def test_a_body_that_trickles_in_is_dropped_with_a_408(
     """Regression (#14 C.12): no body read timeout (slow clients held requests open)."""
     import asyncio
 
-    from bot.adapters.web import api
+    from bot import bodies
 
-    monkeypatch.setattr(api, "BODY_SECONDS", 0.3)
+    monkeypatch.setattr(bodies, "BODY_SECONDS", 0.3)
 
     async def slowly() -> AsyncIterator[bytes]:
         yield b'{"conversation_id": "slow", '

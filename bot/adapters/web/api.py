@@ -4,7 +4,6 @@ docstrings (YAML) are their OpenAPI operations."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.adapters.web.guards import bearer
+from bot.bodies import read_body
 from bot.errors import answer
 from core.bot import Bot, Event
 from core.errors import check_text
@@ -28,7 +28,6 @@ from core.events import ConversationKey, IncomingMessage, Mood, Reply
 PLATFORM = "web"
 MAX_BATCH = 64
 MAX_ID = 64  # characters of a conversation, user or event id
-BODY_SECONDS = 10.0
 
 
 def mood_json(mood: Mood | None) -> dict[str, Any] | None:
@@ -84,16 +83,10 @@ class Caller:
         return f"{self.namespace}/{user_id or 'web-user'}" if self.names_users else self.namespace
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = b""
-    try:  # a body trickled in byte by byte (slowloris) does not hold a request for longer than this
-        async with asyncio.timeout(BODY_SECONDS):
-            async for chunk in request.stream():  # counted as it arrives: a chunked body cannot sneak past
-                body += chunk
-                if len(body) > limit:
-                    raise HTTPException(413, f"request body is larger than {limit} bytes")
-    except TimeoutError:
-        raise HTTPException(408, f"the request body did not arrive within {BODY_SECONDS:g} s") from None
+async def read_json(request: Request, limit: int, empty_ok: bool = False) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    if empty_ok and not body.strip():
+        return {}
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes

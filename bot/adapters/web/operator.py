@@ -82,7 +82,7 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         escalation_id, action = int(request.path_params["id"]), request.path_params["action"]
         if action not in ("take", "resolve", "acknowledge"):
             raise HTTPException(404, f"unknown action {action!r}: take, resolve or acknowledge")
-        body = await read_json(request, max_body) if await request.body() else {}
+        body = await read_json(request, max_body, empty_ok=True)
         by = agent_name(body)
         record: EscalationRecord | None
         try:
