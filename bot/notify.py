@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,10 +25,10 @@ from bot.delivery import OutputChannel, Sent
 from bot.desk import Desk, status_line, summary
 from core import metrics
 from core.escalations import EscalationRecord, EscalationStore
-from core.events import ConversationKey
+from core.events import ConversationKey, utcnow
 from core.handoff import BOT
 from core.memory import Memory, StoredMessage
-from core.outbox import CUSTOMER, DeliveryRecord, Outbox
+from core.outbox import CUSTOMER, LEASE_SECONDS, DeliveryRecord, Outbox
 
 log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600.0
@@ -48,7 +49,8 @@ class Notifications:
         self.desks: Mapping[str, Desk] = {}
         self.channels: Mapping[str, OutputChannel] = {}
         self._http = httpx.AsyncClient(timeout=10)
-        self._lock = asyncio.Lock()  # one delivery round at a time here; claims keep replicas apart
+        self.lease = LEASE_SECONDS  # how long a claim holds a row; each send is cut off at a quarter of it
+        self._busy: set[str] = set()  # destinations with a lane running here: one send at a time each, in order
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, desks: Mapping[str, Desk], channels: Mapping[str, OutputChannel]) -> None:
@@ -82,13 +84,27 @@ class Notifications:
                 log.exception("notifications: a round failed; trying again later")
 
     async def deliver_due(self) -> None:
-        async with self._lock:
-            unlocked = True
-            while unlocked:  # a notice sent in this round makes the relays under it due: another round
-                unlocked = False
-                for delivery in await self.outbox.claim_due():
-                    sent = await self._attempt(delivery)
-                    unlocked |= sent and delivery.kind == "notice"
+        """Deliver what is due, one lane per destination: a slow or dead destination holds only its
+        own lane (an agent's message to the customer never waits behind a webhook that hangs).
+        Claims are small batches, fenced; each send is cut off well before its claim's lease."""
+        while True:
+            batch = await self.outbox.claim_due(
+                [*self.destinations, CUSTOMER], exclude=set(self._busy), lease_seconds=self.lease
+            )
+            if not batch:
+                return
+            lanes: dict[str, list[DeliveryRecord]] = {}
+            for delivery in batch:
+                lanes.setdefault(delivery.destination, []).append(delivery)
+            self._busy |= lanes.keys()
+            try:
+                await asyncio.gather(*(self._lane(rows) for rows in lanes.values()))
+            finally:
+                self._busy -= lanes.keys()
+
+    async def _lane(self, deliveries: Sequence[DeliveryRecord]) -> None:
+        for delivery in deliveries:
+            await self._attempt(delivery)
 
     async def show(self, escalation: EscalationRecord) -> None:
         """Every sent notice of the escalation shows who has it now (best effort: a notice is a view)."""
@@ -131,29 +147,38 @@ class Notifications:
             ],
         }
 
-    async def _attempt(self, delivery: DeliveryRecord) -> bool:
-        """One attempt, recorded; whether it was sent."""
+    async def _attempt(self, delivery: DeliveryRecord) -> None:
+        """One attempt, fenced (skipped when another claim holds the row now) and recorded."""
         escalation = await self.escalations.get(delivery.escalation_id)
-        if escalation is None:
-            return False
+        if escalation is None or not await self.outbox.owns(delivery, for_seconds=self.lease / 4):
+            return  # another claim has it, or this one ends too soon for a whole send: the next claim sends it
         ref, error = None, None
         try:
-            if delivery.kind == "notice":
-                ref = await self._notice(delivery.destination, escalation)
-            else:
-                ref = await self._relay(delivery, escalation)
+            async with asyncio.timeout(self.lease / 4):  # never past the claim's lease (checked just above)
+                if delivery.kind == "notice":
+                    ref = await self._notice(delivery.destination, escalation)
+                else:
+                    ref = await self._relay(delivery, escalation)
         except Exception as exc:  # any failure is recorded and retried, never raised into a reply
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.warning("escalation #%s to %s failed: %s", escalation.id, delivery.destination, error)
             if delivery.destination == CUSTOMER and delivery.attempts == 0:
                 await self._tell_agents(escalation, f"⚠️ Could not deliver to the customer: {error}. Retrying.")
-        retry_in = min(self.settings.notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
-        await self.outbox.delivered(delivery.id, error, retry_in, ref=ref)
+        notify = self.settings.notify
+        retry_in = min(notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
+        status = await self.outbox.delivered(delivery, error, retry_in, ref=ref, give_up=self._give_up)
+        if status == "dead":
+            metrics.DEAD_DELIVERIES.labels(delivery.kind).inc()
+            log.error("escalation #%s: gave up delivering a %s to %s after %d attempts: %s",
+                      escalation.id, delivery.kind, delivery.destination, delivery.attempts + 1, error)  # fmt: skip
         if delivery.kind == "notice" and ref is not None:  # taken or resolved while it was being sent
             now = await self.escalations.get(escalation.id)
             if now is not None and (now.taken_by, now.resolved_at) != (escalation.taken_by, escalation.resolved_at):
                 await self.show(now)
-        return error is None
+
+    def _give_up(self, attempts: int, created_at: datetime) -> bool:
+        notify = self.settings.notify
+        return attempts >= notify.max_attempts or utcnow() - created_at > timedelta(hours=notify.max_age_hours)
 
     async def _notice(self, destination: str, escalation: EscalationRecord) -> str | None:
         kind, _, target = destination.partition(":")

@@ -34,3 +34,4 @@ FIRST_HUMAN_REPLY_SECONDS = Histogram(
 HANDOFF_SECONDS = Histogram(
     "tonebot_handoff_duration_seconds", "From take-over to hand-back", buckets=(60, 300, 600, 1800, 3600, 14400, 86400)
 )
+DEAD_DELIVERIES = Counter("tonebot_dead_deliveries_total", "Deliveries given up after their attempts", ["kind"])

@@ -7,7 +7,8 @@ event, a double click or two replicas queue it once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,8 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from core.db import Base, Database
-from core.events import utcnow
+from core.events import as_utc, utcnow
 
+LEASE_SECONDS = 120.0
+"""How long a claim holds a row; each send is cut off well before (bot/notify.py), so a claim never
+expires under a send in progress."""
 CUSTOMER = "customer"
 """The destination of a relay to the customer, on the customer's own platform."""
 
@@ -35,8 +39,10 @@ class Delivery(Base):
     kind: Mapped[str] = mapped_column(String(16), default="notice")  # notice | relay
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     ref: Mapped[str | None] = mapped_column(String(256))  # the platform's id of what was sent
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | dead
     attempts: Mapped[int] = mapped_column(default=0)
+    claim: Mapped[str | None] = mapped_column(String(32))  # the fence token of the latest claim
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -54,12 +60,13 @@ class DeliveryRecord:
     message_id: int | None = None
     ref: str | None = None
     thread: str | None = None  # a relay to an agents' destination: the ref of the notice it goes under
+    claim: str = ""  # the fence token of this claim: only its holder may send and record the row
 
 
 def _record(row: Delivery, thread: str | None = None) -> DeliveryRecord:
     return DeliveryRecord(
         row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error,
-        row.kind, row.message_id, row.ref, thread,
+        row.kind, row.message_id, row.ref, thread, row.claim or "",
     )  # fmt: skip
 
 
@@ -83,11 +90,19 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self._session = db.session
 
-    async def claim_due(self, lease_seconds: float = 120.0) -> list[DeliveryRecord]:
-        """The pending deliveries that are due, oldest first, claimed for this caller: they are not due
-        again for anyone (another replica included) until `lease_seconds` pass or `delivered`
-        reschedules them. A relay to the agents is due once its notice is sent (it goes under it).
-        On PostgreSQL, rows another replica is claiming right now are skipped (SKIP LOCKED)."""
+    async def claim_due(
+        self,
+        destinations: Collection[str],
+        exclude: Collection[str] = (),
+        limit: int = 16,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> list[DeliveryRecord]:
+        """Up to `limit` pending deliveries that are due, oldest first, to the given destinations
+        (none removed from the config) and not to `exclude` (busy here), claimed for this caller with
+        a fresh fence token: they are not due again for anyone until `lease_seconds` pass or
+        `delivered` reschedules them, and a send checks the token (`owns`) first. A relay to the
+        agents is due once its notice is sent (it goes under it). On PostgreSQL, rows another replica
+        is claiming right now are skipped (SKIP LOCKED)."""
         now, notice = utcnow(), aliased(Delivery)
         under = and_(
             notice.escalation_id == Delivery.escalation_id,
@@ -95,18 +110,20 @@ class Outbox:
             notice.kind == "notice",
         )
         sent_notice = exists().where(under, notice.status == "sent")
+        wanted = [d for d in destinations if d not in exclude]
         query = (
             select(Delivery)
-            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now, Delivery.destination.in_(wanted))
             .where((Delivery.kind == "notice") | (Delivery.destination == CUSTOMER) | sent_notice)
             .order_by(Delivery.id)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         async with self._session() as session, session.begin():
             rows = (await session.scalars(query)).all()
             claimed = []
             for row in rows:
-                row.next_attempt_at = now + timedelta(seconds=lease_seconds)
+                row.next_attempt_at, row.claim = now + timedelta(seconds=lease_seconds), uuid.uuid4().hex
                 thread = None
                 if row.kind == "relay" and row.destination != CUSTOMER:
                     refs = select(Delivery.ref).filter_by(
@@ -116,24 +133,40 @@ class Outbox:
                 claimed.append(_record(row, thread))
             return claimed
 
+    async def owns(self, delivery: DeliveryRecord, for_seconds: float) -> bool:
+        """Whether this claim holds the row (not re-claimed, sent or forgotten) for at least
+        `for_seconds` more: a send that long cannot overlap another claim's."""
+        async with self._session() as session:
+            row = await session.get(Delivery, delivery.id)
+            if row is None or row.status != "pending" or row.claim != delivery.claim:
+                return False
+            return as_utc(row.next_attempt_at) > utcnow() + timedelta(seconds=for_seconds)
+
     async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
         async with self._session() as session:
             query = select(Delivery).filter_by(escalation_id=escalation_id).order_by(Delivery.id)
             rows = (await session.scalars(query)).all()
         return [_record(r) for r in rows]
 
-    async def delivered(self, delivery_id: int, error: str | None, retry_in: float, ref: str | None = None) -> None:
-        """Record one attempt: sent (with the platform's id of what was sent) when `error` is None,
-        otherwise due again in `retry_in` seconds."""
+    async def delivered(
+        self, delivery: DeliveryRecord, error: str | None, retry_in: float, ref: str | None = None,
+        give_up: Callable[[int, datetime], bool] = lambda attempts, created: False,
+    ) -> str | None:  # fmt: skip
+        """Record one attempt of a claim (ignored when the claim no longer holds the row): sent (with
+        the platform's id of what was sent) when `error` is None; otherwise due again in `retry_in`
+        seconds, or dead when `give_up(attempts, created_at)`. Returns the row's new status."""
         async with self._session() as session, session.begin():
-            row = await session.get(Delivery, delivery_id)
-            if row is None:  # forgotten meanwhile
-                return
+            row = await session.get(Delivery, delivery.id)
+            if row is None or row.claim != delivery.claim or row.status != "pending":
+                return None  # forgotten, or another claim has it now
             row.attempts += 1
             if error is None:
                 row.status, row.delivered_at, row.last_error, row.ref = "sent", utcnow(), None, ref
             else:
                 row.last_error, row.next_attempt_at = error[:2000], utcnow() + timedelta(seconds=retry_in)
+                if give_up(row.attempts, as_utc(row.created_at)):
+                    row.status = "dead"
+            return row.status
 
 
 async def sent_copies(session: AsyncSession, message_ids: Sequence[int]) -> list[DeliveryRecord]:

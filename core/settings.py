@@ -99,6 +99,8 @@ class NotifySettings:
     telegram_chat_id: str = ""  # e.g. "-1001234567890", posted with TELEGRAM_BOT_TOKEN
     transcript_messages: int = 8  # the last turns included in a notice
     retry_seconds: float = 30.0  # first retry of a failed delivery; doubles up to an hour
+    max_attempts: int = 12  # then the delivery is dead (logged, counted): about 5 hours of retries
+    max_age_hours: float = 24.0  # a delivery still failing this long after it was queued is dead too
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ async def _enter(memory: Memory, key: ConversationKey) -> None:
         pass
 
 
+DESTS = ("webhook:a", "slack:b")
+
+
 async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_replica(
     db_url: str, memory: Memory
 ) -> None:
@@ -109,19 +112,20 @@ async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_re
 
     other = Database.open(db_url)  # a second replica
     try:
-        claims = await asyncio.gather(outbox.claim_due(), Outbox(other).claim_due())
+        claims = await asyncio.gather(outbox.claim_due(DESTS), Outbox(other).claim_due(DESTS))
     finally:
         await other.aclose()
     claimed = [d.destination for batch in claims for d in batch]
     assert sorted(claimed) == ["slack:b", "webhook:a"]  # each delivery exactly once
-    assert await outbox.claim_due() == []  # leased, not due again yet
+    assert await outbox.claim_due(DESTS) == []  # leased, not due again yet
 
     first = claims[0][0] if claims[0] else claims[1][0]
-    await outbox.delivered(first.id, "ConnectError: refused", retry_in=0)
-    [again] = await outbox.claim_due()
+    await outbox.delivered(first, "ConnectError: refused", retry_in=0)
+    [again] = await outbox.claim_due(DESTS)
     assert again.id == first.id and again.attempts == 1 and again.last_error == "ConnectError: refused"
-    await outbox.delivered(again.id, None, retry_in=0)
-    assert await outbox.claim_due() == []
+    assert await outbox.delivered(first, None, retry_in=0) is None  # the old claim no longer holds it
+    await outbox.delivered(again, None, retry_in=0)
+    assert await outbox.claim_due(DESTS) == []
     record = await store.resolve(opened[[r is not None for r in opened].index(True)].id, "ops")
     assert record is not None and record.resolved_by == "ops"
     assert not (await store.state(accepted.conversation_id)).open
@@ -206,6 +210,8 @@ async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_repl
     due only once the notice that opens the thread is sent; each is claimed by one replica."""
     from core.outbox import CUSTOMER, queue
 
+    RELAYED = ("slack:C1", CUSTOMER)  # noqa: N806
+
     accepted = await memory.accept(IncomingMessage(ConversationKey("test", "relay"), user_id="u", text="hi"))
     assert isinstance(accepted, Accepted)
     store, outbox = EscalationStore(memory.db), Outbox(memory.db)
@@ -217,13 +223,13 @@ async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_repl
     assert added == 0
     other = Database.open(db_url)  # a second replica
     try:
-        claims = await asyncio.gather(outbox.claim_due(), Outbox(other).claim_due())
+        claims = await asyncio.gather(outbox.claim_due(RELAYED), Outbox(other).claim_due(RELAYED))
     finally:
         await other.aclose()
     claimed = sorted((d.kind, d.destination) for batch in claims for d in batch)
     assert claimed == [("notice", "slack:C1"), ("relay", CUSTOMER)]  # the thread's relay waits for its notice
     [notice] = [d for batch in claims for d in batch if d.kind == "notice"]
-    await outbox.delivered(notice.id, None, retry_in=0, ref="1800000000.000001")
-    [relay] = await outbox.claim_due()
+    await outbox.delivered(notice, None, retry_in=0, ref="1800000000.000001")
+    [relay] = await outbox.claim_due(RELAYED)
     assert (relay.destination, relay.thread, relay.message_id) == ("slack:C1", "1800000000.000001", accepted.message_id)
     assert (await store.find("slack:C1", "1800000000.000001")) == await store.get(record.id)
