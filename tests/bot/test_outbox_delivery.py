@@ -73,8 +73,6 @@ def make(scripted: ScriptedEngine, memory: Memory, settings: Settings) -> Make:
     return build
 
 
-
-
 async def escalate(bot: Bot) -> int:
     reply = await bot.handle(IncomingMessage(KEY, user_id="c1", text="I want to talk to a human, now."))
     assert reply.escalated

@@ -210,7 +210,7 @@ async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_repl
     due only once the notice that opens the thread is sent; each is claimed by one replica."""
     from core.outbox import CUSTOMER, queue
 
-    RELAYED = ("slack:C1", CUSTOMER)  # noqa: N806
+    RELAYED = ("slack:C1", CUSTOMER)
 
     accepted = await memory.accept(IncomingMessage(ConversationKey("test", "relay"), user_id="u", text="hi"))
     assert isinstance(accepted, Accepted)
