@@ -130,14 +130,11 @@ class Notifications:
                 log.warning("forget: could not delete a relayed copy in %s: %s", kind or key.platform, exc)
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:
-        turns = await self.memory.messages(escalation.key, limit=self.settings.notify.transcript_messages)
+        key = escalation.key
+        turns = await self.memory.messages(key, limit=self.settings.notify.transcript_messages)
         return {
             "escalation_id": escalation.id,
-            "conversation": {
-                "platform": escalation.key.platform,
-                "chat_id": escalation.key.chat_id,
-                "thread_id": escalation.key.thread_id,
-            },
+            "conversation": {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id},
             "reason": escalation.reason,
             "mood_trend": escalation.scores,
             "opened_at": escalation.opened_at.isoformat(),
@@ -164,8 +161,7 @@ class Notifications:
             log.warning("escalation #%s to %s failed: %s", escalation.id, delivery.destination, error)
             if delivery.destination == CUSTOMER and delivery.attempts == 0:
                 await self._tell_agents(escalation, f"⚠️ Could not deliver to the customer: {error}. Retrying.")
-        notify = self.settings.notify
-        retry_in = min(notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
+        retry_in = min(self.settings.notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
         status = await self.outbox.delivered(delivery, error, retry_in, ref=ref, give_up=self._give_up)
         if status == "dead":
             metrics.DEAD_DELIVERIES.labels(delivery.kind).inc()
@@ -177,8 +173,8 @@ class Notifications:
                 await self.show(now)
 
     def _give_up(self, attempts: int, created_at: datetime) -> bool:
-        notify = self.settings.notify
-        return attempts >= notify.max_attempts or utcnow() - created_at > timedelta(hours=notify.max_age_hours)
+        limits = self.settings.notify
+        return attempts >= limits.max_attempts or utcnow() - created_at > timedelta(hours=limits.max_age_hours)
 
     async def _notice(self, destination: str, escalation: EscalationRecord) -> str | None:
         kind, _, target = destination.partition(":")
@@ -220,15 +216,9 @@ class Notifications:
         else:
             raise RuntimeError(f"no thread to relay into at {delivery.destination} (is its adapter enabled?)")
         metrics.RELAYS.labels("to_customer" if delivery.destination == CUSTOMER else "to_agents").inc()
-        log.info(
-            "relayed",
-            extra={
-                "escalation_id": escalation.id,
-                "destination": kind or CUSTOMER,
-                "role": turn.role,
-                **({"text": turn.text} if self.settings.log_message_text else {}),
-            },
-        )
+        text = {"text": turn.text} if self.settings.log_message_text else {}
+        fields = {"escalation_id": escalation.id, "destination": kind or CUSTOMER, "role": turn.role, **text}
+        log.info("relayed", extra=fields)
         return ref
 
     async def _to_customer(self, key: ConversationKey, turn: StoredMessage) -> str | None:
