@@ -117,24 +117,30 @@ class Notifications:
                 except Exception as exc:
                     log.warning("escalation #%s: could not update the notice in %s: %s", escalation.id, kind, exc)
 
-    async def delete(self, key: ConversationKey, copies: Sequence[DeliveryRecord]) -> None:
-        """Delete the relayed copies of forgotten turns where the platform allows it (best effort)."""
-        for copy in copies:
-            kind, _, target = copy.destination.partition(":")
-            try:
-                if copy.destination == CUSTOMER and (channel := self.channels.get(key.platform)) and copy.ref:
-                    await channel.delete(Sent(key, copy.ref))
-                elif (desk := self.desks.get(kind)) and copy.ref:
-                    await desk.delete(target, copy.ref)
-            except Exception as exc:
-                log.warning("forget: could not delete a relayed copy in %s: %s", kind or key.platform, exc)
+    async def _erase(self, delivery: DeliveryRecord, escalation: EscalationRecord) -> None:
+        """/forget: delete what was sent (every piece of it: refs may list several), or tell a webhook."""
+        kind, _, target = delivery.destination.partition(":")
+        ref = delivery.ref or ""
+        if delivery.kind == "forget":
+            event = {"type": "forget", "escalation_id": escalation.id, "user_id": ref,
+                     "conversation": self._conversation(escalation.key)}  # fmt: skip
+            await webhook.post(self._http, target, event, self.settings.secrets.escalation_webhook_secret)
+        elif delivery.destination == CUSTOMER:
+            if (channel := self.channels.get(escalation.key.platform)) is None:
+                raise RuntimeError(f"the {escalation.key.platform} adapter is not running here")
+            for piece in ref.split(","):
+                await channel.delete(Sent(escalation.key, piece))
+        elif desk := self.desks.get(kind):
+            await desk.delete(target, ref)
+        else:
+            raise RuntimeError(f"the {kind} desk is not running here")
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:
         key = escalation.key
         turns = await self.memory.messages(key, limit=self.settings.notify.transcript_messages)
         return {
             "escalation_id": escalation.id,
-            "conversation": {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id},
+            "conversation": self._conversation(key),
             "reason": escalation.reason,
             "mood_trend": escalation.scores,
             "opened_at": escalation.opened_at.isoformat(),
@@ -143,6 +149,10 @@ class Notifications:
                 for m in turns
             ],
         }
+
+    @staticmethod
+    def _conversation(key: ConversationKey) -> dict[str, str]:
+        return {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id}
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
         """One attempt, fenced (skipped when another claim holds the row now) and recorded."""
@@ -154,8 +164,11 @@ class Notifications:
             async with asyncio.timeout(self.lease / 4):  # never past the claim's lease (checked just above)
                 if delivery.kind == "notice":
                     ref = await self._notice(delivery.destination, escalation)
-                else:
+                elif delivery.kind == "relay":
                     ref = await self._relay(delivery, escalation)
+                else:
+                    await self._erase(delivery, escalation)
+                    ref = delivery.ref
         except Exception as exc:  # any failure is recorded and retried, never raised into a reply
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.warning("escalation #%s to %s failed: %s", escalation.id, delivery.destination, error)
@@ -184,20 +197,7 @@ class Notifications:
             return None
         if desk := self.desks.get(kind):
             return await desk.notice(target, escalation, summary(payload))
-        secrets = self.settings.secrets  # the adapter is off: a notice without a thread
-        if kind == "slack":
-            from slack_sdk.web.async_client import AsyncWebClient
-
-            client = AsyncWebClient(token=secrets.slack_bot_token, base_url=self.settings.slack.api_base_url)
-            await client.chat_postMessage(channel=target, text=summary(payload))
-        elif kind == "telegram":
-            from telegram import Bot as TelegramBot
-
-            async with TelegramBot(secrets.telegram_bot_token, base_url=self.settings.telegram.base_url) as bot:
-                await bot.send_message(int(target), summary(payload))
-        else:
-            raise ValueError(f"unknown destination kind {kind!r}")
-        return None
+        raise RuntimeError(f"no {kind!r} desk runs here (is its adapter enabled?)")
 
     async def _relay(self, delivery: DeliveryRecord, escalation: EscalationRecord) -> str | None:
         """One stored turn to the customer, or to one agents' destination."""
@@ -231,7 +231,7 @@ class Notifications:
                 return None  # the chat page follows the conversation in the database
             raise RuntimeError(f"the {key.platform} adapter is not running here")
         sent = await channel.send(key, text)
-        return sent[-1].id if sent else None
+        return ",".join(piece.id for piece in sent) or None  # every piece, so that /forget deletes them all
 
     def _for_agents(self, turn: StoredMessage) -> str:
         if turn.author_id == BOT[0]:

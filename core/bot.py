@@ -20,7 +20,7 @@ from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.handoff import Handoff
 from core.memory import Accepted, Memory
-from core.outbox import DeliveryRecord, sent_copies
+from core.outbox import erase
 from core.prompts import build_chat
 from core.settings import EscalationSettings, HandoffSettings, MemorySettings, PromptSettings
 
@@ -44,9 +44,6 @@ class Notifier(Protocol):
 
     def changed(self, escalation: EscalationRecord | None) -> None:
         """New rows are in the outbox, or an escalation changed (its notices show who has it): act soon."""
-
-    async def delete(self, key: ConversationKey, copies: Sequence[DeliveryRecord]) -> None:
-        """Delete what was sent of a conversation's forgotten turns, where the platform allows it."""
 
 
 class Bot:
@@ -77,6 +74,7 @@ class Bot:
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
+        self._scrubbing: asyncio.Task[None] | None = None
 
     def validate(self, text: str, what: str = "the message", length: bool = True) -> None:
         """Refuse, before anything is stored, a text that cannot be one (and with `length`, a too long one)."""
@@ -262,22 +260,34 @@ class Bot:
         """Delete everything a user wrote on a platform, the bot's answers to it, and escalations left
         with nothing to show; each conversation under its turn lock, so that a reply being written
         meanwhile is finished (and then deleted) first. Returns how many messages went."""
-        deleted, copies = 0, {}
+        deleted = 0
         for key in await self.memory.conversations_of(platform, user_id):
 
-            async def collect(session: AsyncSession, ids: list[int], key: ConversationKey = key) -> None:
-                copies[key] = await sent_copies(session, ids)  # relayed copies, deleted on their platforms
+            async def copies(session: AsyncSession, conversation_id: int, ids: list[int]) -> None:
+                await erase(session, conversation_id, ids, user_id)  # where the support side showed them
 
             async with self._locks.setdefault(key, asyncio.Lock()), self.memory.turn_lock(key):
-                count, emptied = await self.memory.forget(key, user_id, before=collect)
+                count, emptied = await self.memory.forget(key, user_id, before=copies)
                 if emptied is not None:
                     await self.escalations.forget(emptied)
             deleted += count
-        await self.memory.scrub()
-        for key, sent in copies.items():
-            if sent and self.notifier is not None:
-                await self.notifier.delete(key, sent)
+        if self.notifier is not None:
+            self.notifier.changed(None)
+        if not await self.memory.scrub():
+            log.warning("forget: a reader kept the SQLite log; checkpointing again until it is clean")
+            self._scrubbing = self._scrubbing or asyncio.create_task(self._scrub_until_clean())
         return deleted
+
+    async def _scrub_until_clean(self, every: float = 1.0, tries: int = 600) -> None:
+        try:
+            for _ in range(tries):
+                await asyncio.sleep(every)
+                if await self.memory.scrub():
+                    log.info("forget: the SQLite log is clean")
+                    return
+            log.error("forget: the SQLite log still holds deleted text after %d checkpoints", tries)
+        finally:
+            self._scrubbing = None
 
     async def recent_moods(self, platform: str, user_id: str, limit: int = 10) -> list[Mood]:
         return await self.memory.moods(platform, user_id, limit)

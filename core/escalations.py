@@ -174,14 +174,22 @@ class EscalationStore:
 
     async def find(self, destination: str, ref: str) -> EscalationRecord | None:
         """The escalation whose notice (or a relay under it) has this platform id at this destination,
-        or whose ref starts with it and a colon: how an agent's reply in a Slack thread or a Telegram
-        topic finds its customer."""
+        or whose ref starts with it and a colon, or lists it among pieces: how an agent's reply in a
+        Slack thread or a Telegram topic finds its customer."""
         query = (
             select(Escalation, Conversation)
             .join(Conversation, Conversation.id == Escalation.conversation_id)
             .join(Delivery, Delivery.escalation_id == Escalation.id)
             .where(Delivery.destination == destination)
-            .where(or_(Delivery.ref == ref, Delivery.ref.startswith(ref + ":", autoescape=True)))  # "t7" finds "t7:42"
+            .where(
+                or_(
+                    Delivery.ref == ref,
+                    Delivery.ref.startswith(ref + ":", autoescape=True),  # "t7" finds "t7:42"
+                    Delivery.ref.startswith(ref + ",", autoescape=True),  # a piece of a text sent in several
+                    Delivery.ref.endswith("," + ref, autoescape=True),
+                    Delivery.ref.contains("," + ref + ",", autoescape=True),
+                )
+            )
             .order_by(Escalation.id.desc())
             .limit(1)
         )

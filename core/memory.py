@@ -433,12 +433,12 @@ class Memory:
         self,
         key: ConversationKey,
         user_id: str,
-        before: Callable[[AsyncSession, list[int]], Awaitable[object]] | None = None,
+        before: Callable[[AsyncSession, int, list[int]], Awaitable[object]] | None = None,
     ) -> tuple[int, int | None]:
         """Delete what a user wrote in one conversation and the bot's answers to it, and when no user
         turn of anyone is left, the agents' turns and hand-off lines too: (how many messages, the
-        conversation's id when it was emptied, else None). `before(session, ids)` sees the ids first
-        (the copies relayed of them are deleted on their platforms)."""
+        conversation's id when it was emptied, else None). `before(session, conversation id, ids)` sees
+        the ids first (what was sent of them is erased on the platforms)."""
         async with self._session() as session, session.begin():
             conversation = await session.scalar(
                 select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
@@ -455,18 +455,22 @@ class Memory:
                 rest = select(Message.id).where(Message.conversation_id == conversation.id, Message.id.not_in(ids))
                 ids += list((await session.scalars(rest)).all())
             if before is not None:
-                await before(session, ids)
+                await before(session, conversation.id, ids)
             await session.execute(delete(Message).where(Message.id.in_(ids)))
             return len(ids), conversation.id if emptied else None
 
-    async def scrub(self) -> None:
+    async def scrub(self) -> bool:
         """Leave no deleted text behind in the files: SQLite overwrites deleted content (secure_delete,
         set on connect) and its write-ahead log is checkpointed into the database and truncated.
+        False when a reader's snapshot kept part of the log (the text is still in it: try again).
         (On PostgreSQL, deleted rows are gone from queries at once and from disk at the next VACUUM.)"""
-        if self.db.dialect == "sqlite":
-            async with self.engine.connect() as connection:
-                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self.db.dialect != "sqlite":
+            return True
+        async with self.engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            row: Any = (await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        busy, log, done = row[0], row[1], row[2]
+        return not busy and log in (done, -1)
 
     async def knows(self, key: ConversationKey) -> bool:
         """Whether the conversation exists, i.e. the bot has taken part in it."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, and_, exists, select
+from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, and_, column, exists, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, aliased, mapped_column
@@ -25,6 +25,7 @@ LEASE_SECONDS = 120.0
 expires under a send in progress."""
 CUSTOMER = "customer"
 """The destination of a relay to the customer, on the customer's own platform."""
+WEBHOOK = "webhook:"
 
 
 class Delivery(Base):
@@ -36,7 +37,8 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
     destination: Mapped[str] = mapped_column(String(512))  # webhook:URL | slack:CHANNEL | telegram:CHAT | customer
-    kind: Mapped[str] = mapped_column(String(16), default="notice")  # notice | relay
+    # notice | relay | erase (delete `ref` where it was sent: /forget) | forget (tell a webhook: /forget)
+    kind: Mapped[str] = mapped_column(String(16), default="notice")
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     ref: Mapped[str | None] = mapped_column(String(256))  # the platform's id of what was sent
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | dead
@@ -114,7 +116,7 @@ class Outbox:
         query = (
             select(Delivery)
             .where(Delivery.status == "pending", Delivery.next_attempt_at <= now, Delivery.destination.in_(wanted))
-            .where((Delivery.kind == "notice") | (Delivery.destination == CUSTOMER) | sent_notice)
+            .where(Delivery.kind.in_(("notice", "erase", "forget")) | (Delivery.destination == CUSTOMER) | sent_notice)
             .order_by(Delivery.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -169,8 +171,24 @@ class Outbox:
             return row.status
 
 
-async def sent_copies(session: AsyncSession, message_ids: Sequence[int]) -> list[DeliveryRecord]:
-    """What was sent of these turns (in the caller's transaction: the copies to delete when the
-    turns are forgotten)."""
-    query = select(Delivery).where(Delivery.message_id.in_(message_ids), Delivery.ref.is_not(None))
-    return [_record(r) for r in (await session.scalars(query)).all()]
+async def erase(session: AsyncSession, conversation_id: int, message_ids: Sequence[int], user_id: str) -> int:
+    """Queue, in the caller's transaction (before the turns go), the erasure of everything sent of a
+    forgotten user's words: each copy relayed of these turns, each notice of the conversation's
+    escalations (a notice quotes the customer; a Telegram topic is named after them) and, for a
+    webhook, a `forget` event naming the user. Retried like any delivery; how many were queued."""
+    copies = select(Delivery).where(Delivery.message_id.in_(message_ids), Delivery.ref.is_not(None))
+    escalation = table("escalations", column("id"), column("conversation_id"))  # declared in core/escalations.py
+    escalations = select(escalation.c.id).where(escalation.c.conversation_id == conversation_id)
+    notices = select(Delivery).where(Delivery.escalation_id.in_(escalations), Delivery.kind == "notice")
+    queued = 0
+    for row in [*(await session.scalars(copies)).all(), *(await session.scalars(notices)).all()]:
+        if row.destination.startswith(WEBHOOK):
+            if row.kind == "notice":
+                session.add(Delivery(escalation_id=row.escalation_id, destination=row.destination, kind="forget",
+                                     ref=user_id[:256]))  # fmt: skip
+                queued += 1
+        elif row.ref:
+            session.add(Delivery(escalation_id=row.escalation_id, destination=row.destination, kind="erase",
+                                 ref=row.ref))  # fmt: skip
+            row.ref, queued = None, queued + 1  # nobody answers in (or edits) a thread that is going away
+    return queued

@@ -72,9 +72,11 @@ class TelegramDesk:
         topic, notice = _parse(thread)
         chat, quote = int(target), None if topic else ReplyParameters(notice, allow_sending_without_reply=True)
         pieces = [text[i : i + 4096] for i in range(0, len(text), 4096)] or [""]
+        ids = []
         for piece in pieces:  # plain text: nobody's words are parsed as markup
             sent = await self.bot.send_message(chat, piece, message_thread_id=topic, reply_parameters=quote)
-        return str(sent.message_id)
+            ids.append(str(sent.message_id))
+        return ",".join(ids)  # every piece, so that /forget deletes them all
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         _, notice = _parse(thread)
@@ -89,7 +91,14 @@ class TelegramDesk:
                 await self.bot.close_forum_topic(int(target), _parse(thread)[0] or 0)
 
     async def delete(self, target: str, ref: str) -> None:
-        await self.bot.delete_message(int(target), int(ref))
+        """A notice's topic goes whole (its messages, and its name, which names the customer); other
+        refs are one or more messages."""
+        if ref.startswith("t"):
+            await self.bot.delete_forum_topic(int(target), _parse(ref)[0] or 0)
+            return
+        for message in ref.split(","):
+            with contextlib.suppress(BadRequest):  # already gone
+                await self.bot.delete_message(int(target), int(message))
 
     async def _is_forum(self, chat: int) -> bool:
         if chat not in self._forum:

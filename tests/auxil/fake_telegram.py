@@ -75,6 +75,16 @@ class FakeBotAPI:
         self.topics[thread] = params["name"]
         return {"message_thread_id": thread, "name": params["name"], "icon_color": 7322096}
 
+    async def deleteForumTopic(self, params: dict[str, Any]) -> bool:
+        """The topic goes with every message in it."""
+        thread = int(params["message_thread_id"])
+        self.topics.pop(thread, None)
+        for message_id, message in list(self.messages.items()):
+            if message.get("message_thread_id") == thread:
+                self.deleted.append((int(params["chat_id"]), message_id))
+                del self.messages[message_id]
+        return True
+
     async def deleteMessage(self, params: dict[str, Any]) -> bool:
         self.deleted.append((int(params["chat_id"]), int(params["message_id"])))
         self.messages.pop(int(params["message_id"]), None)

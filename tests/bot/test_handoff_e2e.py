@@ -34,6 +34,7 @@ from core.memory import Memory
 from core.outbox import Outbox
 from tests.auxil.fake_slack import FakeSlackAPI
 from tests.auxil.fake_telegram import FakeBotAPI
+from tests.auxil.receiver import Receiver
 from tests.auxil.servers import eventually, serve_asgi
 from tests.auxil.spy import SpyEngine
 from tests.bot.adapters.test_slack_e2e import signed
@@ -290,10 +291,56 @@ async def test_forget_deletes_the_agents_turns_and_the_relayed_copies(
         command["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": 7}]
         w.telegram.push(command)
         await eventually(lambda: any("deleted" in t for t in w.to_alice()), what="the forget answer")
+        await eventually(lambda: notice["ts"] not in w.slack.messages, what="the notice deleted")  # it quoted her
         thread = [m["text"] for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"])]
         assert not [t for t in thread if "555-1234" in t]  # the relayed copy is deleted in Slack
-        assert (ALICE, relayed["message_id"]) in w.telegram.deleted  # and the agent's words in Telegram
+        await eventually(lambda: (ALICE, relayed["message_id"]) in w.telegram.deleted, what="the agent's words")
     assert await memory.messages(ConversationKey("telegram", str(ALICE))) == []
+
+
+async def test_forget_deletes_the_topic_named_after_the_customer_and_tells_webhooks_with_retries(
+    spy: SpyEngine, memory: Memory, settings: Settings
+) -> None:
+    """Regression (#25.4): the notices (quoting the customer, with live buttons), the forum topic
+    named after them, and the helpdesk webhook outlived /forget; a failed delete was never retried."""
+    hook, failures = Receiver(), [2]
+
+    async def flaky_then_ok(request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        body = await request.body()
+        if json.loads(body).get("type") == "forget" and failures[0] > 0:
+            failures[0] -= 1
+            return JSONResponse({}, 503)
+        hook.received.append((dict(request.headers), body))
+        return JSONResponse({"ok": True})
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    app = Starlette(routes=[Route("/hook", flaky_then_ok, methods=["POST"])])
+    async with serve_asgi(app) as hook_url:
+        settings = dataclasses.replace(settings, notify=dataclasses.replace(settings.notify,
+                                       webhook_urls=(f"{hook_url}/hook",)))  # fmt: skip
+        async with world(spy, memory, settings, telegram_support=str(TELEGRAM_SUPPORT)) as w:
+            w.telegram.push(private(ASK, message_id=1))
+            await eventually(lambda: w.telegram.topics, what="the topic")
+            await eventually(lambda: hook.received, what="the webhook notice")
+            command = private("/forget", message_id=3)
+            command["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": 7}]
+            w.telegram.push(command)
+            await eventually(lambda: any("deleted" in t for t in w.to_alice()), what="the forget answer")
+
+            async def retried() -> bool:
+                await w.bot.notifier.deliver_due()  # type: ignore[union-attr]
+                return not w.telegram.topics and any(b.get("type") == "forget" for b in hook.bodies())
+
+            await eventually(retried, what="the topic deleted and the webhook told")
+    [forget] = [b for b in hook.bodies() if b.get("type") == "forget"]
+    assert forget["user_id"] == str(ALICE) and forget["conversation"]["chat_id"] == str(ALICE)
+    headers = next(h for h, body in hook.received if b'"forget"' in body)
+    assert "x-tonebot-timestamp" in headers  # posted like every event (signed when the secret is set)
+    assert not [m for m in w.telegram.messages.values() if ASK in m.get("text", "")]
 
 
 async def test_the_buttons_work_in_socket_mode_too(spy: SpyEngine, memory: Memory, settings: Settings) -> None:

@@ -60,3 +60,27 @@ async def test_forget_keeps_other_users_turns_and_their_escalation(scriptbot: Bo
     assert await scriptbot.forget("web", "alice") == 2
     assert [m.author_id for m in await scriptbot.memory.messages(KEY)] == ["bob", "tonebot"]
     assert len(await scriptbot.escalations.all()) == 1
+
+
+async def test_a_reader_holding_the_log_delays_the_scrub_which_retries_until_clean(scriptbot: Bot, db_url: str) -> None:
+    """Regression (#25.4): the checkpoint's result was ignored; while a reader held a snapshot the
+    text stayed in the -wal file."""
+    import sqlite3
+
+    path = Path(db_url.removeprefix("sqlite:///"))
+    await scriptbot.handle(message(SECRET))
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM messages").fetchall()  # a snapshot that pins the log
+    try:
+        await scriptbot.forget("web", "alice")
+        assert scriptbot._scrubbing is not None  # not clean yet: retrying
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    for _ in range(50):
+        if scriptbot._scrubbing is None:
+            break
+        await asyncio.sleep(0.1)
+    files = [p for p in (path, path.with_name(path.name + "-wal")) if p.exists()]
+    assert scriptbot._scrubbing is None and not any(SECRET.encode() in p.read_bytes() for p in files)
