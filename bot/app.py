@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -20,13 +19,14 @@ from bot.adapters.web import create_app
 from bot.config import Settings
 from bot.delivery import OutputChannel
 from bot.desk import Desk
+from bot.exposure import check_exposure
 from bot.notify import Notifications
 from bot.recovery import Recovery
 from core import loading
 from core.bot import Bot
 from core.db import Database
 from core.engine import Engine, Health
-from core.errors import Busy, ConfigError
+from core.errors import Busy
 from core.escalations import EscalationStore
 from core.events import ChatMessage, Mood
 from core.memory import Memory
@@ -154,23 +154,6 @@ ADAPTERS: dict[str, Callable[[Bot, Settings], Adapter]] = {"telegram": _telegram
 
 def enabled_adapters(settings: Settings) -> list[str]:
     return [name for name in ADAPTERS if getattr(settings, name).enabled]
-
-
-def check_exposure(settings: Settings) -> None:
-    """Open on loopback is fine for a local chat; anything else must have API tokens."""
-    web = settings.web
-    if web.enabled and not settings.secrets.api_tokens and not _is_loopback(web.host):
-        raise ConfigError(
-            f"web.host is {web.host!r}, not a loopback address, and API_TOKENS is not set: refusing to serve "
-            "the API open to the network (set API_TOKENS=token1,token2 or bind to 127.0.0.1)"
-        )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 async def serve(settings: Settings, upgrade: bool = True) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from bot.credentials import Secrets
+from bot.credentials import Secrets, credentials
 from bot.redact import public_url
 from core.errors import ConfigError
 from core.settings import (
@@ -51,6 +51,13 @@ class WebSettings:
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     shutdown_grace_seconds: int = 30  # in-flight replies get this long to finish on SIGTERM
+    # public chat: the web chat page open to anyone (a cookie session each, its own conversations only,
+    # escalations limited by escalation.public_per_*); API_TOKENS still guard everything else
+    public_chat: bool = False
+    secure_cookies: bool = True  # public chat: the session cookie only over HTTPS (false for plain HTTP)
+    max_streams: int = 200  # live event streams open at once in this process; beyond: 429
+    streams_per_client: int = 4  # per address (and per web-chat session)
+    stream_minutes: float = 15.0  # a stream ends after this; the page reconnects and resumes (Last-Event-ID)
 
 
 @dataclass(frozen=True)
@@ -99,13 +106,8 @@ class Settings:
     log_message_text: bool = False  # put users' message text into the logs
 
     def credentials(self) -> list[str]:
-        """Every configured credential, longest first: the secrets, the database password, and the
-        webhook URLs (a Slack or helpdesk webhook URL is a credential in itself)."""
-        values = [*self.secrets.api_tokens, *self.notify.webhook_urls]
-        values += [v for f in dataclasses.fields(self.secrets) if isinstance(v := getattr(self.secrets, f.name), str)]
-        if password := make_url(self.memory.url).password:
-            values.append(str(password))
-        return sorted({v for v in values if v}, key=len, reverse=True)
+        """Every configured credential, longest first (bot/credentials.py)."""
+        return credentials(self.secrets, self.memory.url, self.notify.webhook_urls)
 
 
 class _FromEnv(str):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,13 @@ class Secrets:
     def enabled(self) -> list[str]:
         """The names of the secrets that are set (never their values)."""
         return [f.name.upper() for f in dataclasses.fields(self) if getattr(self, f.name)]
+
+
+def credentials(secrets: Secrets, database_url: str, webhook_urls: Sequence[str]) -> list[str]:
+    """Every configured credential, longest first: the secrets, the database password, and the
+    webhook URLs (a Slack or helpdesk webhook URL is a credential in itself)."""
+    values = [*secrets.api_tokens, *webhook_urls]
+    values += [v for f in dataclasses.fields(secrets) if isinstance(v := getattr(secrets, f.name), str)]
+    if password := make_url(database_url).password:
+        values.append(str(password))
+    return sorted({v for v in values if v}, key=len, reverse=True)

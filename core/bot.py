@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
-from core.escalation import EscalationState, decide
+from core.escalation import EscalationState, PublicLimit, decide
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.handoff import Handoff
@@ -30,6 +30,9 @@ APOLOGY = "Sorry, something went wrong on my side while answering. Please try ag
 TOO_LONG = (
     "Your message is longer than {limit:,} characters, more than I read at once. Please send it in shorter parts."
 )
+
+INTERNAL_EVENTS = ("handoff:", "agent:")
+"""Event ids of turns the hand-off stores (core/handoff.py), never a customer's."""
 
 Event = Mood | str | Reply
 """What `Bot.stream` yields: the mood first, then text chunks, and the final Reply last."""
@@ -65,6 +68,9 @@ class Bot:
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
         self.policy = escalation
+        self._public = PublicLimit(
+            escalation.public_per_user_hour if escalation else 0, escalation.public_per_origin_hour if escalation else 0
+        )
         self.escalations = escalations or EscalationStore(memory.db)
         self.handoff = Handoff(
             memory, self.escalations, handoff or HandoffSettings(),
@@ -226,6 +232,8 @@ class Bot:
 
     def _check(self, msg: IncomingMessage) -> None:
         self.validate(msg.text, length=False)
+        if msg.event_id.startswith(INTERNAL_EVENTS):  # the hand-off's own turns: a customer cannot pre-empt them
+            raise InvalidMessage(f"event ids starting with {' or '.join(INTERNAL_EVENTS)} are reserved")
         for what, value in (("the conversation id", msg.key.chat_id), ("the thread id", msg.key.thread_id),
                             ("the user id", msg.user_id), ("the user name", msg.user_name),
                             ("the event id", msg.event_id)):  # fmt: skip
@@ -240,6 +248,9 @@ class Bot:
         moods = await self.memory.conversation_moods(accepted.conversation_id, msg.user_id, window)
         decision = decide(self.policy, moods, accepted.text, state, utcnow())
         if not decision.escalate:
+            return False, state
+        if msg.origin and not self._public.allow(msg.user_id, msg.origin, utcnow()):
+            log.warning("escalation refused: this visitor's hourly limit", extra=_fields(msg, reason=decision.reason))
             return False, state
         scores = [dict(m.scores) for m in moods[-self.policy.window :]]
         destinations = self.notifier.destinations if self.notifier else ()

@@ -111,3 +111,26 @@ def decide(
     if recent_negatives(moods, settings) >= settings.negatives:
         return Decision(True, "repeated_negative")
     return Decision(False)
+
+
+class PublicLimit:
+    """How many escalations untrusted callers may open per hour, per user and per origin (anyone on
+    a public chat page could otherwise page the team again and again with new conversation ids).
+    In memory, per process; bounded: keys idle for an hour are dropped."""
+
+    def __init__(self, per_user: int, per_origin: int, window: timedelta = timedelta(hours=1)) -> None:
+        self.limits, self.window = {"user": per_user, "origin": per_origin}, window
+        self._seen: dict[tuple[str, str], list[datetime]] = {}
+
+    def allow(self, user: str, origin: str, now: datetime) -> bool:
+        """Whether one more escalation fits; counts it when it does."""
+        since = now - self.window
+        if len(self._seen) > 10_000:
+            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > since}
+        keys = [(kind, value) for kind, value in (("user", user), ("origin", origin)) if self.limits[kind]]
+        recent = {key: [t for t in self._seen.get(key, []) if t > since] for key in keys}
+        if any(len(recent[key]) >= self.limits[key[0]] for key in keys):
+            return False
+        for key in keys:
+            self._seen[key] = [*recent[key], now]
+        return True

@@ -44,6 +44,9 @@ class IncomingMessage:
     is_direct: bool = True
     addressed_to_bot: bool = True
     received_at: datetime = field(default_factory=utcnow)
+    # where an untrusted caller came from (a public web-chat visitor's address); its escalations are
+    # limited per user and per origin. Empty for platform users and API-token holders.
+    origin: str = ""
 
     @property
     def platform(self) -> str:

@@ -110,7 +110,7 @@ class Handoff:
 
     async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
         """Hand the conversation back to the bot (its context keeps what the agent said)."""
-        record = await self.escalations.resolve(escalation_id, by)
+        record = await self.escalations.resolve(escalation_id, by[:128])  # a long agent name is cut, not an error
         if record is not None and record.taken_at is not None and record.resolved_at is not None:
             metrics.HANDOFF_SECONDS.observe((as_utc(record.resolved_at) - as_utc(record.taken_at)).total_seconds())
         self.changed(record)
@@ -152,4 +152,5 @@ class Handoff:
 
 
 def _name(agent: Agent) -> str:
-    return f"{agent.via}:{agent.name or agent.id}"
+    """How an agent is recorded (taken_by, resolved_by): cut to the columns' size, a long name is no error."""
+    return f"{agent.via}:{agent.name or agent.id}"[:128]

@@ -40,6 +40,7 @@ OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 the same host name and often the same pid)."""
 RECOVERY = f"{OWNER}/recovery"
 """The owner of events this process's recovery claimed: taken over by the answer it then starts."""
+NAME = 256  # characters of a display name kept (the column's size: a longer one is cut, not an error)
 LEASE = timedelta(minutes=2)
 """How long an event's owner is trusted to be answering it: a redelivery after that takes it over.
 (Within one process the conversation's turn lock already orders a redelivery after the answer.)"""
@@ -228,7 +229,7 @@ class Memory:
                 conversation_id=conversation.id,
                 role="user",
                 author_id=msg.user_id,
-                author_name=msg.user_name,
+                author_name=msg.user_name[:NAME],
                 text=msg.text,
                 created_at=msg.received_at,
             )
@@ -556,7 +557,7 @@ class Memory:
             try:
                 async with session.begin_nested():
                     turn = Message(conversation_id=conversation_id, role=role, author_id=author[0],
-                                   author_name=author[1], text=text)  # fmt: skip
+                                   author_name=author[1][:NAME], text=text)  # fmt: skip
                     session.add(turn)
                     await session.flush()
                     session.add(ProcessedEvent(conversation_id=conversation_id, event_id=event_id, message_id=turn.id,

@@ -88,6 +88,10 @@ class EscalationSettings:
     reset_streak: int = 2  # this many non-negative messages in a row clear the count
     cooldown_minutes: float = 30.0  # after a resolve, no new escalation for this long
     mode: Literal["notify", "pause"] = "notify"  # keep answering, soothing | stay silent until resolved
+    # escalations from untrusted callers (public web chat: messages with an origin) per hour, per user
+    # (a web-chat session) and per origin (a client address); 0 = no limit
+    public_per_user_hour: int = 2
+    public_per_origin_hour: int = 6
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,8 @@ async def test_a_bare_token_and_another_scheme_are_refused_and_wrong_tokens_are_
         ]
         right = await client.post("/v1/chat", json=body, headers={"Authorization": "Bearer tok-a"})
     assert statuses[:8] == [401] * 8 and statuses[-1] == 429  # 10 a minute, counting the two above
-    assert right.status_code == 429 and right.headers["retry-after"]  # not even a right guess gets through
+    # a valid token is never refused for its address (#25.9: behind a proxy every client shares one)
+    assert right.status_code == 200
 
 
 async def test_a_cross_site_form_post_is_refused(client: httpx.AsyncClient, testbot: Bot) -> None:

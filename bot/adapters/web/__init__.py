@@ -54,12 +54,13 @@ def create_app(
 ) -> Starlette:
     """The ASGI app around a Bot; its lifecycle is the caller's."""
     web, secrets = web or WebSettings(), secrets or Secrets()
-    api_guard = Middleware(ApiGuard, secrets.api_tokens, web.rate_limit, web.max_body_bytes)
+    api_guard = Middleware(ApiGuard, secrets.api_tokens, web.rate_limit, web.max_body_bytes, web.public_chat)
     session = Middleware(
         SessionMiddleware,  # type: ignore[arg-type]
         secret_key=secrets.web_session_secret or token_urlsafe(32),
         session_cookie="tonebot_session",
         same_site="strict",
+        https_only=web.public_chat and web.secure_cookies,
     )
     routes: list[BaseRoute] = [
         Group([*api.routes(bot, web.max_body_bytes), live.chat_events(bot)], [api_guard, session]),

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.adapters.web.guards import bearer
+from bot.adapters.web.guards import VISITOR, bearer
 from bot.bodies import read_body
 from bot.errors import answer
 from core.bot import Bot, Event
@@ -28,6 +28,7 @@ from core.events import ConversationKey, IncomingMessage, Mood, Reply
 PLATFORM = "web"
 MAX_BATCH = 64
 MAX_ID = 64  # characters of a conversation, user or event id
+MAX_NAME = 128  # characters of a display name (longer ones are cut)
 
 
 def mood_json(mood: Mood | None) -> dict[str, Any] | None:
@@ -67,6 +68,7 @@ class Caller:
 
     namespace: str
     names_users: bool
+    origin: str = ""  # a public-chat visitor's address: their escalations are limited (core/escalation.py)
 
     @classmethod
     def of(cls, request: Request) -> Caller:
@@ -74,7 +76,8 @@ class Caller:
             return cls("t." + hashlib.sha256(token).hexdigest()[:16], names_users=True)
         session = request.session  # Starlette's SessionMiddleware: signed, SameSite=strict
         session.setdefault("id", uuid.uuid4().hex)
-        return cls("s." + session["id"], names_users=False)
+        origin = (request.client.host if request.client else "unknown") if request.scope.get(VISITOR) else ""
+        return cls("s." + session["id"], names_users=False, origin=origin)
 
     def conversation(self, conversation_id: str) -> ConversationKey:
         return ConversationKey(PLATFORM, f"{self.namespace}/{conversation_id}")
@@ -105,9 +108,10 @@ def to_incoming(body: dict[str, Any], caller: Caller) -> IncomingMessage:
     return IncomingMessage(
         key=caller.conversation(field(body, "conversation_id")),
         user_id=caller.user(field(body, "user_id", required=False)),
-        user_name=str(body.get("user_name") or ""),
+        user_name=str(body.get("user_name") or "")[:MAX_NAME],
         text=text,
         event_id=field(body, "event_id", required=False) or uuid.uuid4().hex,
+        origin=caller.origin,
     )
 
 

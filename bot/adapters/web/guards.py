@@ -66,36 +66,62 @@ class _Guard:
 
 
 FAILED_TOKENS = parse("10/minute")  # wrong tokens one address may try before it waits
+CHAT_ROUTES = ("/v1/chat", "/v1/chat/stream", "/v1/chat/events", "/v1/reset", "/v1/forget")
+"""What a web-chat visitor (a cookie session, no token) may use in public-chat mode: their own chat."""
+VISITOR = "tonebot.public_visitor"  # set in the request's scope for such a visitor
 
 
-class ApiGuard(_Guard):
-    """The public API: bearer tokens (when API_TOKENS is set; wrong ones rate-limited per address),
-    JSON bodies only (a page on another site cannot POST JSON without CORS allowing it), per-token
-    and per-IP rate limits, and the declared body size (the body is counted again as it is read)."""
+class FailedTokens:
+    """Wrong tokens, counted per client address: past the limit the address waits, but a request that
+    presents a valid token is never refused for it (behind a proxy, many clients share an address)."""
 
-    def __init__(self, app: ASGIApp, tokens: Sequence[str], rate_limit: str, max_body: int) -> None:
-        super().__init__(app)
-        self.tokens, self.max_body = [t.encode() for t in tokens], max_body
-        self.rate = parse(rate_limit) if rate_limit else None
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, limiter: MovingWindowRateLimiter) -> None:
+        self.limiter = limiter
 
-    async def refusal(self, request: Request) -> Response | None:
-        token = bearer(request)
-        client = request.client.host if request.client else "unknown"
-        # an address that sent too many wrong tokens waits, whatever it sends (a guess is not checked)
-        if self.tokens and not await self.limiter.test(FAILED_TOKENS, f"failed:{client}"):
+    async def refusal(self, client: str, valid: bool, what: str) -> Response | None:
+        if valid:
+            return None
+        if not await self.limiter.test(FAILED_TOKENS, f"failed:{client}"):
             return JSONResponse(
-                {"error": f"too many wrong API tokens from this address ({FAILED_TOKENS}), retry later"},
+                {"error": f"too many wrong {what} tokens from this address ({FAILED_TOKENS}), retry later"},
                 429,
                 headers={"Retry-After": "60"},
             )
-        if self.tokens and not any(hmac.compare_digest(token, t) for t in self.tokens):
-            await self.limiter.hit(FAILED_TOKENS, f"failed:{client}")
-            return JSONResponse(
-                {"error": "a valid API token is required (Authorization: Bearer ...)"},
-                401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        await self.limiter.hit(FAILED_TOKENS, f"failed:{client}")
+        return JSONResponse(
+            {"error": f"a valid {what} token is required (Authorization: Bearer ...)"},
+            401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class ApiGuard(_Guard):
+    """The public API: bearer tokens (when API_TOKENS is set; wrong ones rate-limited per address;
+    in public-chat mode a request with no token at all may use the chat routes, inside its cookie
+    session), JSON bodies only (a page on another site cannot POST JSON without CORS allowing it),
+    per-token and per-IP rate limits, and the declared body size (counted again as it is read)."""
+
+    def __init__(
+        self, app: ASGIApp, tokens: Sequence[str], rate_limit: str, max_body: int, public_chat: bool = False
+    ) -> None:
+        super().__init__(app)
+        self.tokens, self.max_body, self.public_chat = [t.encode() for t in tokens], max_body, public_chat
+        self.rate = parse(rate_limit) if rate_limit else None
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.failed = FailedTokens(self.limiter)
+
+    async def refusal(self, request: Request) -> Response | None:
+        token, client = bearer(request), client_of(request)
+        visitor = self.public_chat and not token and request.url.path in CHAT_ROUTES
+        request.scope[VISITOR] = visitor
+        if (self.tokens or self.public_chat) and not visitor:
+            valid = any(hmac.compare_digest(token, t) for t in self.tokens)
+            if (refused := await self.failed.refusal(client, valid, "API")) is not None:
+                return refused
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if request.method == "POST" and media_type != "application/json":
             return JSONResponse({"error": "the request body must be JSON (Content-Type: application/json)"}, 415)
@@ -116,19 +142,16 @@ class ApiGuard(_Guard):
 
 
 class OperatorGuard(_Guard):
-    """The operator API: off unless OPERATOR_TOKEN is set, then that bearer token."""
+    """The operator API: off unless OPERATOR_TOKEN is set, then that bearer token (wrong ones
+    rate-limited per address, as on the API)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         super().__init__(app)
         self.token = token.encode()
+        self.failed = FailedTokens(MovingWindowRateLimiter(MemoryStorage()))
 
     async def refusal(self, request: Request) -> Response | None:
         if not self.token:
             return JSONResponse({"error": "the operator API is off: set OPERATOR_TOKEN to turn it on"}, 403)
-        if not hmac.compare_digest(bearer(request), self.token):
-            return JSONResponse(
-                {"error": "a valid operator token is required (Authorization: Bearer ...)"},
-                401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return None
+        valid = hmac.compare_digest(bearer(request), self.token)
+        return await self.failed.refusal(client_of(request), valid, "operator")
