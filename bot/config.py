@@ -51,9 +51,7 @@ class WebSettings:
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     shutdown_grace_seconds: int = 30  # in-flight replies get this long to finish on SIGTERM
-    # public chat: the web chat page open to anyone (a cookie session each, its own conversations only,
-    # escalations limited by escalation.public_per_*); API_TOKENS still guard everything else
-    public_chat: bool = False
+    public_chat: bool = False  # the chat page open to anyone (cookie sessions; README "Deploy")
     secure_cookies: bool = True  # public chat: the session cookie only over HTTPS (false for plain HTTP)
     max_streams: int = 200  # live event streams open at once in this process; beyond: 429
     streams_per_client: int = 4  # per address (and per web-chat session)
@@ -69,6 +67,7 @@ class TelegramSettings:
     webhook_path: str = "/telegram/webhook"
     allowed_user_ids: tuple[str, ...] = ()
     allowed_chat_ids: tuple[str, ...] = ()
+    agent_user_ids: tuple[str, ...] = ()  # who may act as an agent in the support group (empty: its admins)
     rate_limit_per_minute: int = 20  # per user; 0 = off
     edit_interval: float = 1.5  # seconds between edits of a streamed reply
 
@@ -82,6 +81,7 @@ class SlackSettings:
     command: str = "/tonebot"
     allowed_user_ids: tuple[str, ...] = ()
     allowed_channel_ids: tuple[str, ...] = ()
+    agent_user_ids: tuple[str, ...] = ()  # who may act as an agent in the support channel (empty: its members)
     rate_limit_per_minute: int = 20  # per user; 0 = off
     edit_interval: float = 1.5  # seconds between chat.update calls while a reply streams
     max_chars: int = 3500  # longer replies are split into several messages

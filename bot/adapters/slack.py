@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import commands
-from bot.adapters.slack_desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply, escape
+from bot.adapters.slack_desk import RELAYED_SUBTYPES, RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply, escape
 from bot.admission import Admission
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.config import Secrets, SlackSettings
@@ -63,7 +63,7 @@ def to_incoming(body: dict[str, Any], bot_user_id: str) -> IncomingMessage | Non
     kind, user = event.get("type"), event.get("user")
     if kind not in ("app_mention", "message") or not user or user == bot_user_id:
         return None
-    if event.get("subtype") or event.get("bot_id"):  # edits, deletions, joins, bot messages
+    if event.get("subtype") not in (None, *RELAYED_SUBTYPES) or event.get("bot_id"):  # edits, joins, bots...
         return None
     text, mention = event.get("text") or "", f"<@{bot_user_id}"
     direct = event.get("channel_type") == "im"
@@ -147,6 +147,12 @@ class SlackAdapter:
         if self.settings.mode == "socket":
             self.socket = AsyncSocketModeHandler(self.app, self.secrets.slack_app_token)
             await self.socket.connect_async()
+        if self.support_channel and not self.settings.agent_user_ids:
+            with contextlib.suppress(SlackApiError, KeyError):
+                info = await self.app.client.conversations_info(channel=self.support_channel)
+                if not info["channel"].get("is_private"):
+                    log.warning("slack: the support channel %s is public and slack.agent_user_ids is empty: anyone "
+                                "who joins it can take over conversations and write to customers", self.support_channel)
         log.info("slack: %s ready (%s mode)", self.bot_user_id, self.settings.mode)
         return self
 
@@ -226,6 +232,12 @@ class SlackAdapter:
         record = await self.bot.escalations.find(f"slack:{reply.channel}", reply.thread)
         if record is None:
             return BoltResponse(status=200, body="")
+        if refusal := self._not_an_agent(reply.user_id) or reply.unsupported:
+            with contextlib.suppress(SlackApiError):
+                await self.desk.relay(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {refusal}.")
+            return BoltResponse(status=200, body="")
+        if not reply.text.strip():
+            return BoltResponse(status=200, body="")  # only a mention of the bot
         agent = Agent(reply.user_id, await self.desk.name(reply.user_id), PLATFORM)
         text = reply.text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
         try:
@@ -245,12 +257,22 @@ class SlackAdapter:
         if self.desk is None or (body.get("channel") or {}).get("id") != self.support_channel:
             return
         user = (body.get("user") or {}).get("id", "")
+        if refusal := self._not_an_agent(user):
+            with contextlib.suppress(SlackApiError):
+                await self.app.client.chat_postEphemeral(channel=self.support_channel, user=user, text=refusal)
+            return
         agent = Agent(user, await self.desk.name(user), PLATFORM)
         with contextlib.suppress(HandoffClosed, ValueError):  # the notice shows the state either way
             if action.get("action_id") == TAKE:
                 await self.bot.handoff.take(int(action["value"]), agent)
             else:
                 await self.bot.handoff.resolve(int(action["value"]), by=f"slack:{agent.name}")
+
+    def _not_an_agent(self, user_id: str) -> str:
+        """Why this person may not act as an agent ("" when they may): with `slack.agent_user_ids`
+        set, only those people; otherwise every member of the support channel."""
+        agents = self.settings.agent_user_ids
+        return "only the people in slack.agent_user_ids act as agents" if agents and user_id not in agents else ""
 
     async def _on_event(self, context: AsyncBoltContext) -> None:
         if (verdict := context.get("tonebot")) is None:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,21 +41,31 @@ class AgentReply:
     thread: str  # the notice's ts
     user_id: str
     text: str
-    event_id: str
+    event_id: str  # the message's own ts: one message arrives as `message` and, mentioning the bot, `app_mention`
+    unsupported: str = ""  # a kind of message that cannot be relayed (a file): the agent is told
+
+
+RELAYED_SUBTYPES = ("thread_broadcast",)  # "also send to channel": still a reply in the thread
 
 
 def agent_reply(body: dict[str, Any], support_channel: str, bot_user_id: str) -> AgentReply | None:
-    """A person's message in a thread of the support channel (relayed if the thread is a notice's)."""
+    """A person's message in a thread of the support channel (relayed if the thread is a notice's),
+    with mentions of the bot taken out."""
     event = body.get("event") or {}
     if not support_channel or event.get("channel") != support_channel or event.get("type") not in (
         "message", "app_mention"
     ):  # fmt: skip
         return None
-    user, thread = event.get("user"), event.get("thread_ts")
-    if not user or user == bot_user_id or event.get("subtype") or event.get("bot_id") or not thread:
+    user, thread, subtype = event.get("user"), event.get("thread_ts"), event.get("subtype")
+    if not user or user == bot_user_id or event.get("bot_id") or not thread or thread == event.get("ts"):
         return None
-    event_id = body.get("event_id") or f"{event['channel']}:{event.get('ts')}"
-    return AgentReply(event["channel"], thread, user, event.get("text") or "", event_id)
+    if subtype and subtype not in RELAYED_SUBTYPES and subtype != "file_share":
+        return None  # edits, deletions, joins: nothing new for the customer
+    text = event.get("text") or ""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}>\s*", "", text).strip()
+    unsupported = "files cannot be relayed to the customer; write the text here" if subtype == "file_share" else ""
+    return AgentReply(event["channel"], thread, user, text, f"{event['channel']}:{event.get('ts')}", unsupported)
 
 
 class SlackDesk:

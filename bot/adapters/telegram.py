@@ -219,6 +219,7 @@ class TelegramAdapter:
             raise ConfigError("telegram webhook mode needs telegram.webhook_url and TELEGRAM_WEBHOOK_SECRET")
         self.bot, self.settings, self.secret = bot, settings, secrets.telegram_webhook_secret
         self.support_chat_id = support_chat_id
+        self._admins: tuple[float, set[int]] | None = None  # (when asked, the support group's admins)
         self.admission = Admission(settings.allowed_user_ids, settings.allowed_chat_ids, settings.rate_limit_per_minute)
         builder = (
             Application.builder()
@@ -293,11 +294,12 @@ class TelegramAdapter:
         retries the same getUpdates offset, so Telegram redelivers it."""
         if not isinstance(update, Update):
             return True
-        message = update.message
-        agent = self.desk and message and message.text and str(message.chat.id) == self.support_chat_id
-        if agent and message and not filters.COMMAND.check_update(update):
-            await self._relay(update.update_id, message)  # an agent: not a customer's message
+        message = update.message or update.edited_message
+        agent = self.desk and message and str(message.chat.id) == self.support_chat_id
+        if agent and message and not filters.COMMAND.check_update(update):  # an agent: not a customer's message
+            await self._relay(update.update_id, message, edited=update.edited_message is not None)
             return False
+        message = update.message
         found = to_incoming(update, self.application.bot.bot)
         if not isinstance(found, IncomingMessage):
             return True
@@ -320,22 +322,47 @@ class TelegramAdapter:
             raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
         return True
 
-    async def _relay(self, update_id: int, message: Message) -> None:
+    async def _relay(self, update_id: int, message: Message, edited: bool = False) -> None:
         """An agent's message in an escalation's topic (or in reply to its notice or a relayed turn)
-        goes to that customer, stored before the update is confirmed, once per update id."""
-        assert self.desk is not None and message.from_user is not None
+        goes to that customer, stored before the update is confirmed, once per update id. What
+        cannot go (an edit, an attachment, someone who is not an agent) is said in the thread."""
+        assert self.desk is not None
         destination = f"telegram:{self.support_chat_id}"
         for ref in thread_of(message):
             if (record := await self.bot.escalations.find(destination, ref)) is not None:
                 break
         else:
             return  # the team's own chatter
-        agent = Agent(str(message.from_user.id), message.from_user.full_name, PLATFORM)
+        user = message.from_user
+        text = message.text or message.caption or ""
+        problem = await self._not_an_agent(user.id if user else 0) or (
+            "edits do not reach the customer: send the correction as a new message" if edited else ""
+        )
+        if not problem and not message.text:
+            problem = "only text reaches the customer" + (" (the caption was sent, not the attachment)" if text else "")
         try:
-            await self.bot.handoff.say(AgentMessage(record.id, agent, message.text or "", f"telegram:{update_id}"))
+            if problem:
+                with contextlib.suppress(TelegramError):
+                    await self.desk.relay(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {problem}.")
+                if not text or edited or "agent" in problem:
+                    return
+            assert user is not None
+            agent = Agent(str(user.id), user.full_name, PLATFORM)
+            await self.bot.handoff.say(AgentMessage(record.id, agent, text, f"telegram:{update_id}"))
         except HandoffClosed as exc:
             with contextlib.suppress(TelegramError):
                 await self.desk.relay(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {exc}.")
+
+    async def _not_an_agent(self, user_id: int) -> str:
+        """Why this person may not act as an agent ("" when they may): with `telegram.agent_user_ids`
+        set, only those people; otherwise the support group's administrators (asked every 5 minutes)."""
+        if self.settings.agent_user_ids:
+            return "" if str(user_id) in self.settings.agent_user_ids else "you are not in telegram.agent_user_ids"
+        now = asyncio.get_running_loop().time()
+        if self._admins is None or now - self._admins[0] > 300:
+            members = await self.application.bot.get_chat_administrators(int(self.support_chat_id))
+            self._admins = (now, {m.user.id for m in members})
+        return "" if user_id in self._admins[1] else "only the group's administrators act as agents"
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Take over / Resolve under a notice: only in the support group (its members see it)."""
@@ -345,6 +372,9 @@ class TelegramAdapter:
         action, _, number = (query.data or "").partition(":")
         if query.message is None or str(query.message.chat.id) != self.support_chat_id or not number.isdigit():
             await query.answer()
+            return
+        if refusal := await self._not_an_agent(query.from_user.id):
+            await query.answer(refusal)
             return
         agent = Agent(str(query.from_user.id), query.from_user.full_name, PLATFORM)
         try:

@@ -30,6 +30,7 @@ class FakeBotAPI:
     topics: dict[int, str] = field(default_factory=dict)  # message_thread_id -> name
     deleted: list[tuple[int, int]] = field(default_factory=list)  # (chat, message id)
     blocked: set[int] = field(default_factory=set)  # users who blocked the bot: sends to them fail (403)
+    admins: set[int] = field(default_factory=lambda: {222})  # the support group's administrators (Sam)
     _next_id: int = 9000
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -74,6 +75,13 @@ class FakeBotAPI:
         thread = 500 + len(self.topics)
         self.topics[thread] = params["name"]
         return {"message_thread_id": thread, "name": params["name"], "icon_color": 7322096}
+
+    async def getChatAdministrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"status": "administrator", "user": {"id": uid, "is_bot": False, "first_name": f"Admin {uid}"},
+                 "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True, "can_delete_messages": True,
+                 "can_manage_video_chats": True, "can_restrict_members": True, "can_promote_members": False,
+                 "can_change_info": True, "can_invite_users": True, "can_post_stories": False,
+                 "can_edit_stories": False, "can_delete_stories": False} for uid in sorted(self.admins)]  # fmt: skip
 
     async def deleteForumTopic(self, params: dict[str, Any]) -> bool:
         """The topic goes with every message in it."""

@@ -77,7 +77,7 @@ class World:
 @asynccontextmanager
 async def world(
     spy: SpyEngine, memory: Memory, settings: Settings, *, slack_support: str = "", telegram_support: str = "",
-    forum: bool = True,
+    forum: bool = True, slack_agents: tuple[str, ...] = (),
 ) -> AsyncIterator[World]:  # fmt: skip
     telegram, slack = FakeBotAPI(me=ME), FakeSlackAPI(names={"U0AGENT001": "Dana"})
     if forum:
@@ -90,7 +90,7 @@ async def world(
             telegram=TelegramSettings(enabled=True, base_url=f"{telegram_url}/bot", edit_interval=0.2,
                                       rate_limit_per_minute=0),
             slack=SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/", edit_interval=0.2,
-                                rate_limit_per_minute=0),
+                                rate_limit_per_minute=0, agent_user_ids=slack_agents),
             secrets=Secrets(telegram_bot_token="123456:TEST-TOKEN", slack_bot_token="xoxb-test",
                             slack_signing_secret=SECRET),
         )  # fmt: skip
@@ -363,3 +363,57 @@ async def test_the_buttons_work_in_socket_mode_too(spy: SpyEngine, memory: Memor
         await handler.close_async()
     [taken] = await w.bot.escalations.all()
     assert taken.taken_by == "slack:Dana"
+
+
+async def test_only_agents_act_and_an_agents_mention_of_the_bot_is_relayed_once_without_it(
+    spy: SpyEngine, memory: Memory, settings: Settings
+) -> None:
+    """Regression (#25.7 and low items): anyone in the support channel acted as an agent; a reply
+    mentioning the bot was relayed twice (message + app_mention) with the raw <@U...>; a file was
+    dropped without a word."""
+    async with world(spy, memory, settings, slack_support=SLACK_SUPPORT, slack_agents=("U0AGENT001",)) as w:
+        w.telegram.push(private(ASK, message_id=1))
+        [notice] = await eventually(w.in_support, what="the notice")
+        [escalation] = await w.bot.escalations.all()
+        stranger = button("tonebot_take", escalation.id, notice["ts"])
+        stranger["user"]["id"] = "U0STRANGER"
+        await w.slack_post(stranger, form=True)
+        reply = json.loads((DATA / "slack" / "agent_thread_reply.json").read_text())
+        reply["event"].update(thread_ts=notice["ts"], user="U0STRANGER", text="I can see everything")
+        await w.slack_post(reply)
+        await eventually(lambda: w.slack.called("chat.postEphemeral"), what="the stranger told")
+        await asyncio.sleep(0.3)
+        assert (await w.bot.escalations.get(escalation.id)).taken_by is None  # type: ignore[union-attr]
+        assert not [t for t in w.to_alice() if "I can see everything" in t]
+
+        mention = json.loads((DATA / "slack" / "agent_thread_reply.json").read_text())
+        mention["event"].update(thread_ts=notice["ts"], text="<@U0BOT00001> it ships today", ts="1800000030.000100")
+        await w.slack_post(mention)
+        as_app_mention = json.loads(json.dumps(mention))
+        as_app_mention["event"]["type"], as_app_mention["event_id"] = "app_mention", "Ev0AGENT002"
+        await w.slack_post(as_app_mention)
+        await eventually(lambda: "Dana: it ships today" in w.to_alice(), what="the agent's words")
+        filed = json.loads((DATA / "slack" / "agent_thread_reply.json").read_text())
+        filed["event"].update(thread_ts=notice["ts"], subtype="file_share", ts="1800000040.000100")
+        await w.slack_post(filed)
+        await eventually(lambda: [m for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"])
+                                  if "files cannot be relayed" in m["text"]], what="the file warning")  # fmt: skip
+        await asyncio.sleep(0.3)
+    assert w.to_alice().count("Dana: it ships today") == 1
+
+
+async def test_in_telegram_only_the_support_groups_admins_act_as_agents(
+    spy: SpyEngine, memory: Memory, settings: Settings
+) -> None:
+    async with world(spy, memory, settings, telegram_support=str(TELEGRAM_SUPPORT)) as w:
+        w.telegram.admins = {222}
+        w.telegram.push(private(ASK, message_id=1))
+        notices = await eventually(lambda: w.telegram.sent_to(TELEGRAM_SUPPORT), what="the notice")
+        notice = notices[0]
+        [escalation] = await w.bot.escalations.all()
+        press = callback(f"take:{escalation.id}", notice, update_id=900_001)  # after the customer's 800_001
+        press["callback_query"]["from"]["id"] = 333  # in the group, not an admin
+        w.telegram.push(press)
+        await eventually(lambda: [c for c in w.telegram.called("answerCallbackQuery") if "administrators" in
+                                  str(c.get("text"))], what="the refusal")  # fmt: skip
+        assert (await w.bot.escalations.get(escalation.id)).taken_by is None  # type: ignore[union-attr]
