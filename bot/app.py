@@ -179,7 +179,12 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
             )
             serving = asyncio.create_task(server.serve())
             log.info("web server on http://%s:%d/ (model loading)", settings.web.host, settings.web.port)
-        stop = _on_signal(lambda: setattr(server, "should_exit", True) if server else None)
+        def stop_serving() -> None:
+            if server is not None:
+                server.should_exit = True
+                app.state.live.close()  # live streams end now instead of holding the grace period
+
+        stop = _on_signal(stop_serving)
         await loading
         for adapter in adapters:
             await stack.enter_async_context(adapter)

@@ -70,6 +70,8 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
+        # reads with no transaction of their own: on SQLite no BEGIN IMMEDIATE, so no write lock taken
+        self.reader = async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str) -> Database:

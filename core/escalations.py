@@ -81,7 +81,7 @@ def _record(row: Escalation, conversation: Conversation) -> EscalationRecord:
 
 class EscalationStore:
     def __init__(self, db: Database) -> None:
-        self._session = db.session
+        self._session, self.db = db.session, db
 
     async def state(self, conversation_id: int) -> EscalationState:
         query = select(Escalation.id, Escalation.resolved_at, Escalation.taken_by).filter_by(
@@ -215,6 +215,16 @@ class EscalationStore:
         async with self._session() as session:
             row = await session.get(Escalation, escalation_id)
             return _record(row, await session.get_one(Conversation, row.conversation_id)) if row else None
+
+    async def fingerprint(self) -> tuple[object, ...]:
+        """Changes whenever an escalation is opened, acknowledged, taken, acted on or resolved (a cheap
+        read, without SQLite's write lock: live views poll it)."""
+        query = select(
+            func.count(Escalation.id), func.max(Escalation.id), func.max(Escalation.acknowledged_at),
+            func.max(Escalation.taken_at), func.max(Escalation.agent_active_at), func.max(Escalation.resolved_at),
+        )  # fmt: skip
+        async with self.db.reader() as session:
+            return tuple((await session.execute(query)).one())
 
     async def all(self, open_only: bool = True, limit: int = 100) -> list[EscalationRecord]:
         query = select(Escalation, Conversation).join(Conversation, Conversation.id == Escalation.conversation_id)

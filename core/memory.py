@@ -513,24 +513,30 @@ class Memory:
             rows: Sequence[Message] = (await session.scalars(query)).all()
         return [_stored(r) for r in reversed(rows)]
 
-    async def messages_after(
-        self, key: ConversationKey, after: int, authors: Sequence[str] = ()
+    async def support_turns(
+        self, after: int, platform: str, key: ConversationKey | None = None, authors: Sequence[str] = ()
     ) -> list[StoredMessage]:
-        """A conversation's messages after the message id `after`, oldest first (with `authors`: the
-        agents' turns and the turns of those authors): how a live page follows a conversation, on
-        whichever replica holds its connection."""
+        """What support said after the message id `after` on a platform (or in one conversation), oldest
+        first, each with its conversation's key: agents' turns, and the lines of `authors` that answer
+        no customer turn (hand-off lines, not the bot's replies). How live pages follow conversations on
+        whichever replica holds their connection; read without taking SQLite's write lock."""
         query = (
-            select(Message)
+            select(Message, Conversation)
             .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Conversation.platform == key.platform, Conversation.chat_id == key.chat_id)
-            .where(Conversation.thread_id == key.thread_id, Message.id > after)
+            .where(Conversation.platform == platform, Message.id > after)
+            .where(or_(Message.role == "agent", and_(Message.author_id.in_(authors), Message.reply_to_id.is_(None))))
             .order_by(Message.id)
             .limit(100)
         )
-        if authors:
-            query = query.where(or_(Message.role == "agent", Message.author_id.in_(authors)))
-        async with self._session() as session:
-            return [_stored(r) for r in (await session.scalars(query)).all()]
+        if key is not None:
+            query = query.where(Conversation.chat_id == key.chat_id, Conversation.thread_id == key.thread_id)
+        async with self.db.reader() as session:
+            rows = (await session.execute(query)).tuples().all()
+        return [_stored(m, ConversationKey(c.platform, c.chat_id, c.thread_id)) for m, c in rows]
+
+    async def latest_message_id(self) -> int:
+        async with self.db.reader() as session:
+            return int(await session.scalar(select(func.max(Message.id))) or 0)
 
     async def message(self, message_id: int) -> StoredMessage | None:
         """One stored turn, with its conversation's key."""

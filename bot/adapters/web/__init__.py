@@ -62,10 +62,11 @@ def create_app(
         same_site="strict",
         https_only=web.public_chat and web.secure_cookies,
     )
+    follower = live.Follower(bot, web)
     routes: list[BaseRoute] = [
-        Group([*api.routes(bot, web.max_body_bytes), live.chat_events(bot)], [api_guard, session]),
+        Group([*api.routes(bot, web.max_body_bytes), live.chat_events(follower)], [api_guard, session]),
         Group(
-            [live.escalation_events(bot), *operator.routes(bot, web.max_body_bytes)],
+            [live.escalation_events(follower), *operator.routes(bot, web.max_body_bytes)],
             [Middleware(OperatorGuard, secrets.operator_token)],
         ),
         Group(probes.routes(bot)),
@@ -86,7 +87,9 @@ def create_app(
     # a busy database (SQLAlchemyError: pool timeout, "database is locked") is answered here, 503, like
     # BotError; only the last (anything else) goes through starlette's 500 path, which re-raises
     handlers: Any = {HTTPException: _http_error, BotError: _error, SQLAlchemyError: _error, Exception: _error}
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app.state.live = follower  # closed on shutdown (bot/app.py), so open streams do not hold it up
+    return app
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
