@@ -21,17 +21,23 @@ def allowed(user_id: str, chat_id: str, users: Collection[str], chats: Collectio
 
 
 class RateLimit:
-    """At most `per_minute` messages per user in any 60 seconds; 0 turns the limit off."""
+    """At most `per_minute` messages per user in any 60 seconds; 0 turns the limit off. Users quiet
+    for a minute are forgotten (memory stays bounded by the users of the last minute)."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_minute, self.clock = per_minute, clock
         self._seen: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._swept = clock()
 
     def hit(self, user_id: str) -> bool:
         """Count one message; False when the user is over the limit (and it is not counted)."""
         if self.per_minute <= 0:
             return True
-        now, seen = self.clock(), self._seen[user_id]
+        now = self.clock()
+        if now - self._swept >= 60:
+            self._seen = defaultdict(deque, {u: d for u, d in self._seen.items() if d and now - d[-1] < 60})
+            self._swept = now
+        seen = self._seen[user_id]
         while seen and now - seen[0] >= 60:
             seen.popleft()
         if len(seen) >= self.per_minute:
@@ -41,14 +47,21 @@ class RateLimit:
 
 
 class Admission:
+    """Allowlists and the rate limit; each refusal is said once (a refused user, and a flooder once
+    per minute over the limit), then silence: a flooder does not spend the bot's send budget."""
+
     def __init__(self, users: Collection[str], chats: Collection[str], per_minute: int) -> None:
         self.users, self.chats, self.rate = users, chats, RateLimit(per_minute)
         self._refused: set[str] = set()
+        self._told = RateLimit(1)  # "slow down" at most once a minute per user
 
     def check(self, msg: IncomingMessage) -> str | None:
         """None when the user may go on; otherwise the line to answer ("" for silence)."""
         if not allowed(msg.user_id, msg.key.chat_id, self.users, self.chats):
             first = msg.user_id not in self._refused
-            self._refused.add(msg.user_id)
+            if first and len(self._refused) < 100_000:
+                self._refused.add(msg.user_id)
             return REFUSED if first else ""
-        return None if self.rate.hit(msg.user_id) else SLOW_DOWN
+        if self.rate.hit(msg.user_id):
+            return None
+        return SLOW_DOWN if self._told.hit(msg.user_id) else ""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from bot.commands import mood_line
 from core.escalations import EscalationRecord
+from core.handoff import BOT
+from core.memory import StoredMessage
 
 
 class Desk(Protocol):
@@ -50,3 +53,14 @@ def status_line(escalation: EscalationRecord) -> str:
             "replies here go to the customer."
         )
     return "⏳ Waiting for a person."
+
+
+def for_agents(turn: StoredMessage) -> str:
+    """A turn as the agents see it; whatever the customer wrote (name or text) cannot pass for one
+    of tonebot's own status lines: the name is one line, every further line of text is quoted."""
+    text = "\n".join(turn.text.splitlines()).replace("\n", "\n│ ")
+    if turn.author_id == BOT[0]:
+        return f"🤖 tonebot to the customer: {text}"
+    name = " ".join((turn.author_name or turn.author_id).split())[:64]
+    mood = f"  ({mood_line(turn.mood)})" if turn.mood else ""
+    return f"💬 {name}: {text}{mood}"

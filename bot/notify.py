@@ -19,14 +19,12 @@ from typing import Any
 import httpx
 
 from bot import webhook
-from bot.commands import mood_line
 from bot.config import Settings
 from bot.delivery import OutputChannel, Sent
-from bot.desk import Desk, status_line, summary
+from bot.desk import Desk, for_agents, status_line, summary
 from core import metrics
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, utcnow
-from core.handoff import BOT
 from core.memory import Memory, StoredMessage
 from core.outbox import CUSTOMER, LEASE_SECONDS, DeliveryRecord, Outbox
 
@@ -212,7 +210,7 @@ class Notifications:
             await webhook.post(self._http, target, event, self.settings.secrets.escalation_webhook_secret)
             ref = None
         elif (desk := self.desks.get(kind)) and delivery.thread:
-            ref = await desk.relay(target, delivery.thread, self._for_agents(turn))
+            ref = await desk.relay(target, delivery.thread, for_agents(turn))
         else:
             raise RuntimeError(f"no thread to relay into at {delivery.destination} (is its adapter enabled?)")
         metrics.RELAYS.labels("to_customer" if delivery.destination == CUSTOMER else "to_agents").inc()
@@ -232,12 +230,6 @@ class Notifications:
             raise RuntimeError(f"the {key.platform} adapter is not running here")
         sent = await channel.send(key, text)
         return ",".join(piece.id for piece in sent) or None  # every piece, so that /forget deletes them all
-
-    def _for_agents(self, turn: StoredMessage) -> str:
-        if turn.author_id == BOT[0]:
-            return f"🤖 tonebot to the customer: {turn.text}"
-        mood = f"  ({mood_line(turn.mood)})" if turn.mood else ""
-        return f"💬 {turn.author_name or turn.author_id}: {turn.text}{mood}"
 
     async def _tell_agents(self, escalation: EscalationRecord, text: str) -> None:
         """A visible error in the agents' threads (a customer who blocked the bot, a deleted topic...)."""

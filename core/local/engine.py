@@ -131,8 +131,9 @@ class TransformersEngine:
                     sent = text
         finally:
             self._replies.discard(request_id)
-            if not finished:  # the listener went away: free the slot and the KV blocks
+            if not finished:  # the listener went away: free the slot and the KV blocks, and its handler
                 self.batcher.cancel_request(request_id)
+                internals.drop_result_handler(self.batcher, request_id)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.batcher.stop, True, 30)

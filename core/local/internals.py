@@ -25,6 +25,14 @@ TESTED = "5.24"
 PAGE_TOKENS = 64
 
 
+def drop_result_handler(batcher: Any, request_id: str) -> None:
+    """A cancelled request never finishes, so the manager never drops its result handler (it does
+    only on a finished result): drop it here, or every abandoned reply leaks one."""
+    router = batcher.output_router
+    with router._lock:
+        router.result_handlers.pop(request_id, None)
+
+
 def minor(version: str = transformers.__version__) -> str:
     return ".".join(version.split(".")[:2])
 

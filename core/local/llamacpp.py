@@ -153,7 +153,9 @@ class LlamaCppEngine:
         if not source.gguf_file:
             raise ConfigError(f"model.engine = 'llamacpp' runs .gguf files; {source.name} is not one")
         engine = await asyncio.to_thread(cls._open, source, settings, sentiment)
-        await engine.classify(["warm-up"] * SENTIMENT_SLOTS)  # each mood slot computes the prompt's prefix once
+        # each mood slot computes the prompt's prefix once; start-up work, not a customer's: no admission
+        n = TOP_FEATURES if engine.head is not None else TOP_LABELS
+        await asyncio.gather(*(engine._read("warm-up", n) for _ in range(SENTIMENT_SLOTS)))
         mood = "head on the next-token log-probabilities" if engine.head else "label scoring"
         log.info("model %s ready in %.1fs (llama.cpp, mood: %s)", source.name, time.perf_counter() - started, mood)
         return engine

@@ -31,3 +31,18 @@ def test_admission_refuses_once_then_stays_silent_and_limits_each_user() -> None
     assert gate.check(msg("u9")) == REFUSED and gate.check(msg("u9")) == ""
     assert gate.check(msg("u1")) is None and gate.check(msg("u1")) == SLOW_DOWN
     assert gate.check(msg("u2")) is None
+
+
+def test_a_flooder_is_told_once_a_minute_and_quiet_users_are_forgotten() -> None:
+    """Regression (#25, low): every over-limit message was answered; per-user state was never evicted."""
+    admission = Admission((), (), per_minute=2)
+    msg = IncomingMessage(ConversationKey("test", "c"), user_id="flooder", text="x")
+    answers = [admission.check(msg) for _ in range(20)]
+    assert answers[:2] == [None, None] and answers[2] == SLOW_DOWN and answers[3:] == [""] * 17
+    clock = [0.0]
+    limit = RateLimit(5, clock=lambda: clock[0])
+    for n in range(1000):
+        limit.hit(f"user-{n}")
+    clock[0] = 61.0
+    limit.hit("someone")
+    assert len(limit._seen) == 1

@@ -206,3 +206,14 @@ def test_openmp_waits_passively_unless_the_user_chose_otherwise() -> None:
         [sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
     )
     assert (default.stdout.strip(), chosen.stdout.strip()) == ("PASSIVE", "ACTIVE")
+
+
+async def test_an_abandoned_reply_leaves_no_result_handler_behind(engine: TransformersEngine) -> None:
+    """Regression (#25, low): every cancelled reply leaked its result handler in the batcher."""
+    router = engine.batcher.output_router
+    before = set(router.result_handlers)
+    stream = engine.reply([ChatMessage("system", "You are helpful."), ChatMessage("user", "Tell me a story about the sea.")])
+    await anext(stream)
+    await stream.aclose()
+    await asyncio.sleep(0.2)
+    assert set(router.result_handlers) <= before

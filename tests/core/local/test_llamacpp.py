@@ -130,3 +130,15 @@ def test_serving_a_gguf_file_loads_no_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["LlamaCppEngine", "positive", "False", "False"]
+
+
+async def test_a_queue_of_one_still_starts(base_settings: Settings) -> None:
+    """Regression (#25, low): model.max_queue = 1 is valid, but the warm-up classified two texts at
+    once through the customers' admission and the server could not start."""
+    model = dataclasses.replace(base_settings.model, max_queue=1)
+    engine = await LlamaCppEngine.load(model, base_settings.sentiment)
+    try:
+        [mood] = await engine.classify(["Thanks, that solved it!"])
+        assert mood.label in LABELS
+    finally:
+        await engine.aclose()
