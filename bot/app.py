@@ -179,6 +179,7 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
             )
             serving = asyncio.create_task(server.serve())
             log.info("web server on http://%s:%d/ (model loading)", settings.web.host, settings.web.port)
+
         def stop_serving() -> None:
             if server is not None:
                 server.should_exit = True

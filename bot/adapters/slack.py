@@ -151,8 +151,11 @@ class SlackAdapter:
             with contextlib.suppress(SlackApiError, KeyError):
                 info = await self.app.client.conversations_info(channel=self.support_channel)
                 if not info["channel"].get("is_private"):
-                    log.warning("slack: the support channel %s is public and slack.agent_user_ids is empty: anyone "
-                                "who joins it can take over conversations and write to customers", self.support_channel)
+                    log.warning(
+                        "slack: the support channel %s is public and slack.agent_user_ids is empty: anyone "
+                        "who joins it can take over conversations and write to customers",
+                        self.support_channel,
+                    )
         log.info("slack: %s ready (%s mode)", self.bot_user_id, self.settings.mode)
         return self
 

@@ -212,7 +212,8 @@ async def test_an_abandoned_reply_leaves_no_result_handler_behind(engine: Transf
     """Regression (#25, low): every cancelled reply leaked its result handler in the batcher."""
     router = engine.batcher.output_router
     before = set(router.result_handlers)
-    stream = engine.reply([ChatMessage("system", "You are helpful."), ChatMessage("user", "Tell me a story about the sea.")])
+    chat = [ChatMessage("system", "You are helpful."), ChatMessage("user", "Tell me a story about the sea.")]
+    stream = engine.reply(chat)
     await anext(stream)
     await stream.aclose()
     await asyncio.sleep(0.2)
