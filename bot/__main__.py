@@ -15,11 +15,9 @@ from sqlalchemy.engine import make_url
 
 from bot import app, migrate
 from bot.config import Settings, as_toml, load_settings
-from bot.datasets import read_rows, write_rows
 from bot.redact import RedactingFormatter, Redactor
 from core import loading
 from core.errors import BotError, ConfigError
-from core.events import LABELS
 
 log = logging.getLogger("tonebot")
 
@@ -70,6 +68,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--soak", type=float, metavar="MINUTES", help="chat continuously this long: RSS and p95 over time"
     )
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the JSON report goes")
+    kb = commands.add_parser("kb", help="the knowledge base: add, list, proposed, approve, remove, search, gaps")
+    kb.add_argument("action", choices=["add", "list", "proposed", "approve", "remove", "search", "gaps"])
+    kb.add_argument("args", nargs="*", help="add: files or directories; approve/remove: an id; search: the text")
+    answers = commands.add_parser("eval-answers", help="answers from a knowledge base, graded (README Knowledge)")
+    answers.add_argument("kb", type=Path, help="a directory of articles and Q&A files")
+    answers.add_argument("questions", type=Path, help="JSONL: {id, text, answerable, sources, must_include, ...}")
+    answers.add_argument("--split", choices=["all", "train", "valid", "test"], default="all")
+    answers.add_argument("--no-model", action="store_true", help="no chat model: the mood is neutral (a baseline)")
+    answers.add_argument("--json", action="store_true", help="print the full report as JSON")
     db = commands.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
     commands.add_parser("download-model", help="fetch the configured model into the local cache")
@@ -105,6 +112,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "chat":
         asyncio.run(app.chat(settings))
     elif args.command == "classify":
+        from bot.classify import classify_file
+
         asyncio.run(classify_file(settings, args.file, args.output))
     elif args.command == "eval":
         from bot import evaluate
@@ -138,6 +147,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             report = asyncio.run(bench.run(settings, args.quick, args.vs_llamacpp))
             print(bench.table(report))
             print(f"report: {bench.write(report, args.out)}")
+    elif args.command == "kb":
+        from bot import knowledge
+
+        print(asyncio.run(knowledge.command(settings, args.action, args.args)))
+    elif args.command == "eval-answers":
+        from bot import answers_eval
+
+        report = asyncio.run(answers_eval.run(settings, args.kb, args.questions, args.split, args.no_model))
+        print(json.dumps(report, indent=2) if args.json else answers_eval.table(report))
     elif args.command == "db":
         migrate.upgrade(settings.memory.url)
         print(f"database at {make_url(settings.memory.url).render_as_string(hide_password=True)} is up to date")
@@ -207,30 +225,6 @@ def check_config(settings: Settings) -> str:
         f"secrets set: {', '.join(settings.secrets.enabled()) or 'none'}",
     ]
     return "\n".join(lines)
-
-
-async def classify_file(settings: Settings, path: Path, output: Path | None) -> None:
-    from tqdm import tqdm
-
-    rows = read_rows(path)
-    engine = await app.open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)
-    step = settings.model.classify_batch
-    try:
-        with tqdm(total=len(rows), unit="row", file=sys.stderr) as bar:
-            for i in range(0, len(rows), step):
-                batch = rows[i : i + step]
-                for row, mood in zip(batch, await engine.classify([r["text"] for r in batch]), strict=True):
-                    row["mood"] = mood.label
-                    row.update({label: round(mood.scores[label], 4) for label in LABELS})
-                bar.update(len(batch))
-    finally:
-        await engine.aclose()
-    as_csv = (output or path).suffix.lower() == ".csv"
-    if output is None:
-        write_rows(rows, sys.stdout, as_csv)
-    else:
-        with output.open("w", encoding="utf-8", newline="") as out:
-            write_rows(rows, out, as_csv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.delivery import OutputChannel
 from bot.desk import Desk
 from bot.exposure import check_exposure
+from bot.knowledge import open_knowledge, warm
 from bot.notify import Notifications
 from bot.recovery import Recovery
 from core import loading
@@ -89,6 +90,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         db = Database.open(settings.memory.url)  # one database, one of each store on it
         stack.push_async_callback(db.aclose)
         memory, escalations = Memory(db), EscalationStore(db)
+        knowledge = open_knowledge(db, settings)
         notifications = Notifications(memory, escalations, Outbox(db), settings)
         stack.push_async_callback(notifications.aclose)
         bot = Bot(
@@ -101,12 +103,15 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
             log_text=settings.log_message_text,
             escalations=escalations,
             handoff=settings.handoff,
+            knowledge=knowledge,
         )
 
         async def load() -> None:
             bot.engine = await open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)
 
         loading = asyncio.create_task(load())
+        warming = asyncio.create_task(warm(knowledge))
+        stack.callback(warming.cancel)
         stack.push_async_callback(_close_engine, bot, loading)
         retries = asyncio.create_task(notifications.run_retries(bot.handoff.check_idle))
         stack.callback(retries.cancel)

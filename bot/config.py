@@ -1,11 +1,10 @@
 """Settings: the defaults in the dataclasses (here and in core/settings.py), then the shipped
 config.toml (the texts), then a user's file, then environment variables; read once, validated.
 
-Any key can be overridden from the environment as TONEBOT_<SECTION>__<KEY>, for example
-TONEBOT_MODEL__ID=embedded or TONEBOT_WEB__PORT=9000. An environment value is read by the type of
-the setting it sets: a string stays a string (TONEBOT_NOTIFY__TELEGRAM_CHAT_ID=-1001234567890),
-numbers and booleans are parsed, a list is a TOML array or comma-separated. Modes are `Literal`s:
-a value outside them is a clear error at start. Secrets never live in files: only the environment.
+Any key can be overridden from the environment as TONEBOT_<SECTION>__<KEY> (TONEBOT_WEB__PORT=9000),
+read by the type of the setting it sets (a string stays a string, numbers and booleans are parsed,
+a list is a TOML array or comma-separated). Modes are `Literal`s: a value outside them is a clear
+error at start. Secrets never live in files: only the environment.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from core.errors import ConfigError
 from core.settings import (
     EscalationSettings,
     HandoffSettings,
+    KnowledgeSettings,
     MemorySettings,
     ModelSettings,
     NotifySettings,
@@ -92,6 +92,7 @@ class Settings:
     sentiment: SentimentSettings
     prompts: PromptSettings
     escalation: EscalationSettings
+    knowledge: KnowledgeSettings
     model: ModelSettings = field(default_factory=ModelSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -105,8 +106,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"  # json: one object per line
     log_message_text: bool = False  # put users' message text into the logs
 
-    def credentials(self) -> list[str]:
-        """Every configured credential, longest first (bot/credentials.py)."""
+    def credentials(self) -> list[str]:  # every configured credential, longest first (bot/credentials.py)
         return credentials(self.secrets, self.memory.url, self.notify.webhook_urls)
 
 

@@ -19,6 +19,7 @@ from core.escalation import EscalationState, PublicLimit, decide
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.handoff import Handoff
+from core.knowledge import Answer, Knowledge, is_question
 from core.memory import Accepted, Memory
 from core.outbox import erase
 from core.prompts import build_chat
@@ -65,9 +66,10 @@ class Bot:
         log_text: bool = False,
         escalations: EscalationStore | None = None,
         handoff: HandoffSettings | None = None,
+        knowledge: Knowledge | None = None,
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
-        self.policy = escalation
+        self.policy, self.knowledge = escalation, knowledge
         self._public = PublicLimit(
             escalation.public_per_user_hour if escalation else 0, escalation.public_per_origin_hour if escalation else 0
         )
@@ -151,7 +153,7 @@ class Bot:
                 log.info("message over max_text_chars answered with the limit", extra=_fields(msg))
                 yield Reply(line, None)
                 return
-            mood, parts, escalated, paused = None, [], False, False
+            mood, parts, escalated, paused, answer = None, [], False, False, None
             classify_s = first_token_s = None
             try:
                 classify_started = time.perf_counter()
@@ -171,6 +173,17 @@ class Bot:
                     parts = [self.policy.pause_line] if escalated and not state.with_human else []
                     for part in parts:
                         yield part
+                elif self.knowledge and (found := await self._knowledge(accepted.text)):  # the knowledge base
+                    upset = mood.label == "negative" or handed_off
+                    if not found.grounded and upset and not handed_off:  # no answer for an upset customer
+                        escalated = await self._open(msg, accepted, "no_answer", [mood])
+                    opening = f"{self.knowledge.settings.soothing_opening}\n\n" if found.grounded and upset else ""
+                    answer = found
+                    parts = [opening + found.text]
+                    yield parts[0]
+                    if escalated and self.policy is not None:
+                        parts.append(f"\n\n{self.policy.notify_line}")
+                        yield parts[-1]
                 else:
                     history = await self.memory.history(accepted, self.limits.history_messages)
                     chat_mood = Mood("negative", mood.scores) if handed_off else mood  # soothing once escalated
@@ -197,8 +210,9 @@ class Bot:
                     raise
                 log.exception("answering failed", extra=_fields(msg))
                 text, failed = APOLOGY, True
+            sources = answer.sources if answer is not None and not failed else ()
             try:
-                await self.memory.record_reply(accepted, text, failed)
+                await self.memory.record_reply(accepted, text, failed, sources, answer.kind if answer else None)
             except BaseException:  # not recorded: a retry of the event is answered afresh, not as a duplicate
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.memory.release(accepted))
@@ -220,7 +234,9 @@ class Bot:
                     **({"text": accepted.text} if self.log_text else {}),
                 ),
             )
-            yield Reply(text, mood, escalated=escalated, failed=failed, paused=paused and not text)
+            grounded = answer is not None and answer.grounded and not failed
+            yield Reply(text, mood, escalated=escalated, failed=failed, paused=paused and not text, sources=sources,
+                        grounded=grounded)  # fmt: skip
 
     async def intake(self, msg: IncomingMessage) -> bool:
         """Store a platform's message before the platform is told it arrived (webhooks answer 200,
@@ -249,19 +265,32 @@ class Bot:
         decision = decide(self.policy, moods, accepted.text, state, utcnow())
         if not decision.escalate:
             return False, state
+        opened = await self._open(msg, accepted, decision.reason, moods[-self.policy.window :])
+        return opened, await self.escalations.state(accepted.conversation_id)
+
+    async def _open(self, msg: IncomingMessage, accepted: Accepted, reason: str, moods: Sequence[Mood]) -> bool:
+        """Open an escalation (False when one is open already, or the visitor's limit is spent)."""
         if msg.origin and not self._public.allow(msg.user_id, msg.origin, utcnow()):
-            log.warning("escalation refused: this visitor's hourly limit", extra=_fields(msg, reason=decision.reason))
-            return False, state
-        scores = [dict(m.scores) for m in moods[-self.policy.window :]]
+            log.warning("escalation refused: this visitor's hourly limit", extra=_fields(msg, reason=reason))
+            return False
         destinations = self.notifier.destinations if self.notifier else ()
-        record = await self.escalations.open(accepted.conversation_id, decision.reason, scores, destinations)
+        scores = [dict(m.scores) for m in moods]
+        record = await self.escalations.open(accepted.conversation_id, reason, scores, destinations)
         if record is None:
-            return False, await self.escalations.state(accepted.conversation_id)
-        metrics.ESCALATIONS.labels(msg.platform, decision.reason).inc()
-        log.info("conversation escalated", extra=_fields(msg, reason=decision.reason, escalation_id=record.id))
+            return False
+        metrics.ESCALATIONS.labels(msg.platform, reason).inc()
+        log.info("conversation escalated", extra=_fields(msg, reason=reason, escalation_id=record.id))
         if self.notifier is not None:
             self.notifier.changed(None)
-        return True, EscalationState(open=True, escalation_id=record.id)
+        return True
+
+    async def _knowledge(self, text: str) -> Answer | None:
+        """The knowledge base's answer; None when there is none to ask, or when it has nothing for a
+        message that is no question (small talk goes to the model, as without a knowledge base)."""
+        if self.knowledge is None or not await self.knowledge.ready():
+            return None
+        found = await self.knowledge.answer(text)
+        return found if found.grounded or is_question(text) else None
 
     async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
         """A fresh context for the conversation; with `user_id`, for each of the chat's threads they wrote in."""

@@ -94,6 +94,17 @@ class Reply:
     duplicate: bool = False
     failed: bool = False
     paused: bool = False
+    sources: tuple[Source, ...] = ()  # the knowledge-base documents the answer comes from
+    grounded: bool = False  # the answer comes from the knowledge base (curated, or its passages)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A knowledge-base document an answer cites: a curated entry by its id, an article by its file."""
+
+    id: str
+    title: str
+    url: str = ""
 
 
 @dataclass(frozen=True)

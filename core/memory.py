@@ -3,6 +3,7 @@ and the history the model sees. SQLAlchemy 2 models; the repository returns plai
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
@@ -29,11 +30,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from core import leases
 from core.db import Base, Database
-from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, as_utc, utcnow
+from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, Source, as_utc, utcnow
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 """Who answers an event, in the ledger: this process (this start of it: a restarted container has
@@ -72,6 +73,8 @@ class Message(Base):
     mood_score: Mapped[float | None] = mapped_column(Float)
     mood_scores: Mapped[dict[str, float] | None] = mapped_column(JSON)
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    sources: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)  # a bot turn's knowledge sources
+    knowledge: Mapped[str | None] = mapped_column(String(16))  # curated | passages | none (found nothing)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -299,9 +302,12 @@ class Memory:
             turns.pop(0)
         return turns
 
-    async def record_reply(self, accepted: Accepted, text: str, failed: bool) -> None:
-        """Store the bot turn (none when the bot stays silent) and close the event in the ledger; the
-        caller keeps its lease while it delivers the answer (`delivered` ends it)."""
+    async def record_reply(
+        self, accepted: Accepted, text: str, failed: bool, sources: Sequence[Source] = (), knowledge: str | None = None
+    ) -> None:
+        """Store the bot turn (none when the bot stays silent) with the knowledge it used (`knowledge`:
+        curated | passages | none, and its sources) and close the event in the ledger; the caller keeps
+        its lease while it delivers the answer (`delivered` ends it)."""
         async with self._session() as session, session.begin():
             ledger = await session.get_one(ProcessedEvent, accepted.ledger_id)
             ledger.status, ledger.lease_until = "failed" if failed else "answered", utcnow() + LEASE
@@ -312,6 +318,8 @@ class Memory:
                     author_id="tonebot",
                     text=text,
                     reply_to_id=accepted.message_id,
+                    sources=[dataclasses.asdict(source) for source in sources] or None,
+                    knowledge=knowledge,
                 )
                 session.add(turn)
                 await session.flush()
@@ -533,6 +541,20 @@ class Memory:
         async with self.db.reader() as session:
             rows = (await session.execute(query)).tuples().all()
         return [_stored(m, ConversationKey(c.platform, c.chat_id, c.thread_id)) for m, c in rows]
+
+    async def unanswered(self, limit: int = 50) -> list[tuple[str, int]]:
+        """The questions the knowledge base had no answer for (the gaps), most asked first: (text, times)."""
+        question = aliased(Message)
+        query = (
+            select(func.lower(func.trim(question.text)), func.count())
+            .join(Message, Message.reply_to_id == question.id)
+            .where(Message.knowledge == "none")
+            .group_by(func.lower(func.trim(question.text)))
+            .order_by(func.count().desc(), func.lower(func.trim(question.text)))
+            .limit(limit)
+        )
+        async with self.db.reader() as session:
+            return [(str(t), int(n)) for t, n in (await session.execute(query)).tuples().all()]
 
     async def latest_message_id(self) -> int:
         async with self.db.reader() as session:

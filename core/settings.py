@@ -132,3 +132,21 @@ class HandoffSettings:
     agent_prefix: str = "{agent}: "  # before each agent message the customer sees
     idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
     renotify: bool = True  # and the support destinations are reminded in their thread
+
+
+@dataclass(frozen=True)
+class KnowledgeSettings:
+    """Answers from the team's own knowledge base (README "Knowledge"). Texts live in config.toml."""
+
+    no_answer_line: str  # a question the knowledge base does not answer: said plainly, a person offered
+    soothing_opening: str  # before a knowledge answer to an upset customer
+    enabled: bool = True  # used once the knowledge base has approved documents (`tonebot kb add`)
+    # the sentence embedder for retrieval: "embedded" (all-MiniLM-L6-v2, English), a hub id in the local
+    # cache (e.g. a multilingual one) or a directory
+    embedder: str = "embedded"
+    top_k: int = 3  # passages an answer is built from (and the sources it can cite)
+    curated_min: float = 0.82  # the customer's question this close (cosine) to a curated one: its answer, word for word
+    answer_min: float = 0.45  # the best passage less close than this: "not in the knowledge base"
+    sentence_min: float = 0.3  # sentences of the passages this close to the question make the answer
+    max_sentences: int = 4
+    whole_passage_chars: int = 600  # the best passage up to this long is given whole

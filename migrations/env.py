@@ -9,9 +9,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import core.escalations
+import core.knowledge.store
 import core.leases
 import core.memory
-import core.outbox  # noqa: F401  (each store module declares its tables on Base)
+import core.outbox  # each store module declares its tables on Base
 from core.db import Base, async_url
 
 config = context.config
@@ -26,8 +27,15 @@ def database_url() -> str:
     return load_settings(environ=os.environ).memory.url
 
 
+def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    """The full-text index's objects are the migration's, per database, not the models'."""
+    return name not in core.knowledge.store.FULL_TEXT
+
+
 def run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_as_batch=True, include_object=include_object
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -80,7 +80,7 @@ def test_defaults_live_in_the_code_and_config_show_round_trips(tmp_path: Path) -
     from bot.config import DEFAULTS, as_toml
 
     shipped = tomllib.loads(DEFAULTS.read_text())
-    assert set(shipped) == {"sentiment", "prompts", "escalation"}  # the texts; every other default is in code
+    assert set(shipped) == {"sentiment", "prompts", "escalation", "knowledge"}  # texts; other defaults: code
     settings = load_settings(environ={})
     shown = tmp_path / "shown.toml"
     shown.write_text(as_toml(settings))
