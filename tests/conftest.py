@@ -93,3 +93,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("measured")
         for line in LINES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def embed() -> Iterator[object]:
+    """The knowledge base's real sentence embedder (all-MiniLM-L6-v2, packaged), loaded once."""
+    from core.local.embedder import LazyEmbedder
+
+    yield LazyEmbedder()

@@ -8,6 +8,7 @@ import sys
 from typing import TextIO
 
 from bot import commands
+from bot.delivery import with_sources
 from bot.errors import answer
 from core.bot import Bot
 from core.events import ConversationKey, IncomingMessage, Mood
@@ -50,6 +51,8 @@ async def run_console(bot: Bot, stdin: TextIO = sys.stdin, stdout: TextIO = sys.
                     say(item, end="")
                 elif item.failed or item.duplicate:
                     say(item.text, end="")
+                elif item.sources:
+                    say("\n" + with_sources(item).removeprefix(item.text).strip("\n"), end="")
         except Exception as exc:
             say(f"({answer(exc).text})", end="")
         say()

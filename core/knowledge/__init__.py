@@ -24,7 +24,7 @@ import numpy as np
 from core.events import Source
 from core.knowledge.retrieval import Embed, Hit, Retriever
 from core.knowledge.store import DocumentRecord, KnowledgeStore
-from core.knowledge.text import Document, SourceError, files, read, sentences, terms
+from core.knowledge.text import CJK, Document, SourceError, files, read, sentences, terms
 from core.settings import KnowledgeSettings
 
 LEXICAL_WEIGHT = 0.3  # a sentence with the question's own words counts more than its meaning alone shows
@@ -107,7 +107,7 @@ class Knowledge:
         documents = {d.id: d for d in await self.store.documents()} if hits else {}
         if curated := await self._curated(query, hits, documents):
             return curated
-        if not hits or max(h.dense for h in hits) < s.answer_min:
+        if not hits or max(h.dense for h in hits) < s.answer_min or coverage(question, hits) < s.coverage_min:
             return Answer(s.no_answer_line, "none", hits=tuple(hits))
         picked = await self._sentences(query, question, hits)
         if not picked:
@@ -145,6 +145,18 @@ class Knowledge:
         if len(hits[0].passage.text) <= self.settings.whole_passage_chars:  # the best passage whole, and
             chosen = [c for c in candidates if c[0] == 0] + [c for c in chosen if c[0] != 0][:2]  # the rest's best
         return [(hit, text) for _, _, hit, text in sorted(chosen, key=lambda c: (c[0], c[1]))]
+
+
+def coverage(question: str, hits: Sequence[Hit]) -> float:
+    """The share of the question's words that the passages use (a word by its first five letters, so
+    "paddles" finds "paddle"; CJK by bigrams): a question about what the sources never mention
+    ("a motor warranty", "a WiFi password") is not answered by the passage closest to it."""
+    words = [w for w in terms(question) if len(w) > 3 or CJK.match(w)]
+    if not words:
+        return 1.0
+    found = set(terms(" ".join(f"{h.passage.heading} {h.passage.text}" for h in hits)))
+    stems = {w[:5] for w in found}
+    return sum(w in found or w[:5] in stems for w in words) / len(words)
 
 
 def _embedded(document: Document, passage: object) -> str:

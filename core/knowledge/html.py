@@ -18,7 +18,7 @@ class _Markdown(HTMLParser):
         self.skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "nav", "footer"):
+        if tag in ("script", "style", "nav", "footer", "head"):
             self.skip += 1
         elif re.fullmatch(r"h[1-6]", tag):
             self.out.append("\n\n" + "#" * int(tag[1]) + " ")
@@ -28,7 +28,7 @@ class _Markdown(HTMLParser):
                 self.out.append("- ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "nav", "footer"):
+        if tag in ("script", "style", "nav", "footer", "head"):
             self.skip = max(0, self.skip - 1)
         elif re.fullmatch(r"h[1-6]", tag) or tag in ("p", "table"):
             self.out.append("\n\n")

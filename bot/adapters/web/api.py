@@ -44,6 +44,8 @@ def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
         "duplicate": reply.duplicate,
         "paused": reply.paused,
         "failed": reply.failed,
+        "grounded": reply.grounded,
+        "sources": [{"id": s.id, "title": s.title, "url": s.url} for s in reply.sources],
     }
 
 
