@@ -48,8 +48,8 @@ async def test_the_web_api_answers_from_the_knowledge_base_with_sources(kbbot: B
         curated = (
             await api.post("/v1/chat", json={"conversation_id": "k1", "text": "Can my dog come on the kayak?"})
         ).json()
-        unknown = (await api.post("/v1/chat", json={"conversation_id": "k2",
-                                                     "text": "Do you sell fishing rods in your shop?"})).json()  # fmt: skip
+        rods = {"conversation_id": "k2", "text": "Do you sell fishing rods in your shop?"}
+        unknown = (await api.post("/v1/chat", json=rods)).json()
         chitchat = (await api.post("/v1/chat", json={"conversation_id": "k3", "text": "Lovely weather today."})).json()
         async with api.stream("POST", "/v1/chat/stream", json={"conversation_id": "k4",
                               "text": "How much is the late fee after 7 pm?"}) as response:  # fmt: skip
