@@ -77,7 +77,7 @@ class Bot:
         self.handoff = Handoff(
             memory, self.escalations, handoff or HandoffSettings(),
             destinations=notifier.destinations if notifier else (),
-            changed=notifier.changed if notifier else lambda _: None,
+            changed=notifier.changed if notifier else lambda _: None, resolved=self._learn,
         )  # fmt: skip
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -173,7 +173,7 @@ class Bot:
                     parts = [self.policy.pause_line] if escalated and not state.with_human else []
                     for part in parts:
                         yield part
-                elif self.knowledge and (found := await self._knowledge(accepted.text)):  # the knowledge base
+                elif self.knowledge and not escalated and (found := await self._knowledge(accepted.text)):
                     upset = mood.label == "negative" or handed_off
                     if not found.grounded and upset and not handed_off:  # no answer for an upset customer
                         escalated = await self._open(msg, accepted, "no_answer", [mood])
@@ -283,6 +283,21 @@ class Bot:
         if self.notifier is not None:
             self.notifier.changed(None)
         return True
+
+    async def _learn(self, record: EscalationRecord) -> None:
+        """A hand-back after a question the knowledge base could not answer: the customer's question
+        and what the agents answered become a proposed Q&A entry (a person approves or edits it)."""
+        if self.knowledge is None:
+            return
+        turns = await self.memory.messages(record.key, limit=200)
+        missed = [n for n, t in enumerate(turns) if t.role == "assistant" and t.knowledge == "none"]
+        if not missed:
+            return
+        question = next((t.text for t in reversed(turns[: missed[-1]]) if t.role == "user"), "")
+        answer = "\n".join(t.text for t in turns[missed[-1] :] if t.role == "agent")
+        if question and answer:
+            await self.knowledge.propose(question, answer, f"handoff#handoff-{record.id}")
+            log.info("knowledge: a Q&A entry proposed from a hand-off", extra={"escalation_id": record.id})
 
     async def _knowledge(self, text: str) -> Answer | None:
         """The knowledge base's answer; None when there is none to ask, or when it has nothing for a

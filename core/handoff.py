@@ -11,7 +11,7 @@ the same transaction as the turn it carries, so it is sent exactly once whoever 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -53,8 +53,10 @@ class Handoff:
         settings: HandoffSettings,
         destinations: Sequence[str] = (),
         changed: Callable[[EscalationRecord | None], None] = lambda _: None,
+        resolved: Callable[[EscalationRecord], Awaitable[None]] | None = None,
     ) -> None:
         self.memory, self.escalations, self.settings = memory, escalations, settings
+        self.resolved = resolved  # after a hand-back: what the bot learns from it (a proposed Q&A entry)
         self.relayed_to = [d for d in destinations if d.startswith(THREADED)]
         self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
         self.transcript_messages = 100
@@ -114,6 +116,11 @@ class Handoff:
         if record is not None and record.taken_at is not None and record.resolved_at is not None:
             metrics.HANDOFF_SECONDS.observe((as_utc(record.resolved_at) - as_utc(record.taken_at)).total_seconds())
         self.changed(record)
+        if record is not None and self.resolved is not None:
+            try:
+                await self.resolved(record)
+            except Exception:  # learning is a bonus: the hand-back itself is done
+                log.exception("escalation #%s: learning from the hand-off failed", record.id)
         return record
 
     async def check_idle(self) -> int:

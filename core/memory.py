@@ -146,10 +146,14 @@ class StoredMessage:
     created_at: datetime
     author_name: str = ""
     key: ConversationKey | None = None
+    knowledge: str | None = None  # a bot turn: curated | passages | none (the knowledge base had no answer)
+    sources: tuple[Source, ...] = ()  # a bot turn's knowledge sources
 
 
 def _stored(row: Message, key: ConversationKey | None = None) -> StoredMessage:
-    return StoredMessage(row.id, row.role, row.author_id, row.text, _mood(row), row.created_at, row.author_name, key)
+    sources = tuple(Source(**s) for s in row.sources or ())
+    return StoredMessage(row.id, row.role, row.author_id, row.text, _mood(row), row.created_at, row.author_name, key,
+                         row.knowledge, sources)  # fmt: skip
 
 
 def _mood(row: Message) -> Mood | None:

@@ -24,7 +24,7 @@ import numpy as np
 from core.events import Source
 from core.knowledge.retrieval import Embed, Hit, Retriever
 from core.knowledge.store import DocumentRecord, KnowledgeStore
-from core.knowledge.text import CJK, Document, SourceError, files, read, sentences, terms
+from core.knowledge.text import CJK, Document, SourceError, files, qa, read, sentences, terms
 from core.settings import KnowledgeSettings
 
 LEXICAL_WEIGHT = 0.3  # a sentence with the question's own words counts more than its meaning alone shows
@@ -55,8 +55,9 @@ class Imported:
 
 
 def public_id(source: str, kind: str) -> str:
-    """How a document is cited: a curated entry by its id, an article by its file name."""
-    return source.rsplit("#", 1)[-1] if kind == "qa" else Path(source).name
+    """How a document is cited: by the id it was given (a curated entry, an article from the API),
+    else by its file name."""
+    return source.rsplit("#", 1)[-1] if "#" in source else Path(source).name
 
 
 class Knowledge:
@@ -85,13 +86,14 @@ class Knowledge:
             report.append(Imported(str(path), outcome, len(documents)))
         return report
 
+    async def put(self, document: Document, status: str = "approved") -> str:
+        """Add or replace one document (an entry or article from the operator API, a proposal)."""
+        vectors = await asyncio.to_thread(self.embed, [_embedded(document, p) for p in document.passages])
+        return await self.store.put(document, vectors, status)
+
     async def propose(self, question: str, answer: str, source: str) -> None:
         """A Q&A entry for a person to approve (from a hand-off the bot could not answer)."""
-        from core.knowledge.text import qa
-
-        document = qa(question, answer, source)
-        vectors = await asyncio.to_thread(self.embed, [_embedded(document, document.passages[0])])
-        await self.store.put(document, vectors, status="proposed")
+        await self.put(qa(question, answer, source), status="proposed")
 
     async def ready(self) -> bool:
         """Whether there is approved knowledge to answer from."""

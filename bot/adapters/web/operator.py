@@ -47,7 +47,15 @@ def escalation_json(record: EscalationRecord, transcript: list[StoredMessage]) -
 
 def turn_json(m: StoredMessage) -> dict[str, Any]:
     author = m.author_name or m.author_id
-    return {"role": m.role, "author": author, "text": m.text, "mood": mood_json(m.mood), "at": _iso(m.created_at)}
+    return {
+        "role": m.role,
+        "author": author,
+        "text": m.text,
+        "mood": mood_json(m.mood),
+        "at": _iso(m.created_at),
+        "knowledge": m.knowledge,
+        "sources": [{"id": s.id, "title": s.title, "url": s.url} for s in m.sources],
+    }
 
 
 def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
