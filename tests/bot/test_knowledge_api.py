@@ -54,8 +54,8 @@ async def test_a_helpdesk_syncs_entries_and_articles_and_the_console_searches(bo
         found = (await api.get("/v1/knowledge/search", params={"q": "what time do the docks open?"})).json()
         documents = (await api.get("/v1/knowledge")).json()["documents"]
     assert bad.status_code == 422
-    assert found["answer"] == {"text": "Every day from 9 am to 7 pm.", "kind": "curated",
-                               "sources": [{"id": "hours", "title": "When are the docks open?", "url": ""}]}  # fmt: skip
+    source = {"id": "hours", "title": "When are the docks open?", "url": ""}
+    assert found["answer"] == {"text": "Every day from 9 am to 7 pm.", "kind": "curated", "sources": [source]}
     assert {d["cite"] for d in documents} >= {"hours", "kb-17", "returns.md"}
 
 
