@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
-from core.escalation import EscalationState, PublicLimit, decide
+from core.escalation import EscalationState, PublicLimit, asks_for_human, decide
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.handoff import Handoff
@@ -173,7 +173,11 @@ class Bot:
                     parts = [self.policy.pause_line] if escalated and not state.with_human else []
                     for part in parts:
                         yield part
-                elif self.knowledge and not escalated and (found := await self._knowledge(accepted.text)):
+                elif (
+                    self.knowledge
+                    and not self._asks_for_human(accepted.text)
+                    and (found := await self._knowledge(accepted.text))
+                ):  # the knowledge base (a request for a person is answered by the person, not by it)
                     upset = mood.label == "negative" or handed_off
                     if not found.grounded and upset and not handed_off:  # no answer for an upset customer
                         escalated = await self._open(msg, accepted, "no_answer", [mood])
@@ -283,6 +287,9 @@ class Bot:
         if self.notifier is not None:
             self.notifier.changed(None)
         return True
+
+    def _asks_for_human(self, text: str) -> bool:
+        return self.policy is not None and asks_for_human(text, self.policy)
 
     async def _learn(self, record: EscalationRecord) -> None:
         """A hand-back after a question the knowledge base could not answer: the customer's question
