@@ -85,12 +85,14 @@ class Notifications:
         """Deliver what is due, one lane per destination: a slow or dead destination holds only its
         own lane (an agent's message to the customer never waits behind a webhook that hangs).
         Claims are small batches, fenced; each send is cut off well before its claim's lease."""
+        tried: set[int] = set()  # each row once per call: a failed one waits for its retry time, or the next round
         while True:
             batch = await self.outbox.claim_due(
-                [*self.destinations, CUSTOMER], exclude=set(self._busy), lease_seconds=self.lease
+                [*self.destinations, CUSTOMER], exclude=set(self._busy), lease_seconds=self.lease, skip=tried
             )
             if not batch:
                 return
+            tried |= {delivery.id for delivery in batch}
             lanes: dict[str, list[DeliveryRecord]] = {}
             for delivery in batch:
                 lanes.setdefault(delivery.destination, []).append(delivery)

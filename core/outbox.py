@@ -98,6 +98,7 @@ class Outbox:
         exclude: Collection[str] = (),
         limit: int = 16,
         lease_seconds: float = LEASE_SECONDS,
+        skip: Collection[int] = (),
     ) -> list[DeliveryRecord]:
         """Up to `limit` pending deliveries that are due, oldest first, to the given destinations
         (none removed from the config) and not to `exclude` (busy here), claimed for this caller with
@@ -116,6 +117,7 @@ class Outbox:
         query = (
             select(Delivery)
             .where(Delivery.status == "pending", Delivery.next_attempt_at <= now, Delivery.destination.in_(wanted))
+            .where(Delivery.id.not_in(list(skip)))
             .where(Delivery.kind.in_(("notice", "erase", "forget")) | (Delivery.destination == CUSTOMER) | sent_notice)
             .order_by(Delivery.id)
             .limit(limit)

@@ -61,7 +61,7 @@ async def test_many_streams_one_reader_no_write_lock_and_no_duplicate_bot_replie
         got: list[list[dict[str, Any]]] = [[] for _ in range(10)]
         tasks = [asyncio.create_task(events(client, f"/v1/chat/events?conversation_id=c{n}", got[n]))
                  for n in range(10)]  # fmt: skip
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(2)  # every stream connected and caught up
         statements.clear()
         await asyncio.sleep(3)
         idle = list(statements)
