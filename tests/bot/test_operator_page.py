@@ -2,15 +2,23 @@
 
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from bot.adapters.web import create_app
-from bot.config import Secrets
+from bot.config import Secrets, Settings
 from core.bot import Bot
+from core.events import ConversationKey, IncomingMessage
+from core.knowledge import Knowledge
+from core.knowledge.retrieval import Embed
+from core.knowledge.store import KnowledgeStore
 from core.memory import Accepted, Memory
+from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import serve_asgi
+
+KB = Path(__file__).resolve().parents[1] / "data" / "kb"
 
 TOKEN = "page-s3cret"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -131,3 +139,32 @@ async def test_an_agent_reply_typed_in_the_console_appears_in_the_customers_chat
         await agent_context.close()
     history = scriptbot.engine.chats[-1]  # type: ignore[attr-defined]
     assert ("assistant", "Hi, I am Dana. I will check your order <b>now</b>.") in [(m.role, m.content) for m in history]
+
+
+async def test_the_knowledge_page_searches_and_approves_an_edited_proposal(
+    browser: Browser, scripted: ScriptedEngine, memory: Memory, settings: Settings, embed: Embed
+) -> None:
+    """#26: the console's Knowledge page: search as the bot would answer, a proposal from a hand-off
+    edited and approved, after which the bot answers it word for word."""
+    knowledge = Knowledge(KnowledgeStore(memory.db), embed, settings.knowledge)
+    await knowledge.add([KB / "articles"])
+    bot = Bot(scripted, memory, settings.prompts, settings.memory, settings.escalation, knowledge=knowledge)
+    await knowledge.propose("Do you sell fishing rods?", "No.", "handoff#handoff-1")
+    async with serve_asgi(create_app(bot, secrets=Secrets(operator_token=TOKEN))) as url:
+        page = await browser.new_page()
+        await page.goto(f"{url}/operator")
+        await page.fill("#token", TOKEN)
+        await page.click("#login button[type=submit]")
+        await page.fill("#kb-q", "how much is the late fee after 7 pm?")
+        await page.click("#kb-search button")
+        await expect(page.locator("#kb-answer .kb-reply")).to_contain_text("$18")
+        entry = page.locator("#kb-proposed .entry")
+        await expect(entry).to_have_count(1)
+        await entry.locator("textarea[aria-label=answer]").fill("No, we only rent kayaks and paddles.")
+        await entry.locator("button.approve").click()
+        await expect(page.locator("#kb-proposed .entry")).to_have_count(0)
+        await expect(page.locator("#kb-documents")).to_contain_text("Do you sell fishing rods?")
+    reply = await bot.handle(
+        IncomingMessage(ConversationKey("web", "rods"), user_id="u", text="Do you sell fishing rods?")
+    )
+    assert reply.grounded and reply.text == "No, we only rent kayaks and paddles."

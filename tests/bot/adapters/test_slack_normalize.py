@@ -49,3 +49,11 @@ def test_thread_follow_up_without_a_mention_is_kept_but_not_addressed() -> None:
 )
 def test_ignored_events(name: str) -> None:
     assert load(name) is None
+
+
+def test_a_reply_also_sent_to_the_channel_is_a_thread_follow_up() -> None:
+    """Regression (#25, low): a customer's "also send to channel" reply (thread_broadcast) was ignored."""
+    body = json.loads((DATA / "thread_followup.json").read_text())
+    body["event"]["subtype"] = "thread_broadcast"
+    msg = to_incoming(body, BOT)
+    assert msg is not None and msg.key == ConversationKey("slack", "C0SUPPORT1", "1763769600.000100")
