@@ -26,8 +26,12 @@ from core.local.embedder import Embedder
 
 
 async def main(kb: Path, n: int) -> None:
-    paragraphs = [p.strip() for f in sorted((kb / "articles").glob("*.md"))
-                  for p in re.split(r"\n\s*\n", f.read_text()) if len(p.strip()) > 60 and not p.startswith("#")]  # fmt: skip
+    paragraphs = [
+        p.strip()
+        for f in sorted((kb / "articles").glob("*.md"))
+        for p in re.split(r"\n\s*\n", f.read_text())
+        if len(p.strip()) > 60 and not p.startswith("#")
+    ]
     questions = [json.loads(line)["text"] for line in (kb / "questions.jsonl").read_text().splitlines()]
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as scratch:
@@ -53,8 +57,10 @@ async def main(kb: Path, n: int) -> None:
             times.append(time.perf_counter() - t)
     times.sort()
     print(f"{n} articles, {passages} passages: import {imported:.1f} s ({1000 * imported / passages:.1f} ms a passage)")
-    print(f"retrieval over {len(times)} questions: p50 {1000 * statistics.median(times):.1f} ms,"
-          f" p95 {1000 * times[int(0.95 * (len(times) - 1))]:.1f} ms")
+    print(
+        f"retrieval over {len(times)} questions: p50 {1000 * statistics.median(times):.1f} ms,"
+        f" p95 {1000 * times[int(0.95 * (len(times) - 1))]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
