@@ -69,7 +69,7 @@ async def run(
         db = Database.open(url)
         knowledge = open_knowledge(db, configured)
         started = time.perf_counter()
-        imported = await knowledge.add([kb])
+        imported = await knowledge.add(sources(kb, questions_path))
         import_s = time.perf_counter() - started
         engine = NoModel() if no_model else await app.open_engine(settings.model, settings.sentiment)
         bot = Bot(engine, Memory(db), settings.prompts, configured.memory, settings.escalation,  # type: ignore[arg-type]
@@ -84,6 +84,15 @@ async def run(
                   embedder=settings.knowledge.embedder, import_seconds=round(import_s, 2),
                   import_errors=[f"{r.path}: {r.error}" for r in imported if r.error], results=rows)  # fmt: skip
     return report
+
+
+def sources(kb: Path, questions: Path) -> list[Path]:
+    """What the knowledge base is: the directory's files and folders, without the questions file and
+    the directory's own README (it describes the set, and would answer about it)."""
+    if not kb.is_dir():
+        return [kb]
+    return [p for p in sorted(kb.iterdir()) if not p.name.startswith(".")
+            and not p.name.lower().startswith("readme") and p.resolve() != questions.resolve()]  # fmt: skip
 
 
 async def ask(bot: Bot, knowledge: Knowledge, question: dict[str, Any], n: int) -> dict[str, Any]:

@@ -146,8 +146,9 @@ class KnowledgeSettings:
     embedder: str = "embedded"
     top_k: int = 3  # passages an answer is built from (and the sources it can cite)
     curated_min: float = 0.82  # the customer's question this close (cosine) to a curated one: its answer, word for word
-    answer_min: float = 0.45  # the best passage less close than this: "not in the knowledge base"
-    coverage_min: float = 0.4  # the share of the question's words the passages must use (README "Knowledge")
+    answer_min: float = 0.5  # the best passage less close than this: "not in the knowledge base"
+    coverage_min: float = 0.6  # the share of the question's words the passages must use (README "Knowledge")
+    answer_sure: float = 0.6  # ... unless the best passage is this close
     sentence_min: float = 0.3  # sentences of the passages this close to the question make the answer
     max_sentences: int = 4
     whole_passage_chars: int = 600  # the best passage up to this long is given whole

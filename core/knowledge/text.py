@@ -171,10 +171,11 @@ def index_text(text: str) -> str:
     return CJK.sub(bigrams, text.lower())
 
 
-def terms(text: str) -> list[str]:
-    """The query's words for the full-text index (short English function words left out)."""
+def terms(text: str, limit: int | None = 40) -> list[str]:
+    """The words of a text for the full-text index (short English function words left out), at most
+    `limit` of them (a query's; None: all, as for the text a question is compared with)."""
     words = re.findall(r"\w+", index_text(text))
-    return list(dict.fromkeys(w for w in words if (len(w) > 2 or CJK.match(w)) and w not in STOPWORDS))[:40]
+    return list(dict.fromkeys(w for w in words if (len(w) > 2 or CJK.match(w)) and w not in STOPWORDS))[:limit]
 
 
 def sentences(text: str) -> list[str]:

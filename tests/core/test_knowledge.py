@@ -86,3 +86,20 @@ async def test_answers_come_from_the_sources_or_say_plainly_there_is_none(knowle
     assert late.kind == "passages" and "$18" in late.text and next(s.id for s in late.sources) == "returns.md"
     unknown = await knowledge.answer("What is the WiFi password at the office?")
     assert unknown.kind == "none" and not unknown.sources and "person" in unknown.text
+
+
+def test_coverage_reads_whole_passages_and_cjk_questions_fairly() -> None:
+    """The word check sees every word of the passages (not only their first 40), and a Chinese
+    question is not declined for the bigrams that span two words, which no text has."""
+    from core.knowledge import coverage
+    from core.knowledge.retrieval import Hit
+    from core.knowledge.store import PassageRecord
+
+    def hit(text: str) -> Hit:
+        return Hit(PassageRecord(1, 1, "article", "T", "", "T", text), 1.0, 0.5)
+
+    long = " ".join(f"filler{i}" for i in range(60)) + " Deposits are refunded within five days."
+    assert coverage("when are deposits refunded?", [hit(long)]) == 1.0
+    winter = hit("冬季租船时，请穿干式防寒服。救生衣免费提供。")
+    assert coverage("冬季租船要穿什么衣服？", [winter]) >= 0.6
+    assert coverage("冬季可以带狗吗？", [winter]) < 0.6
