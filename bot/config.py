@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.credentials import Secrets, credentials
+from bot.destinations import NotifySettings
 from bot.redact import public_url
 from core.errors import ConfigError
 from core.settings import (
@@ -31,7 +32,6 @@ from core.settings import (
     KnowledgeSettings,
     MemorySettings,
     ModelSettings,
-    NotifySettings,
     PromptSettings,
     RecoverySettings,
     SentimentSettings,

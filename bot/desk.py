@@ -1,5 +1,5 @@
-"""Where agents work: the `Desk` a platform adapter offers the support side (Slack and Telegram
-implement it), and the texts of a notice."""
+"""Where agents work: the `Desk` each kind of destination offers the support side (the chat desks of
+Slack and Telegram, a helpdesk's webhook), and the texts of a notice."""
 
 from __future__ import annotations
 
@@ -7,24 +7,63 @@ from typing import Any, Protocol
 
 from bot.commands import mood_line
 from core.escalations import EscalationRecord
+from core.events import ConversationKey
 from core.handoff import BOT
 from core.memory import StoredMessage
 
 
 class Desk(Protocol):
-    """Where agents work on one platform: a notice per escalation with Take over / Resolve buttons,
-    its thread (Slack) or topic (Telegram) for the conversation. Refs are the platform's ids."""
+    """Where agents work, for one kind of destination: a notice per escalation, the customer's turns
+    relayed under it, the notice kept up to date, and what /forget asks. Refs are the platform's ids."""
 
-    async def notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
-        """Post the notice; returns the ref of its thread."""
+    async def notice(self, target: str, escalation: EscalationRecord, payload: dict[str, Any]) -> str | None:
+        """Announce the escalation (`payload`: Notifications.payload); the ref of its thread, if any."""
 
-    async def relay(self, target: str, thread: str, text: str) -> str:
-        """Post a text (plain, never markup) in the thread; returns the ref of what was posted."""
+    async def relay(
+        self, target: str, thread: str | None, escalation: EscalationRecord, turn: StoredMessage
+    ) -> str | None:
+        """A customer's (or the bot's) turn for the agents; the ref of what was posted, if any."""
+
+    async def say(self, target: str, thread: str, text: str) -> str:
+        """Post a plain text in the thread (a warning for the agents); its ref."""
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         """Update the notice: its text and the buttons that still apply (taken, resolved)."""
 
-    async def delete(self, target: str, ref: str) -> None: ...
+    async def delete(self, target: str, ref: str) -> None:
+        """/forget: delete what was posted (a ref may list several pieces)."""
+
+    async def forget(self, target: str, escalation: EscalationRecord, user_id: str) -> None:
+        """/forget, where nothing was left to delete by ref (a helpdesk that keeps its own copy)."""
+
+
+class ChatDesk:
+    """A desk in a chat (Slack, Telegram): the notice as text with its buttons, one thread per
+    escalation, each turn posted there as plain text. A subclass posts (`post_notice`, `say`)."""
+
+    async def post_notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
+        raise NotImplementedError
+
+    async def say(self, target: str, thread: str, text: str) -> str:
+        raise NotImplementedError
+
+    async def notice(self, target: str, escalation: EscalationRecord, payload: dict[str, Any]) -> str | None:
+        return await self.post_notice(target, escalation, summary(payload))
+
+    async def relay(
+        self, target: str, thread: str | None, escalation: EscalationRecord, turn: StoredMessage
+    ) -> str | None:
+        if not thread:
+            raise RuntimeError("no thread to relay into (the notice was not sent)")
+        return await self.say(target, thread, for_agents(turn))
+
+    async def forget(self, target: str, escalation: EscalationRecord, user_id: str) -> None:
+        return None  # everything it posted has a ref, erased by `delete`
+
+
+def conversation(key: ConversationKey) -> dict[str, str]:
+    """A conversation as notices and webhooks name it."""
+    return {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id}
 
 
 def summary(payload: dict[str, Any]) -> str:

@@ -18,10 +18,11 @@ from typing import Any
 
 import httpx
 
-from bot import webhook
 from bot.config import Settings
 from bot.delivery import OutputChannel, Sent
-from bot.desk import Desk, for_agents, status_line, summary
+from bot.desk import Desk, conversation, status_line, summary
+from bot.destinations import WEBHOOK, Destination, configured
+from bot.webhook import WebhookDesk
 from core import metrics
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, utcnow
@@ -37,23 +38,18 @@ class Notifications:
 
     def __init__(self, memory: Memory, escalations: EscalationStore, outbox: Outbox, settings: Settings) -> None:
         self.memory, self.escalations, self.outbox, self.settings = memory, escalations, outbox, settings
-        notify = settings.notify
-        targets = [f"webhook:{url}" for url in notify.webhook_urls]
-        if notify.slack_channel:
-            targets.append(f"slack:{notify.slack_channel}")
-        if notify.telegram_chat_id:
-            targets.append(f"telegram:{notify.telegram_chat_id}")
-        self.destinations: tuple[str, ...] = tuple(targets)
-        self.desks: Mapping[str, Desk] = {}
-        self.channels: Mapping[str, OutputChannel] = {}
+        self.destinations = configured(settings.notify)
         self._http = httpx.AsyncClient(timeout=10)
+        self._own: Mapping[str, Desk] = {WEBHOOK: WebhookDesk(self._http, settings.secrets.escalation_webhook_secret)}
+        self.desks: Mapping[str, Desk] = self._own
+        self.channels: Mapping[str, OutputChannel] = {}
         self.lease = LEASE_SECONDS  # how long a claim holds a row; each send is cut off at a quarter of it
         self._busy: set[str] = set()  # destinations with a lane running here: one send at a time each, in order
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, desks: Mapping[str, Desk], channels: Mapping[str, OutputChannel]) -> None:
         """The running adapters: desks by destination kind, output channels by customer platform."""
-        self.desks, self.channels = desks, channels
+        self.desks, self.channels = {**self._own, **desks}, channels
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -110,37 +106,40 @@ class Notifications:
         """Every sent notice of the escalation shows who has it now (best effort: a notice is a view)."""
         text = f"{summary(await self.payload(escalation))}\n\n{status_line(escalation)}"
         for delivery in await self.outbox.deliveries(escalation.id):
-            kind, _, target = delivery.destination.partition(":")
-            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(kind)):
+            where = Destination.parse(delivery.destination)
+            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(where.desk)):
                 try:
-                    await desk.show(target, delivery.ref, escalation, text)
+                    await desk.show(where.target, delivery.ref, escalation, text)
                 except Exception as exc:
-                    log.warning("escalation #%s: could not update the notice in %s: %s", escalation.id, kind, exc)
+                    log.warning("escalation #%s: could not update the notice in %s: %s", escalation.id, where.desk, exc)
 
     async def _erase(self, delivery: DeliveryRecord, escalation: EscalationRecord) -> None:
-        """/forget: delete what was sent (every piece of it: refs may list several), or tell a webhook."""
-        kind, _, target = delivery.destination.partition(":")
+        """/forget: delete what was sent (every piece of it: refs may list several), or tell the desk."""
         ref = delivery.ref or ""
-        if delivery.kind == "forget":
-            event = {"type": "forget", "escalation_id": escalation.id, "user_id": ref,
-                     "conversation": self._conversation(escalation.key)}  # fmt: skip
-            await webhook.post(self._http, target, event, self.settings.secrets.escalation_webhook_secret)
-        elif delivery.destination == CUSTOMER:
+        if delivery.destination == CUSTOMER:
             if (channel := self.channels.get(escalation.key.platform)) is None:
                 raise RuntimeError(f"the {escalation.key.platform} adapter is not running here")
             for piece in ref.split(","):
                 await channel.delete(Sent(escalation.key, piece))
-        elif desk := self.desks.get(kind):
-            await desk.delete(target, ref)
+            return
+        where, desk = self._desk(delivery.destination)
+        if delivery.kind == "forget":
+            await desk.forget(where.target, escalation, ref)
         else:
-            raise RuntimeError(f"the {kind} desk is not running here")
+            await desk.delete(where.target, ref)
+
+    def _desk(self, destination: str) -> tuple[Destination, Desk]:
+        where = Destination.parse(destination)
+        if (desk := self.desks.get(where.desk)) is None:
+            raise RuntimeError(f"no {where.desk!r} desk runs here (is its adapter enabled?)")
+        return where, desk
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:
         key = escalation.key
         turns = await self.memory.messages(key, limit=self.settings.notify.transcript_messages)
         return {
             "escalation_id": escalation.id,
-            "conversation": self._conversation(key),
+            "conversation": conversation(key),
             "reason": escalation.reason,
             "mood_trend": escalation.scores,
             "opened_at": escalation.opened_at.isoformat(),
@@ -149,10 +148,6 @@ class Notifications:
                 for m in turns
             ],
         }
-
-    @staticmethod
-    def _conversation(key: ConversationKey) -> dict[str, str]:
-        return {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id}
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
         """One attempt, fenced (skipped when another claim holds the row now) and recorded."""
@@ -190,34 +185,23 @@ class Notifications:
         return attempts >= limits.max_attempts or utcnow() - created_at > timedelta(hours=limits.max_age_hours)
 
     async def _notice(self, destination: str, escalation: EscalationRecord) -> str | None:
-        kind, _, target = destination.partition(":")
-        payload = await self.payload(escalation)
-        if kind == "webhook":
-            await webhook.post(self._http, target, payload, self.settings.secrets.escalation_webhook_secret)
-            return None
-        if desk := self.desks.get(kind):
-            return await desk.notice(target, escalation, summary(payload))
-        raise RuntimeError(f"no {kind!r} desk runs here (is its adapter enabled?)")
+        where, desk = self._desk(destination)
+        return await desk.notice(where.target, escalation, await self.payload(escalation))
 
     async def _relay(self, delivery: DeliveryRecord, escalation: EscalationRecord) -> str | None:
         """One stored turn to the customer, or to one agents' destination."""
         turn = await self.memory.message(delivery.message_id or 0)
         if turn is None:
             return None  # forgotten meanwhile: nothing to send
-        kind, _, target = delivery.destination.partition(":")
         if delivery.destination == CUSTOMER:
             ref = await self._to_customer(escalation.key, turn)
-        elif kind == "webhook":
-            event = webhook.customer_event(escalation, turn)
-            await webhook.post(self._http, target, event, self.settings.secrets.escalation_webhook_secret)
-            ref = None
-        elif (desk := self.desks.get(kind)) and delivery.thread:
-            ref = await desk.relay(target, delivery.thread, for_agents(turn))
         else:
-            raise RuntimeError(f"no thread to relay into at {delivery.destination} (is its adapter enabled?)")
+            where, desk = self._desk(delivery.destination)
+            ref = await desk.relay(where.target, delivery.thread, escalation, turn)
         metrics.RELAYS.labels("to_customer" if delivery.destination == CUSTOMER else "to_agents").inc()
         text = {"text": turn.text} if self.settings.log_message_text else {}
-        fields = {"escalation_id": escalation.id, "destination": kind or CUSTOMER, "role": turn.role, **text}
+        fields = {"escalation_id": escalation.id, "destination": Destination.parse(delivery.destination).desk,
+                  "role": turn.role, **text}  # fmt: skip
         log.info("relayed", extra=fields)
         return ref
 
@@ -236,9 +220,9 @@ class Notifications:
     async def _tell_agents(self, escalation: EscalationRecord, text: str) -> None:
         """A visible error in the agents' threads (a customer who blocked the bot, a deleted topic...)."""
         for delivery in await self.outbox.deliveries(escalation.id):
-            kind, _, target = delivery.destination.partition(":")
-            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(kind)):
+            where = Destination.parse(delivery.destination)
+            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(where.desk)):
                 try:
-                    await desk.relay(target, delivery.ref, text)
+                    await desk.say(where.target, delivery.ref, text)
                 except Exception as exc:
-                    log.warning("escalation #%s: could not tell the agents in %s: %s", escalation.id, kind, exc)
+                    log.warning("escalation #%s: could not tell the agents in %s: %s", escalation.id, where.desk, exc)

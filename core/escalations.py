@@ -174,8 +174,8 @@ class EscalationStore:
 
     async def find(self, destination: str, ref: str) -> EscalationRecord | None:
         """The escalation whose notice (or a relay under it) has this platform id at this destination,
-        or whose ref starts with it and a colon, or lists it among pieces: how an agent's reply in a
-        Slack thread or a Telegram topic finds its customer."""
+        or whose ref starts with it and a colon (a ref "thread:message" belongs to its thread), or lists
+        it among pieces: how an agent's reply in a desk's thread finds its customer."""
         query = (
             select(Escalation, Conversation)
             .join(Conversation, Conversation.id == Escalation.conversation_id)
@@ -184,7 +184,7 @@ class EscalationStore:
             .where(
                 or_(
                     Delivery.ref == ref,
-                    Delivery.ref.startswith(ref + ":", autoescape=True),  # "t7" finds "t7:42"
+                    Delivery.ref.startswith(ref + ":", autoescape=True),  # thread "7" finds "7:42"
                     Delivery.ref.startswith(ref + ",", autoescape=True),  # a piece of a text sent in several
                     Delivery.ref.endswith("," + ref, autoescape=True),
                     Delivery.ref.contains("," + ref + ",", autoescape=True),

@@ -3,7 +3,7 @@ tonebot, and hands it back. Platform-free: what is said is stored as turns (the 
 which the model later sees as the support side), and every relay is a row in the outbox, queued in
 the same transaction as the turn it carries, so it is sent exactly once whoever delivers it.
 
-    customer turn  -> relayed to every agents' destination that has a thread (Slack, Telegram, webhook)
+    customer turn  -> relayed to every agents' destination the composition root gives
     agent turn     -> relayed to the customer, on the customer's own platform
     hand-off lines -> the bot tells the customer that a person joined, or that they still wait
 """
@@ -28,8 +28,6 @@ from core.settings import HandoffSettings
 log = logging.getLogger(__name__)
 BOT = ("tonebot", "tonebot")
 """The author of the hand-off lines (stored as the bot's turns; the live chat page shows them)."""
-THREADED = ("slack:", "telegram:", "webhook:")
-"""Destinations a customer's turns are relayed to (the operator console reads the database)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class Handoff:
     ) -> None:
         self.memory, self.escalations, self.settings = memory, escalations, settings
         self.resolved = resolved  # after a hand-back: what the bot learns from it (a proposed Q&A entry)
-        self.relayed_to = [d for d in destinations if d.startswith(THREADED)]
+        self.relayed_to = list(destinations)  # where a customer's turns are relayed (the console reads the database)
         self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
         self.transcript_messages = 100
 

@@ -25,7 +25,6 @@ LEASE_SECONDS = 120.0
 expires under a send in progress."""
 CUSTOMER = "customer"
 """The destination of a relay to the customer, on the customer's own platform."""
-WEBHOOK = "webhook:"
 
 
 class Delivery(Base):
@@ -36,7 +35,7 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
-    destination: Mapped[str] = mapped_column(String(512))  # webhook:URL | slack:CHANNEL | telegram:CHAT | customer
+    destination: Mapped[str] = mapped_column(String(512))  # customer | desk:target (bot/destinations.py)
     # notice | relay | erase (delete `ref` where it was sent: /forget) | forget (tell a webhook: /forget)
     kind: Mapped[str] = mapped_column(String(16), default="notice")
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
@@ -176,19 +175,19 @@ class Outbox:
 async def erase(session: AsyncSession, conversation_id: int, message_ids: Sequence[int], user_id: str) -> int:
     """Queue, in the caller's transaction (before the turns go), the erasure of everything sent of a
     forgotten user's words: each copy relayed of these turns, each notice of the conversation's
-    escalations (a notice quotes the customer; a Telegram topic is named after them) and, for a
-    webhook, a `forget` event naming the user. Retried like any delivery; how many were queued."""
+    escalations (a notice quotes the customer; a thread may be named after them) and, where a notice
+    left no ref to delete (a helpdesk that keeps its own copy), a `forget` naming the user for that
+    destination's desk. Retried like any delivery; how many were queued."""
     copies = select(Delivery).where(Delivery.message_id.in_(message_ids), Delivery.ref.is_not(None))
     escalation = table("escalations", column("id"), column("conversation_id"))  # declared in core/escalations.py
     escalations = select(escalation.c.id).where(escalation.c.conversation_id == conversation_id)
     notices = select(Delivery).where(Delivery.escalation_id.in_(escalations), Delivery.kind == "notice")
     queued = 0
     for row in [*(await session.scalars(copies)).all(), *(await session.scalars(notices)).all()]:
-        if row.destination.startswith(WEBHOOK):
-            if row.kind == "notice":
-                session.add(Delivery(escalation_id=row.escalation_id, destination=row.destination, kind="forget",
-                                     ref=user_id[:256]))  # fmt: skip
-                queued += 1
+        if row.kind == "notice" and not row.ref:
+            session.add(Delivery(escalation_id=row.escalation_id, destination=row.destination, kind="forget",
+                                 ref=user_id[:256]))  # fmt: skip
+            queued += 1
         elif row.ref:
             session.add(Delivery(escalation_id=row.escalation_id, destination=row.destination, kind="erase",
                                  ref=row.ref))  # fmt: skip

@@ -95,19 +95,6 @@ class EscalationSettings:
 
 
 @dataclass(frozen=True)
-class NotifySettings:
-    """Where escalations are announced. Secrets (tokens, the webhook key) come from the environment."""
-
-    webhook_urls: tuple[str, ...] = ()  # JSON POST, HMAC-SHA256 signed with ESCALATION_WEBHOOK_SECRET
-    slack_channel: str = ""  # e.g. "C0SUPPORT1", posted with SLACK_BOT_TOKEN
-    telegram_chat_id: str = ""  # e.g. "-1001234567890", posted with TELEGRAM_BOT_TOKEN
-    transcript_messages: int = 8  # the last turns included in a notice
-    retry_seconds: float = 30.0  # first retry of a failed delivery; doubles up to an hour
-    max_attempts: int = 12  # then the delivery is dead (logged, counted): about 5 hours of retries
-    max_age_hours: float = 24.0  # a delivery still failing this long after it was queued is dead too
-
-
-@dataclass(frozen=True)
 class RecoverySettings:
     """What a crash, a kill or a deploy left behind: each replica, at start and then every
     `interval_seconds`, answers the events accepted and never answered, and sends the answers

@@ -237,7 +237,7 @@ class SlackAdapter:
             return BoltResponse(status=200, body="")
         if refusal := self._not_an_agent(reply.user_id) or reply.unsupported:
             with contextlib.suppress(SlackApiError):
-                await self.desk.relay(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {refusal}.")
+                await self.desk.say(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {refusal}.")
             return BoltResponse(status=200, body="")
         if not reply.text.strip():
             return BoltResponse(status=200, body="")  # only a mention of the bot
@@ -247,7 +247,7 @@ class SlackAdapter:
             await self.bot.handoff.say(AgentMessage(record.id, agent, text, event_id=f"slack:{reply.event_id}"))
         except HandoffClosed as exc:
             with contextlib.suppress(SlackApiError):
-                await self.desk.relay(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {exc}.")
+                await self.desk.say(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {exc}.")
         except Exception as exc:
             log.warning("slack: agent reply %s not stored (%s); Slack will retry it", reply.event_id, exc)
             return BoltResponse(status=503, body=json.dumps({"error": "not stored, retry later"}),

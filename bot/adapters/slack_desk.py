@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.desk import ChatDesk
 from core.escalations import EscalationRecord
 
 TAKE, RESOLVE = "tonebot_take", "tonebot_resolve"
@@ -68,20 +69,20 @@ def agent_reply(body: dict[str, Any], support_channel: str, bot_user_id: str) ->
     return AgentReply(event["channel"], thread, user, text, f"{event['channel']}:{event.get('ts')}", unsupported)
 
 
-class SlackDesk:
+class SlackDesk(ChatDesk):
     """The Desk (bot/desk.py) on Slack's Web API."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
         self._names: dict[str, str] = {}
 
-    async def notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
+    async def post_notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
         posted = await self.client.chat_postMessage(
             channel=target, text=escape(text)[:SECTION_LIMIT], blocks=blocks(escalation, text)
         )
         return str(posted["ts"])
 
-    async def relay(self, target: str, thread: str, text: str) -> str:
+    async def say(self, target: str, thread: str, text: str) -> str:
         posted = await self.client.chat_postMessage(channel=target, thread_ts=thread, text=escape(text), mrkdwn=False)
         return str(posted["ts"])
 

@@ -343,7 +343,7 @@ class TelegramAdapter:
         try:
             if problem:
                 with contextlib.suppress(TelegramError):
-                    await self.desk.relay(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {problem}.")
+                    await self.desk.say(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {problem}.")
                 if not text or edited or "agent" in problem:
                     return
             assert user is not None
@@ -351,7 +351,7 @@ class TelegramAdapter:
             await self.bot.handoff.say(AgentMessage(record.id, agent, text, f"telegram:{update_id}"))
         except HandoffClosed as exc:
             with contextlib.suppress(TelegramError):
-                await self.desk.relay(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {exc}.")
+                await self.desk.say(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {exc}.")
 
     async def _not_an_agent(self, user_id: int) -> str:
         """Why this person may not act as an agent ("" when they may): with `telegram.agent_user_ids`

@@ -12,6 +12,7 @@ import telegram
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import BadRequest
 
+from bot.desk import ChatDesk
 from core.escalations import EscalationRecord
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _parse(thread: str) -> tuple[int | None, int]:
     return None, int(thread)
 
 
-class TelegramDesk:
+class TelegramDesk(ChatDesk):
     """The Desk (bot/desk.py) on the Bot API. The bot must be an admin of the support group, with
     the right to manage topics in a forum (and so it sees every message there)."""
 
@@ -56,7 +57,7 @@ class TelegramDesk:
         self.bot = bot
         self._forum: dict[int, bool] = {}
 
-    async def notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
+    async def post_notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
         chat = int(target)
         if await self._is_forum(chat):
             key = escalation.key
@@ -68,7 +69,7 @@ class TelegramDesk:
         sent = await self.bot.send_message(chat, text, reply_markup=keyboard(escalation))
         return str(sent.message_id)
 
-    async def relay(self, target: str, thread: str, text: str) -> str:
+    async def say(self, target: str, thread: str, text: str) -> str:
         topic, notice = _parse(thread)
         chat, quote = int(target), None if topic else ReplyParameters(notice, allow_sending_without_reply=True)
         pieces = [text[i : i + 4096] for i in range(0, len(text), 4096)] or [""]

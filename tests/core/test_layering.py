@@ -49,6 +49,45 @@ def test_core_imports_no_platform_or_web_library() -> None:
     assert {name: bad for name, bad in offenders.items() if bad} == {}
 
 
+def platform_names() -> set[str]:
+    """The platforms and desks tonebot has: its adapter packages and modules, and the destinations'
+    desks (bot/destinations.py)."""
+    adapters = ROOT / "bot" / "adapters"
+    names = {p.stem.split("_")[0] for p in adapters.iterdir() if not p.name.startswith("_")}
+    return names | {"webhook"}
+
+
+def platform_literals(path: Path, names: set[str]) -> list[str]:
+    """String literals (docstrings aside) that name a platform, or start with one and a colon (a
+    destination or reference format)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}  # fmt: skip
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            text = node.value.strip().lower()
+            if text in names or any(text.startswith(f"{n}:") for n in names):
+                found.append(node.value)
+    return found
+
+
+def test_core_names_no_platform() -> None:
+    """The core speaks values: no platform's name or reference format in a string of its code."""
+    names = platform_names()
+    assert {"telegram", "slack", "web", "console", "webhook"} <= names
+    files = sorted(Path(core.__path__[0]).rglob("*.py"))
+    offenders = {str(f.relative_to(ROOT)): platform_literals(f, names) for f in files}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_check_catches_a_platform_literal(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text('"""About Slack."""\nTHREADED = ("slack:", "telegram:")\nKIND = "webhook"\nOK = "slacker"\n')
+    assert sorted(platform_literals(sample, platform_names())) == ["slack:", "telegram:", "webhook"]
+
+
 def test_the_check_catches_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("from telegram.ext import Application\nimport bot.app\n")
