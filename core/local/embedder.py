@@ -40,6 +40,10 @@ class Embedder:
 
     def __init__(self, model: str = EMBEDDED, max_tokens: int = 256) -> None:
         import torch
+
+        from core.loading import transformers
+
+        transformers()  # its logs routed to ours
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve(model)

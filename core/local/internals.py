@@ -15,12 +15,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import transformers
-
 from core.errors import EngineError
+from core.loading import transformers as _transformers
 from core.settings import ModelSettings
 
 log = logging.getLogger(__name__)
+transformers = _transformers()  # imported with its logs routed to ours
 TESTED = "5.24"
 PAGE_TOKENS = 64
 

@@ -85,6 +85,8 @@ def test_json_logs_carry_library_warnings_as_json_lines(env: dict[str, str]) -> 
         "from bot.config import load_settings\n"
         "setup_logging(load_settings(environ={'TONEBOT_LOG_FORMAT': 'json'}))\n"
         "warnings.warn('x is deprecated', FutureWarning)\n"
+        "from core.loading import transformers\n"
+        "transformers()  # as tonebot imports it, where it needs it\n"
         "from transformers.utils import logging\n"
         "logging.get_logger('transformers.modeling_utils').warning('a transformers warning')\n"
     )

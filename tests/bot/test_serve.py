@@ -1,5 +1,6 @@
 """`tonebot serve` as a real process: ready only once the model is in, refuses an open API on a
-non-loopback address, and on SIGTERM lets an in-flight reply finish before exiting cleanly."""
+non-loopback address, on SIGTERM lets an in-flight reply finish before exiting cleanly, and on a
+GGUF never loads torch or Transformers."""
 
 from __future__ import annotations
 
@@ -29,11 +30,21 @@ def environ(tmp_path: Path) -> dict[str, str]:
     }
 
 
+# `python -m bot`, and at exit one JSON line naming the heavy libraries the process had loaded
+WITH_MODULES = """
+import atexit, json, runpy, sys
+loaded = lambda: {"message": "modules at exit", **{m: m in sys.modules for m in ("torch", "transformers")}}
+atexit.register(lambda: print(json.dumps(loaded()), flush=True))
+sys.argv = ["bot", *sys.argv[1:]]
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
 @pytest.fixture
 def server(environ: dict[str, str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     port, log = free_port(), tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)], env=environ,
+        proc = subprocess.Popen([sys.executable, "-c", WITH_MODULES, "serve", "--port", str(port)], env=environ,
                                 stdout=out, stderr=out)  # fmt: skip
         try:
             yield proc, f"http://127.0.0.1:{port}", log
@@ -86,3 +97,7 @@ def test_ready_after_loading_and_sigterm_finishes_the_reply_in_flight(
     )
     assert "text" not in handled[0] and "classify_ms" in handled[0]  # message text stays out of the logs
     assert any("shutting down" in rec.get("message", "") for rec in lines)
+    # serving a GGUF (the embedded model, llama.cpp in process) never loads torch or Transformers
+    assert [rec for rec in lines if rec.get("message") == "modules at exit"] == [
+        {"message": "modules at exit", "torch": False, "transformers": False}
+    ]
