@@ -112,33 +112,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "chat":
         asyncio.run(app.chat(settings))
     elif args.command == "classify":
-        from bot.classify import classify_file
+        from bot.tools.classify import classify_file
 
         asyncio.run(classify_file(settings, args.file, args.output))
     elif args.command == "eval":
-        from bot import evaluate
+        from bot.tools import evaluate
 
         report = asyncio.run(evaluate.run(settings, args.file, args.limit, args.split, args.vs_generate))
         print(json.dumps(report, indent=2) if args.json else evaluate.table(report))
     elif args.command == "train-head":
-        from bot import train_head
+        from bot.tools import train_head
 
         report = asyncio.run(train_head.run(settings, args.files, args.layer, args.pooling, args.limit, args.output))
         print(json.dumps(report, indent=2) if args.json else train_head.table(report))
     elif args.command == "eval-escalation":
-        from bot import escalation_eval
+        from bot.tools import escalation_eval
 
         report = asyncio.run(escalation_eval.run(settings, args.file))
         print(json.dumps(report, indent=2) if args.json else escalation_eval.table(report))
     elif args.command == "bench":
-        from bot import bench
+        from bot.tools import bench
 
         if args.model:
             settings = dataclasses.replace(
                 settings, model=dataclasses.replace(settings.model, id=args.model, gguf_file="")
             )
         if args.soak:
-            from bot import soak
+            from bot.tools import soak
 
             report = asyncio.run(soak.run(settings, args.soak))
             print(soak.table(report))
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         print(asyncio.run(knowledge.command(settings, args.action, args.args)))
     elif args.command == "eval-answers":
-        from bot import answers_eval
+        from bot.tools import answers_eval
 
         report = asyncio.run(answers_eval.run(settings, args.kb, args.questions, args.split, args.no_model))
         print(json.dumps(report, indent=2) if args.json else answers_eval.table(report))

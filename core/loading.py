@@ -174,6 +174,7 @@ def _converted(source: ModelSource, cache_dir: Path, dtype: Any) -> Path:
     if (target / "config.json").exists():
         return target
     import torch
+
     transformers()  # its logs routed to ours
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot import migrate
-from bot.bench import llamacpp_server
 from bot.config import Settings, load_settings
+from bot.tools.bench import llamacpp_server
 from core import loading
 from core.bot import Bot
 from core.local.engine import TransformersEngine

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from bot.config import Settings
-from bot.escalation_eval import evaluate, read, score, table
+from bot.tools.escalation_eval import evaluate, read, score, table
 from core.local.engine import TransformersEngine
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "escalation" / "conversations.jsonl"

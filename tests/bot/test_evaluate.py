@@ -3,8 +3,8 @@
 import pytest
 
 from bot.config import Settings
-from bot.datasets import sample
-from bot.evaluate import evaluate, metrics, table
+from bot.tools.datasets import sample
+from bot.tools.evaluate import evaluate, metrics, table
 from core.local.engine import TransformersEngine
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.train_head import table, train
+from bot.tools.train_head import table, train
 from core.errors import ConfigError
 from core.local import head as heads
 from core.local.engine import TransformersEngine

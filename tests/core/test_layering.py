@@ -12,13 +12,13 @@ import core
 ROOT = Path(core.__path__[0]).parent
 FORBIDDEN = {"bot", "telegram", "slack_bolt", "slack_sdk", "starlette", "fastapi", "uvicorn", "sse_starlette", "httpx"}
 LONG_MODULES = {  # module -> why it is longer than ~250 lines
-    "bot/bench.py": "one benchmark report: each measure is a short function, the table prints them together",
+    "bot/tools/bench.py": "one benchmark report: each measure is a short function, the table prints them together",
     "bot/adapters/telegram.py": "one platform read together: the pure conversion, its output channel, the lifecycle",
     "bot/adapters/slack.py": "one platform read together: the pure conversion, its output channel, the lifecycle",
     "core/bot.py": "the one entry point, read in order: validate, admit, accept or take over, classify, reply, record",
     "core/memory.py": "three tables and the one repository over them; every method is one short transaction",
     "core/local/llamacpp.py": "one engine read together: load and KV sizing, the mood from log-probabilities, replies",
-    "bot/train_head.py": "one fit read in order: split, features (either engine), the sweep, the fit, the report",
+    "bot/tools/train_head.py": "one fit read in order: split, features (either engine), the sweep, the fit, the report",
 }
 
 
@@ -114,6 +114,14 @@ def test_no_import_circles() -> None:
     for name in sorted(graph):
         visit(name, [])
     assert circles == []
+
+
+def test_serving_imports_no_tooling() -> None:
+    """bot/tools (benchmarks, evaluations, fitting) is reached from the command line only."""
+    serving = {name: path for name, path in project_modules().items()
+               if not name.startswith("bot.tools") and name != "bot.__main__"}  # fmt: skip
+    offenders = {name: sorted(m for m in imports(path) if m.startswith("bot.tools")) for name, path in serving.items()}
+    assert {name: found for name, found in offenders.items() if found} == {}
 
 
 def test_the_engine_protocol_imports_no_implementation() -> None:

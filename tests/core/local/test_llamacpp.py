@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import engine_kind
 from bot.config import Settings
-from bot.evaluate import evaluate
+from bot.tools.evaluate import evaluate
 from core.events import LABELS, ChatMessage
 from core.local.llamacpp import LlamaCppEngine
 from tests.auxil.concurrent import replies_at_once

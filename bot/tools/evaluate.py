@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from bot.config import Settings
-from bot.datasets import labelled, sample
+from bot.tools.datasets import labelled, sample
 from core import loading
 from core.engine import Engine
 from core.errors import ConfigError

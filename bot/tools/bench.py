@@ -146,7 +146,7 @@ async def classify_latencies(engine: Engine, texts: list[str]) -> list[float]:
 
 async def seed_latencies(settings: Settings, texts: list[str]) -> list[float]:
     """The seed's method as the seed ran it: Transformers, fp32, the same weights (dequantized)."""
-    from bot.evaluate import generate_label, seed_model
+    from bot.tools.evaluate import generate_label, seed_model
     from core.local.worker import in_own_thread
 
     model, tokenizer = await in_own_thread(lambda: seed_model(settings))

@@ -19,8 +19,8 @@ from typing import Any
 
 from bot import app, migrate
 from bot.config import Settings
-from bot.datasets import split_of
 from bot.knowledge import open_knowledge
+from bot.tools.datasets import split_of
 from core.bot import Bot
 from core.db import Database
 from core.engine import Health

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot import app
 from bot.config import Settings
-from bot.datasets import read_rows, write_rows
+from bot.tools.datasets import read_rows, write_rows
 from core.events import LABELS
 
 

@@ -1,7 +1,7 @@
 """`tonebot train-head`: fit the mood head on labelled rows with the configured model and prompt,
 report it on rows it never saw, and save it bound to that model and prompt.
 
-Rows are split by a hash of their text (bot/datasets.py): train (fitting), valid (choosing the layer
+Rows are split by a hash of their text (bot/tools/datasets.py): train (fitting), valid (choosing the layer
 and the regularization, fitting the temperature), test (never used here but for the report). The
 head is class-weighted L2 logistic regression (scikit-learn) on standardized features; its
 probabilities are temperature-scaled on the valid split, so a threshold like `high_negative = 0.9`
@@ -26,8 +26,8 @@ import numpy as np
 
 from bot.app import engine_kind
 from bot.config import Settings
-from bot.datasets import labelled, sample, split_of
-from bot.evaluate import metrics, score_cells, score_header
+from bot.tools.datasets import labelled, sample, split_of
+from bot.tools.evaluate import metrics, score_cells, score_header
 from core.events import LABELS
 from core.local.head import Identity, MoodHead, Pooling, logprob_features
 from core.local.llamacpp import TOP_FEATURES, LlamaCppEngine

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.app import engine_kind, open_engine
-from bot.bench import SAMPLE, percentile, pipeline, rss_now
 from bot.config import Settings
+from bot.tools.bench import SAMPLE, percentile, pipeline, rss_now
 from core.events import ConversationKey, IncomingMessage
 
 CONVERSATIONS = 4
