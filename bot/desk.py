@@ -3,12 +3,13 @@ Slack and Telegram, a helpdesk's webhook), and the texts of a notice."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 from bot.commands import mood_line
 from core.escalations import EscalationRecord
-from core.events import ConversationKey
-from core.handoff import BOT
+from core.events import AgentMessage, ConversationKey
+from core.handoff import BOT, Handoff, HandoffClosed
 from core.memory import StoredMessage
 
 
@@ -61,6 +62,29 @@ class ChatDesk:
         return None  # everything it posted has a ref, erased by `delete`
 
 
+async def from_agent(
+    handoff: Handoff, desk: Desk, target: str, thread: str, message: AgentMessage, problem: str = "", send: bool = True
+) -> None:
+    """An agent's message in a desk's thread, the same on every desk: a `problem` (not an agent, an
+    edit, an attachment) is said in the thread and, unless `send`, nothing goes to the customer;
+    otherwise the text is stored and relayed (once per event id); a closed case is said in the thread.
+    What storing raises is raised (the platform redelivers the message)."""
+    if problem:
+        await not_sent(desk, target, thread, problem)
+        if not send:
+            return
+    try:
+        await handoff.say(message)
+    except HandoffClosed as exc:
+        await not_sent(desk, target, thread, str(exc))
+
+
+async def not_sent(desk: Desk, target: str, thread: str, why: str) -> None:
+    """Tell the agents, in their thread, that what they wrote did not reach the customer (best effort)."""
+    with contextlib.suppress(Exception):
+        await desk.say(target, thread, f"⚠️ Not sent to the customer: {why}.")
+
+
 def conversation(key: ConversationKey) -> dict[str, str]:
     """A conversation as notices and webhooks name it."""
     return {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id}
@@ -83,10 +107,13 @@ def summary(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+BUTTONS = {"take": "Take over", "resolve": "Resolve"}  # an escalation's actions as every desk labels them
+
+
 def status_line(escalation: EscalationRecord) -> str:
-    if escalation.resolved_at is not None:
+    if escalation.status == "resolved" and escalation.resolved_at is not None:
         return f"✅ Resolved by {escalation.resolved_by} at {escalation.resolved_at:%H:%M} UTC — the bot answers again."
-    if escalation.taken_by is not None and escalation.taken_at is not None:
+    if escalation.status == "with_human" and escalation.taken_at is not None:
         return (
             f"🙋 Taken over by {escalation.taken_by} at {escalation.taken_at:%H:%M} UTC — the bot is silent; "
             "replies here go to the customer."

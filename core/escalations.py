@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -66,9 +67,23 @@ class EscalationRecord:
     agent_active_at: datetime | None = None
 
     @property
+    def status(self) -> Status:
+        """open (waiting for a person), with_human (taken over: the bot writes nothing), resolved."""
+        return "resolved" if self.resolved_at is not None else "with_human" if self.taken_by is not None else "open"
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        """What an agent may still do with it (every desk shows these buttons, and only these)."""
+        return ACTIONS[self.status]
+
+    @property
     def with_human(self) -> bool:
-        """Taken over and not resolved: the bot writes nothing in the conversation."""
-        return self.taken_by is not None and self.resolved_at is None
+        return self.status == "with_human"
+
+
+Status = Literal["open", "with_human", "resolved"]
+Action = Literal["take", "resolve"]
+ACTIONS: dict[Status, tuple[Action, ...]] = {"open": ("take", "resolve"), "with_human": ("resolve",), "resolved": ()}
 
 
 def _record(row: Escalation, conversation: Conversation) -> EscalationRecord:

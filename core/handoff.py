@@ -82,7 +82,7 @@ class Handoff:
         """An agent takes the conversation over: the bot goes silent there and the customer is told
         once. Taking it again (a double click, a second agent) changes nothing."""
         record, took = await self.escalations.take(escalation_id, _name(agent))
-        if record is None or record.resolved_at is not None:
+        if record is None or record.status == "resolved":
             raise HandoffClosed(f"escalation #{escalation_id} is not open")
         if took:
             metrics.HANDOFFS.labels(agent.via).inc()
@@ -96,11 +96,11 @@ class Handoff:
         """Relay an agent's message to the customer (taking the conversation over if nobody has):
         False when this message was relayed before (a redelivery, a double submit)."""
         record = await self.escalations.get(message.escalation_id)
-        if record is None or record.resolved_at is not None:
+        if record is None or record.status == "resolved":
             raise HandoffClosed(f"escalation #{message.escalation_id} is not open: resolved or unknown")
         if not message.text.strip():
             raise HandoffClosed("the message has no text")
-        if record.taken_by is None:
+        if record.status == "open":
             record = await self.take(record.id, message.agent)
         author = (message.agent.id, message.agent.name)
         new = await self._to_customer(record, author, message.text, f"agent:{message.event_id}", role="agent")

@@ -88,3 +88,20 @@ def test_human_requests_are_matched_as_intent(text: str) -> None:
 )  # fmt: skip
 def test_lookalikes_are_not_human_requests(text: str) -> None:
     assert not asks_for_human(text, POLICY)
+
+
+def test_an_escalation_status_and_actions_are_computed_in_one_place() -> None:
+    """open -> take or resolve; with a person -> resolve; resolved -> nothing (every desk, the
+    console and the API show these)."""
+    from core.escalations import EscalationRecord
+    from core.events import ConversationKey
+
+    now = datetime.now(UTC)
+    opened = EscalationRecord(1, ConversationKey("p", "c"), "anger", [], now, None, None, None)
+    taken = dataclasses.replace(opened, taken_by="ana", taken_at=now)
+    resolved = dataclasses.replace(taken, resolved_at=now, resolved_by="ana")
+    assert [(r.status, r.actions, r.with_human) for r in (opened, taken, resolved)] == [
+        ("open", ("take", "resolve"), False),
+        ("with_human", ("resolve",), True),
+        ("resolved", (), False),
+    ]

@@ -13,8 +13,6 @@ ROOT = Path(core.__path__[0]).parent
 FORBIDDEN = {"bot", "telegram", "slack_bolt", "slack_sdk", "starlette", "fastapi", "uvicorn", "sse_starlette", "httpx"}
 LONG_MODULES = {  # module -> why it is longer than ~250 lines
     "bot/tools/bench.py": "one benchmark report: each measure is a short function, the table prints them together",
-    "bot/adapters/telegram.py": "one platform read together: the pure conversion, its output channel, the lifecycle",
-    "bot/adapters/slack.py": "one platform read together: the pure conversion, its output channel, the lifecycle",
     "core/bot.py": "the one entry point, read in order: validate, admit, accept or take over, classify, reply, record",
     "core/memory.py": "three tables and the one repository over them; every method is one short transaction",
     "core/local/llamacpp.py": "one engine read together: load and KV sizing, the mood from log-probabilities, replies",

@@ -40,7 +40,8 @@ def escalation_json(record: EscalationRecord, transcript: list[StoredMessage]) -
         "taken_by": record.taken_by,
         "taken_at": _iso(record.taken_at),
         "first_reply_at": _iso(record.first_reply_at),
-        "status": "resolved" if record.resolved_at else "with_human" if record.taken_by else "open",
+        "status": record.status,
+        "actions": list(record.actions),
         "transcript": [turn_json(m) for m in transcript],
     }
 

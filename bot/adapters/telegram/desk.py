@@ -12,7 +12,7 @@ import telegram
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import BadRequest
 
-from bot.desk import ChatDesk
+from bot.desk import BUTTONS, ChatDesk
 from core.escalations import EscalationRecord
 
 log = logging.getLogger(__name__)
@@ -22,11 +22,7 @@ TOPIC_NAME = 128  # characters Telegram allows in a topic's name
 
 def keyboard(escalation: EscalationRecord) -> InlineKeyboardMarkup | None:
     """The buttons that still apply; callback data is "<action>:<escalation id>"."""
-    buttons = []
-    if escalation.resolved_at is None and escalation.taken_by is None:
-        buttons.append(InlineKeyboardButton("Take over", callback_data=f"{TAKE}:{escalation.id}"))
-    if escalation.resolved_at is None:
-        buttons.append(InlineKeyboardButton("Resolve", callback_data=f"{RESOLVE}:{escalation.id}"))
+    buttons = [InlineKeyboardButton(BUTTONS[a], callback_data=f"{a}:{escalation.id}") for a in escalation.actions]
     return InlineKeyboardMarkup([buttons]) if buttons else None
 
 

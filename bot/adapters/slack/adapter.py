@@ -1,22 +1,12 @@
-"""Slack, on slack-bolt (async): Socket Mode or the HTTP Events API; mentions, DMs and threads.
-
-Pure part: `to_incoming` (an Events API envelope -> IncomingMessage | None). `SlackChannel` is
-the output channel (chat.postMessage / chat.update in the conversation's thread); `SlackAdapter`
-owns the Bolt app. A message for the bot is checked and stored by a global middleware, which
-Bolt runs before the ack (HTTP and Socket Mode); the listener answers it after the ack. What
-cannot be stored now gets a 503 (no ack in Socket Mode), so Slack retries it. Its `app.error`
-answers with the one error table. Retries are deduped by the core's ledger; slack_sdk's
-rate-limit handler waits out 429s.
-"""
+"""Slack's adapter: the Bolt app (Socket Mode or HTTP), every event stored before the ack, the
+support desk's replies and buttons."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -25,7 +15,6 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
@@ -33,11 +22,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import commands
-from bot.adapters.slack_desk import RELAYED_SUBTYPES, RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply, escape
+from bot.adapters.slack.channel import CountedRateLimitRetry, SlackChannel
+from bot.adapters.slack.desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply
+from bot.adapters.slack.normalize import PLATFORM, signed_recently, to_incoming
 from bot.admission import Admission
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.config import Secrets, SlackSettings
-from bot.delivery import OutputChannel, Sent, deliver
+from bot.delivery import deliver
+from bot.desk import from_agent
+from bot.destinations import Destination
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
@@ -46,69 +39,6 @@ from core.events import Agent, AgentMessage, ConversationKey, IncomingMessage
 from core.handoff import HandoffClosed
 
 log = logging.getLogger(__name__)
-PLATFORM = "slack"
-
-
-def strip_mention(text: str, bot_user_id: str) -> str:
-    return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text).strip()
-
-
-def to_incoming(body: dict[str, Any], bot_user_id: str) -> IncomingMessage | None:
-    """The common event for an app_mention or a user message; None for what tonebot ignores.
-
-    Thread follow-ups in channels come back with `addressed_to_bot=False`: the adapter answers
-    them only in threads the bot already takes part in.
-    """
-    event = body.get("event") or {}
-    kind, user = event.get("type"), event.get("user")
-    if kind not in ("app_mention", "message") or not user or user == bot_user_id:
-        return None
-    if event.get("subtype") not in (None, *RELAYED_SUBTYPES) or event.get("bot_id"):  # edits, joins, bots...
-        return None
-    text, mention = event.get("text") or "", f"<@{bot_user_id}"
-    direct = event.get("channel_type") == "im"
-    if kind == "message" and not direct and (mention in text or not event.get("thread_ts")):
-        return None  # mentions arrive as app_mention; top-level channel chatter is not for the bot
-    thread = event.get("thread_ts") or ("" if direct else event["ts"])
-    return IncomingMessage(
-        key=ConversationKey(PLATFORM, event["channel"], thread),
-        user_id=user,
-        text=strip_mention(text, bot_user_id),
-        event_id=body.get("event_id") or f"{event['channel']}:{event['ts']}",
-        message_id=event["ts"],
-        is_direct=direct,
-        addressed_to_bot=kind == "app_mention" or direct,
-    )
-
-
-class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
-    """slack_sdk's 429 handler (waits Retry-After), counted in tonebot_platform_api_retries_total."""
-
-    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
-        metrics.PLATFORM_RETRIES.labels("slack").inc()
-        await super().prepare_for_next_attempt_async(**kwargs)
-
-
-class SlackChannel(OutputChannel):
-    """Messages in the conversation's thread (a DM has none); Slack renders mrkdwn by itself, and
-    `escape` keeps anyone's text (the model's, an agent's) from mentioning @channel or a user."""
-
-    def __init__(self, client: AsyncWebClient, limit: int, interval: float) -> None:
-        self.client, self.limit, self.interval = client, limit, interval
-
-    async def post(
-        self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
-    ) -> Sent:
-        thread = conversation.thread_id or None
-        posted = await self.client.chat_postMessage(channel=conversation.chat_id, thread_ts=thread, text=escape(text))
-        return Sent(conversation, str(posted["ts"]))
-
-    async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
-        await self.client.chat_update(channel=sent.conversation.chat_id, ts=sent.id, text=escape(text))
-        return sent
-
-    async def delete(self, sent: Sent) -> None:
-        await self.client.chat_delete(channel=sent.conversation.chat_id, ts=sent.id)
 
 
 class SlackAdapter:
@@ -171,7 +101,7 @@ class SlackAdapter:
         async def events(request: Request) -> Response:
             # Bolt parses the body before it checks the signature: here nothing is read without the
             # signature's headers and a fresh timestamp, and nothing is parsed before it checks out
-            if not _signed_recently(request.headers):
+            if not signed_recently(request.headers):
                 return JSONResponse({"error": "missing or stale Slack signature headers"}, 401)
             raw = await read_body(request, PLATFORM_BODY_BYTES)
             try:
@@ -232,22 +162,17 @@ class SlackAdapter:
         """An agent's reply in the support channel goes to the customer of that notice's escalation
         (stored before the ack, once per Slack event id); other threads there are the team's own."""
         assert self.desk is not None
-        record = await self.bot.escalations.find(f"slack:{reply.channel}", reply.thread)
+        record = await self.bot.escalations.find(str(Destination(PLATFORM, reply.channel)), reply.thread)
         if record is None:
             return BoltResponse(status=200, body="")
-        if refusal := self._not_an_agent(reply.user_id) or reply.unsupported:
-            with contextlib.suppress(SlackApiError):
-                await self.desk.say(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {refusal}.")
-            return BoltResponse(status=200, body="")
-        if not reply.text.strip():
+        problem = self._not_an_agent(reply.user_id) or reply.unsupported
+        if not problem and not reply.text.strip():
             return BoltResponse(status=200, body="")  # only a mention of the bot
         agent = Agent(reply.user_id, await self.desk.name(reply.user_id), PLATFORM)
         text = reply.text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        message = AgentMessage(record.id, agent, text, event_id=f"{PLATFORM}:{reply.event_id}")
         try:
-            await self.bot.handoff.say(AgentMessage(record.id, agent, text, event_id=f"slack:{reply.event_id}"))
-        except HandoffClosed as exc:
-            with contextlib.suppress(SlackApiError):
-                await self.desk.say(reply.channel, reply.thread, f"⚠️ Not sent to the customer: {exc}.")
+            await from_agent(self.bot.handoff, self.desk, reply.channel, reply.thread, message, problem, send=False)
         except Exception as exc:
             log.warning("slack: agent reply %s not stored (%s); Slack will retry it", reply.event_id, exc)
             return BoltResponse(status=503, body=json.dumps({"error": "not stored, retry later"}),
@@ -313,16 +238,3 @@ class SlackAdapter:
                 await self.channel.post(msg.key, text)
             except Exception as exc:  # the platform itself may be what failed
                 log.warning("slack: could not tell the user about the error: %s", exc)
-
-
-def _signed_recently(headers: Mapping[str, str]) -> bool:
-    """Slack's signature headers are there and the timestamp is within five minutes (checked before
-    the body is read; the signature itself is checked on the body)."""
-    timestamp = headers.get("x-slack-request-timestamp", "")
-    if (
-        not headers.get("x-slack-signature")
-        or not (timestamp.isascii() and timestamp.isdecimal())
-        or len(timestamp) > 12
-    ):
-        return False
-    return abs(time.time() - int(timestamp)) <= 300

@@ -10,10 +10,12 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.desk import ChatDesk
+from bot.desk import BUTTONS, ChatDesk
 from core.escalations import EscalationRecord
 
 TAKE, RESOLVE = "tonebot_take", "tonebot_resolve"
+ACTION_IDS = {"take": TAKE, "resolve": RESOLVE}
+STYLES = {"take": {"style": "primary"}}
 SECTION_LIMIT = 3000  # characters in a Block Kit text object
 
 
@@ -25,13 +27,9 @@ def escape(text: str) -> str:
 def blocks(escalation: EscalationRecord, text: str) -> list[dict[str, Any]]:
     """The notice: its text as plain text (never mrkdwn: it quotes the customer), and the buttons
     that still apply."""
-    buttons = []
-    if escalation.resolved_at is None and escalation.taken_by is None:
-        buttons.append({"type": "button", "action_id": TAKE, "value": str(escalation.id), "style": "primary",
-                        "text": {"type": "plain_text", "text": "Take over"}})  # fmt: skip
-    if escalation.resolved_at is None:
-        buttons.append({"type": "button", "action_id": RESOLVE, "value": str(escalation.id),
-                        "text": {"type": "plain_text", "text": "Resolve"}})  # fmt: skip
+    buttons = [{"type": "button", "action_id": ACTION_IDS[action], "value": str(escalation.id),
+                "text": {"type": "plain_text", "text": BUTTONS[action]}, **STYLES.get(action, {})}
+               for action in escalation.actions]  # fmt: skip
     section = {"type": "section", "text": {"type": "plain_text", "text": text[:SECTION_LIMIT]}}
     return [section, {"type": "actions", "elements": buttons}] if buttons else [section]
 

@@ -1,14 +1,5 @@
-"""Telegram, on python-telegram-bot: polling or webhook, private chats, groups and forum topics.
-
-Pure part: `to_incoming` (Update -> IncomingMessage | NotText | None). `TelegramChannel` is the
-output channel (send / edit with Markdown and a plain-text fallback, the typing indicator);
-`TelegramAdapter` owns the Application's lifecycle. Flood limits and RetryAfter are handled by
-PTB's AIORateLimiter; errors go through the one error table (bot/errors.py).
-
-Nothing is confirmed to Telegram before it is stored: the Application's update queue is an
-`IntakeQueue`, whose `put` checks and stores each message first, and both the webhook (its 200)
-and PTB's polling (the next getUpdates offset) confirm an update only after `put` returned.
-"""
+"""Telegram's adapter: the Application's lifecycle (polling or webhook), every update stored before
+it is confirmed (`IntakeQueue`), the support desk's messages and buttons."""
 
 from __future__ import annotations
 
@@ -17,184 +8,34 @@ import contextlib
 import hmac
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import telegram
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from telegram import BotCommand, Message, ReplyParameters, Update, User
-from telegram.constants import ChatAction, ChatType, MessageEntityType, MessageLimit, ParseMode
-from telegram.error import BadRequest, NetworkError, TelegramError
-from telegram.ext import (
-    AIORateLimiter,
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    ContextTypes,
-    MessageHandler,
-    filters,
-)
+from telegram import BotCommand, Message, Update
+from telegram.error import NetworkError, TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import commands
-from bot.adapters.telegram_desk import TAKE, TelegramDesk, thread_of
+from bot.adapters.telegram.channel import RetryingRateLimiter, TelegramChannel
+from bot.adapters.telegram.desk import TAKE, TelegramDesk, thread_of
+from bot.adapters.telegram.normalize import NOT_TEXT, PLATFORM, NotText, to_incoming
 from bot.admission import Admission
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.config import Secrets, TelegramSettings
-from bot.delivery import OutputChannel, Sent, deliver
+from bot.delivery import deliver
+from bot.desk import from_agent
+from bot.destinations import Destination
 from bot.errors import answer
-from core import metrics
 from core.bot import Bot
 from core.errors import ConfigError, InvalidMessage
-from core.events import Agent, AgentMessage, ConversationKey, IncomingMessage
+from core.events import Agent, AgentMessage, IncomingMessage
 from core.handoff import HandoffClosed
 
 log = logging.getLogger(__name__)
-PLATFORM = "telegram"
-NOT_TEXT = "Sorry, I can only read text messages. Please type what you would like to say."
 MENU = [BotCommand(name, description) for name, description in commands.menu()]
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # messages; the support desk's buttons
-
-
-@dataclass(frozen=True)
-class NotText:
-    """A non-text message (photo, sticker, voice, file...) addressed to the bot."""
-
-    key: ConversationKey
-    message_id: str
-
-
-def _addressed(message: Message, me: User) -> bool:
-    if message.chat.type == ChatType.PRIVATE:
-        return True
-    replied = message.reply_to_message
-    if replied is not None and replied.from_user is not None and replied.from_user.id == me.id:
-        return True
-    mention = f"@{me.username}".lower()
-    entities = message.parse_entities() or message.parse_caption_entities()
-    for entity, text in entities.items():
-        if entity.type == MessageEntityType.MENTION and text.lower() == mention:
-            return True
-        if entity.type == MessageEntityType.TEXT_MENTION and entity.user and entity.user.id == me.id:
-            return True
-        if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
-            return "@" not in text or text.lower().endswith(mention)
-    return False
-
-
-def strip_mention(text: str, username: str) -> str:
-    return re.sub(rf"@{re.escape(username)}\b", "", text, flags=re.IGNORECASE).strip()
-
-
-def to_incoming(update: Update, me: User) -> IncomingMessage | NotText | None:
-    """The common event for a new message addressed to the bot; None for everything to ignore."""
-    message = update.message  # edited messages and channel posts arrive in other fields
-    sender = message.from_user if message else None
-    if message is None or sender is None or sender.is_bot or not _addressed(message, me):
-        return None
-    thread = message.message_thread_id if message.is_topic_message else None
-    key = ConversationKey(PLATFORM, str(message.chat.id), str(thread) if thread else "")
-    if message.text is None:
-        media = (message.photo, message.sticker, message.voice, message.document, message.video, message.audio,
-                 message.animation, message.video_note)  # fmt: skip
-        return NotText(key, str(message.message_id)) if any(media) else None
-    return IncomingMessage(
-        key=key,
-        user_id=str(sender.id),
-        user_name=sender.full_name,
-        text=strip_mention(message.text, me.username or ""),
-        event_id=str(update.update_id),
-        message_id=str(message.message_id),
-        is_direct=message.chat.type == ChatType.PRIVATE,
-        addressed_to_bot=True,
-        received_at=message.date,
-    )
-
-
-class RetryingRateLimiter(AIORateLimiter):
-    """PTB's limiter (flood limits, RetryAfter waited out exactly) plus backoff on network errors."""
-
-    attempts = 4
-
-    async def process_request(self, *args: Any, **kwargs: Any) -> Any:
-        for attempt in range(self.attempts):
-            try:
-                return await super().process_request(*args, **kwargs)
-            except BadRequest:
-                metrics.PLATFORM_ERRORS.labels("telegram").inc()
-                raise
-            except NetworkError as exc:
-                if attempt == self.attempts - 1:
-                    metrics.PLATFORM_ERRORS.labels("telegram").inc()
-                    raise
-                metrics.PLATFORM_RETRIES.labels("telegram").inc()
-                log.warning("Bot API network error (%s); retrying", exc)
-                await asyncio.sleep(0.5 * 2**attempt)
-        return None
-
-
-class TelegramChannel(OutputChannel):
-    limit = MessageLimit.MAX_TEXT_LENGTH
-
-    def __init__(self, bot: telegram.Bot, interval: float) -> None:
-        self.bot, self.interval = bot, interval
-
-    async def post(
-        self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
-    ) -> Sent:
-        quote = ReplyParameters(int(reply_to), allow_sending_without_reply=True) if reply_to else None
-        message = await _markdown_or_plain(
-            lambda mode: self.bot.send_message(
-                int(conversation.chat_id), text, parse_mode=mode, reply_parameters=quote,
-                message_thread_id=int(conversation.thread_id) if conversation.thread_id else None,
-            ),
-            markdown,
-        )  # fmt: skip
-        return Sent(conversation, str(message.message_id))
-
-    async def delete(self, sent: Sent) -> None:
-        await self.bot.delete_message(int(sent.conversation.chat_id), int(sent.id))
-
-    async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
-        chat, message_id = int(sent.conversation.chat_id), int(sent.id)
-        try:
-            await _markdown_or_plain(
-                lambda mode: self.bot.edit_message_text(text, chat_id=chat, message_id=message_id, parse_mode=mode),
-                markdown,
-            )
-        except BadRequest as exc:
-            if "not modified" not in exc.message.lower():
-                raise
-        return sent
-
-    @contextlib.asynccontextmanager
-    async def typing(self, conversation: ConversationKey) -> AsyncIterator[None]:
-        chat, thread = int(conversation.chat_id), int(conversation.thread_id) if conversation.thread_id else None
-
-        async def keep_typing() -> None:
-            while True:  # the indicator lasts ~5 s; renew it until the reply is done
-                with contextlib.suppress(NetworkError):
-                    await self.bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)
-                await asyncio.sleep(4)
-
-        task = asyncio.create_task(keep_typing())
-        try:
-            yield
-        finally:
-            task.cancel()
-
-
-async def _markdown_or_plain(send: Callable[[str | None], Awaitable[Any]], markdown: bool) -> Any:
-    """Markdown that Telegram refuses to parse is sent again as plain text."""
-    try:
-        return await send(ParseMode.MARKDOWN if markdown else None)
-    except BadRequest as exc:
-        if not markdown or "parse" not in exc.message.lower():
-            raise
-        return await send(None)
 
 
 class IntakeQueue(asyncio.Queue[object]):
@@ -327,7 +168,7 @@ class TelegramAdapter:
         goes to that customer, stored before the update is confirmed, once per update id. What
         cannot go (an edit, an attachment, someone who is not an agent) is said in the thread."""
         assert self.desk is not None
-        destination = f"telegram:{self.support_chat_id}"
+        destination = str(Destination(PLATFORM, self.support_chat_id))
         for ref in thread_of(message):
             if (record := await self.bot.escalations.find(destination, ref)) is not None:
                 break
@@ -340,18 +181,10 @@ class TelegramAdapter:
         )
         if not problem and not message.text:
             problem = "only text reaches the customer" + (" (the caption was sent, not the attachment)" if text else "")
-        try:
-            if problem:
-                with contextlib.suppress(TelegramError):
-                    await self.desk.say(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {problem}.")
-                if not text or edited or "agent" in problem:
-                    return
-            assert user is not None
-            agent = Agent(str(user.id), user.full_name, PLATFORM)
-            await self.bot.handoff.say(AgentMessage(record.id, agent, text, f"telegram:{update_id}"))
-        except HandoffClosed as exc:
-            with contextlib.suppress(TelegramError):
-                await self.desk.say(self.support_chat_id, ref, f"⚠️ Not sent to the customer: {exc}.")
+        send = bool(text) and not edited and "agent" not in problem  # a caption still goes
+        agent = Agent(str(user.id), user.full_name, PLATFORM) if user else Agent("", "", PLATFORM)
+        sent = AgentMessage(record.id, agent, text, f"{PLATFORM}:{update_id}")
+        await from_agent(self.bot.handoff, self.desk, self.support_chat_id, ref, sent, problem, send)
 
     async def _not_an_agent(self, user_id: int) -> str:
         """Why this person may not act as an agent ("" when they may): with `telegram.agent_user_ids`
