@@ -204,9 +204,7 @@ def check_config(settings: Settings) -> str:
         model = f"{source.name} in this process, {runtime} ({source.path / source.gguf_file})"
     else:
         model = f"OpenAI-compatible server at {settings.model.base_url} (tokenizer: {settings.model.id})"
-    adapters = app.enabled_adapters(settings)
-    for name in adapters:  # constructing an adapter checks its tokens and mode; nothing is started
-        app.ADAPTERS[name](None, settings)  # type: ignore[arg-type]
+    adapters = list(app.open_adapters(None, settings))  # type: ignore[arg-type]  # checks tokens and modes; nothing starts
     web = settings.web
     lines = [
         "config OK",

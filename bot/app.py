@@ -8,21 +8,19 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
 
 import uvicorn
-from starlette.routing import BaseRoute
 
 from bot import migrate
 from bot.adapters.console import run_console
 from bot.adapters.web import create_app
 from bot.config import Settings
-from bot.delivery import OutputChannel
-from bot.desk import Desk
 from bot.exposure import check_exposure
 from bot.knowledge import open_knowledge, warm
 from bot.notify import Notifications
+from bot.platform import Adapter, Services
 from bot.recovery import Recovery
+from bot.registry import PLATFORMS
 from core import loading
 from core.bot import Bot
 from core.db import Database
@@ -125,40 +123,12 @@ async def _close_engine(bot: Bot, loading: asyncio.Task[None]) -> None:
     await bot.engine.aclose()
 
 
-class Adapter(Protocol):
-    """A platform adapter: an async context manager that may add routes to the web server, with the
-    output channel that posts to its platform."""
-
-    @property
-    def channel(self) -> OutputChannel: ...
-
-    @property
-    def desk(self) -> Desk | None:
-        """Where agents answer escalations on this platform (its support chat), if one is configured."""
-
-    async def __aenter__(self) -> Adapter: ...
-    async def __aexit__(self, *exc: object) -> None: ...
-    def routes(self) -> list[BaseRoute]: ...
-
-
-def _telegram(bot: Bot, settings: Settings) -> Adapter:
-    from bot.adapters.telegram import TelegramAdapter
-
-    return TelegramAdapter(bot, settings.telegram, settings.secrets, settings.notify.telegram_chat_id)
-
-
-def _slack(bot: Bot, settings: Settings) -> Adapter:
-    from bot.adapters.slack import SlackAdapter
-
-    return SlackAdapter(bot, settings.slack, settings.secrets, settings.notify.slack_channel)
-
-
-# The platform adapters, by config section. An explicit dict, no discovery.
-ADAPTERS: dict[str, Callable[[Bot, Settings], Adapter]] = {"telegram": _telegram, "slack": _slack}
-
-
-def enabled_adapters(settings: Settings) -> list[str]:
-    return [name for name in ADAPTERS if getattr(settings, name).enabled]
+def open_adapters(bot: Bot, settings: Settings) -> dict[str, Adapter]:
+    """The enabled platforms' adapters, through the registry (constructing one checks its settings)."""
+    return {
+        name: PLATFORMS[name].open(Services(bot, settings.platforms[name], settings.secrets.platforms))
+        for name in settings.enabled_platforms()
+    }
 
 
 async def serve(settings: Settings, upgrade: bool = True) -> None:
@@ -166,8 +136,8 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
     on SIGTERM/SIGINT: stop taking requests, let in-flight replies finish, stop polling, close."""
     check_exposure(settings)
     async with running_bot(settings, upgrade) as (bot, loading), contextlib.AsyncExitStack() as stack:
-        adapters = [ADAPTERS[name](bot, settings) for name in enabled_adapters(settings)]
-        routes = [route for adapter in adapters for route in adapter.routes()]
+        adapters = open_adapters(bot, settings)
+        routes = [route for adapter in adapters.values() for route in adapter.routes()]
         server: uvicorn.Server | None = None
         if settings.web.enabled or routes:
             app = create_app(bot, routes, settings.web, settings.secrets)
@@ -192,16 +162,15 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
 
         stop = _on_signal(stop_serving)
         await loading
-        for adapter in adapters:
+        for adapter in adapters.values():
             await stack.enter_async_context(adapter)
-        channels = {name: adapter.channel for name, adapter in zip(enabled_adapters(settings), adapters, strict=True)}
+        channels = {name: adapter.channel for name, adapter in adapters.items()}
         if isinstance(bot.notifier, Notifications):  # where agents work: the adapters with a support chat
-            desks = {name: a.desk for name, a in zip(enabled_adapters(settings), adapters, strict=True) if a.desk}
-            bot.notifier.attach(desks, channels)
+            bot.notifier.attach({name: a.desk for name, a in adapters.items() if a.desk}, channels)
         if settings.recovery.enabled:  # what a crash left: answered and sent by the first replica to look
             recovering = asyncio.create_task(Recovery(bot, settings.recovery, channels).run())
             stack.callback(recovering.cancel)
-        log.info("ready: %s", ", ".join(["web"] * bool(server) + enabled_adapters(settings)))
+        log.info("ready: %s", ", ".join(["web"] * bool(server) + list(adapters)))
         if server is not None:
             await serving  # returns after uvicorn's graceful shutdown (in-flight requests finish)
         else:

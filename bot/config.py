@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tomllib
 import types
 import typing
@@ -24,7 +25,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.credentials import Secrets, credentials
 from bot.destinations import NotifySettings
+from bot.platform import Platform
 from bot.redact import public_url
+from bot.registry import PLATFORMS
 from core.errors import ConfigError
 from core.settings import (
     EscalationSettings,
@@ -37,6 +40,7 @@ from core.settings import (
     SentimentSettings,
 )
 
+log = logging.getLogger(__name__)
 DEFAULTS = Path(__file__).resolve().parent.parent / "config.toml"
 ENV_PREFIX = "TONEBOT_"
 
@@ -59,35 +63,6 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
-class TelegramSettings:
-    enabled: bool = False
-    mode: Literal["polling", "webhook"] = "polling"  # webhook: served by the web server at webhook_path
-    base_url: str = "https://api.telegram.org/bot"  # a self-hosted Bot API server works too
-    webhook_url: str = ""  # public https URL that reaches webhook_path (webhook mode)
-    webhook_path: str = "/telegram/webhook"
-    allowed_user_ids: tuple[str, ...] = ()
-    allowed_chat_ids: tuple[str, ...] = ()
-    agent_user_ids: tuple[str, ...] = ()  # who may act as an agent in the support group (empty: its admins)
-    rate_limit_per_minute: int = 20  # per user; 0 = off
-    edit_interval: float = 1.5  # seconds between edits of a streamed reply
-
-
-@dataclass(frozen=True)
-class SlackSettings:
-    enabled: bool = False
-    mode: Literal["socket", "http"] = "socket"  # socket: no public URL needed | http: Events API at events_path
-    api_base_url: str = "https://slack.com/api/"
-    events_path: str = "/slack/events"
-    command: str = "/tonebot"
-    allowed_user_ids: tuple[str, ...] = ()
-    allowed_channel_ids: tuple[str, ...] = ()
-    agent_user_ids: tuple[str, ...] = ()  # who may act as an agent in the support channel (empty: its members)
-    rate_limit_per_minute: int = 20  # per user; 0 = off
-    edit_interval: float = 1.5  # seconds between chat.update calls while a reply streams
-    max_chars: int = 3500  # longer replies are split into several messages
-
-
-@dataclass(frozen=True)
 class Settings:
     sentiment: SentimentSettings
     prompts: PromptSettings
@@ -96,8 +71,6 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
     web: WebSettings = field(default_factory=WebSettings)
-    telegram: TelegramSettings = field(default_factory=TelegramSettings)
-    slack: SlackSettings = field(default_factory=SlackSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
@@ -105,6 +78,15 @@ class Settings:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line
     log_message_text: bool = False  # put users' message text into the logs
+    platforms: Mapping[str, Any] = field(default_factory=dict)  # each registered platform's section, by name
+
+    def desks(self) -> dict[str, str]:
+        """Where agents work on the platforms: platform -> its support chat (the enabled ones)."""
+        found = {name: PLATFORMS[name].desk_target(section) for name, section in self.platforms.items()}
+        return {name: target for name, target in found.items() if target and self.platforms[name].enabled}
+
+    def enabled_platforms(self) -> list[str]:
+        return [name for name, section in self.platforms.items() if section.enabled]
 
     def credentials(self) -> list[str]:  # every configured credential, longest first (bot/credentials.py)
         return credentials(self.secrets, self.memory.url, self.notify.webhook_urls)
@@ -125,9 +107,26 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             _merge(data, _nested(keys, _FromEnv(value)))
     if "secrets" in data:
         raise ConfigError("secrets are read from the environment only, never from a config file")
+    platforms = {name: _build(p.settings, _platform_section(data, p), name) for name, p in PLATFORMS.items()}
     settings: Settings = _build(Settings, data, "")
     _check_database_url(settings.memory.url)
-    return dataclasses.replace(settings, secrets=Secrets.from_env(environ or {}))
+    for name, section in platforms.items():
+        if (target := PLATFORMS[name].desk_target(section)) and not section.enabled:
+            raise ConfigError(f"{name}.{PLATFORMS[name].desk} is {target!r} but {name}.enabled is false: turn it on")
+    names = [secret for p in PLATFORMS.values() for secret in p.secrets]
+    return dataclasses.replace(settings, secrets=Secrets.from_env(environ or {}, names), platforms=platforms)
+
+
+def _platform_section(data: dict[str, Any], platform: Platform) -> dict[str, Any]:
+    """A platform's section, out of the settings read (with keys that moved there from elsewhere)."""
+    section = data.pop(platform.name, {})
+    for old, key in platform.moved.items():
+        where, _, name = old.partition(".")
+        if isinstance(data.get(where), dict) and name in data[where]:
+            log.warning("setting %s has moved to %s.%s; please rename it", old, platform.name, key)
+            if isinstance(section, dict):
+                section.setdefault(key, data[where].pop(name))
+    return section
 
 
 def _check_database_url(url: str) -> None:
@@ -147,6 +146,7 @@ def as_toml(settings: Settings) -> str:
     credentials inside settings masked (the database password, webhook URLs past their host)."""
     plain = dataclasses.asdict(settings)
     plain.pop("secrets")
+    plain.update(plain.pop("platforms"))
     plain["memory"]["url"] = make_url(settings.memory.url).render_as_string(hide_password=True)
     plain["notify"]["webhook_urls"] = [public_url(url) for url in settings.notify.webhook_urls]
     lines = [f"{key} = {_toml(value)}" for key, value in plain.items() if not isinstance(value, dict)]

@@ -4,6 +4,7 @@ matches destinations as opaque strings; only this module and the desks know what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 WEBHOOK = "webhook"
@@ -11,11 +12,10 @@ WEBHOOK = "webhook"
 
 @dataclass(frozen=True)
 class NotifySettings:
-    """Where escalations are announced. Secrets (tokens, the webhook key) come from the environment."""
+    """Where escalations are announced, besides each platform's support chat (its desk target, in its
+    own section). Secrets (the webhook key) come from the environment."""
 
     webhook_urls: tuple[str, ...] = ()  # JSON POST, HMAC-SHA256 signed with ESCALATION_WEBHOOK_SECRET
-    slack_channel: str = ""  # e.g. "C0SUPPORT1", posted with SLACK_BOT_TOKEN
-    telegram_chat_id: str = ""  # e.g. "-1001234567890", posted with TELEGRAM_BOT_TOKEN
     transcript_messages: int = 8  # the last turns included in a notice
     retry_seconds: float = 30.0  # first retry of a failed delivery; doubles up to an hour
     max_attempts: int = 12  # then the delivery is dead (logged, counted): about 5 hours of retries
@@ -38,11 +38,9 @@ class Destination:
         return f"{self.desk}:{self.target}" if self.target else self.desk
 
 
-def configured(notify: NotifySettings) -> tuple[str, ...]:
-    """The configured destinations, in their stored form."""
+def configured(notify: NotifySettings, desks: Mapping[str, str]) -> tuple[str, ...]:
+    """The configured destinations, in their stored form: the webhooks, then each platform's
+    support chat (`desks`: platform -> target)."""
     found = [Destination(WEBHOOK, url) for url in notify.webhook_urls]
-    if notify.slack_channel:
-        found.append(Destination("slack", notify.slack_channel))
-    if notify.telegram_chat_id:
-        found.append(Destination("telegram", notify.telegram_chat_id))
+    found += [Destination(platform, target) for platform, target in desks.items()]
     return tuple(str(d) for d in found)

@@ -38,7 +38,7 @@ class Notifications:
 
     def __init__(self, memory: Memory, escalations: EscalationStore, outbox: Outbox, settings: Settings) -> None:
         self.memory, self.escalations, self.outbox, self.settings = memory, escalations, outbox, settings
-        self.destinations = configured(settings.notify)
+        self.destinations = configured(settings.notify, settings.desks())
         self._http = httpx.AsyncClient(timeout=10)
         self._own: Mapping[str, Desk] = {WEBHOOK: WebhookDesk(self._http, settings.secrets.escalation_webhook_secret)}
         self.desks: Mapping[str, Desk] = self._own

@@ -58,7 +58,8 @@ def test_settings_are_frozen() -> None:
 
 def test_environment_values_are_read_by_the_type_of_their_setting() -> None:
     env = {
-        "TONEBOT_NOTIFY__TELEGRAM_CHAT_ID": "-1001234567890",  # how Telegram writes chat ids: stays a string
+        "TONEBOT_TELEGRAM__SUPPORT_CHAT_ID": "-1001234567890",  # how Telegram writes chat ids: stays a string
+        "TONEBOT_TELEGRAM__ENABLED": "true",
         "TONEBOT_TELEGRAM__ALLOWED_USER_IDS": "111, 222",
         "TONEBOT_NOTIFY__WEBHOOK_URLS": '["https://a.example/hook"]',
         "TONEBOT_ESCALATION__ENABLED": "false",
@@ -66,8 +67,8 @@ def test_environment_values_are_read_by_the_type_of_their_setting() -> None:
         "TONEBOT_ESCALATION__HIGH_NEGATIVE": "0.8",
     }
     settings = load_settings(environ=env)
-    assert settings.notify.telegram_chat_id == "-1001234567890"
-    assert settings.telegram.allowed_user_ids == ("111", "222")
+    assert settings.platforms["telegram"].support_chat_id == "-1001234567890"
+    assert settings.platforms["telegram"].allowed_user_ids == ("111", "222")
     assert settings.notify.webhook_urls == ("https://a.example/hook",)
     assert settings.escalation.enabled is False and settings.model.max_queue == 12
     assert settings.escalation.high_negative == 0.8
@@ -86,3 +87,16 @@ def test_defaults_live_in_the_code_and_config_show_round_trips(tmp_path: Path) -
     shown.write_text(as_toml(settings))
     again = load_settings(shown, {})
     assert dataclasses.asdict(again) == dataclasses.asdict(settings)
+
+
+def test_a_platform_section_comes_from_the_registry_and_its_desk_needs_it_on(caplog: pytest.LogCaptureFixture) -> None:
+    moved = load_settings(environ={"TONEBOT_NOTIFY__SLACK_CHANNEL": "C0SUPPORT1", "TONEBOT_SLACK__ENABLED": "1"})
+    assert moved.platforms["slack"].support_channel == "C0SUPPORT1"  # the old key still works, with a warning
+    assert "notify.slack_channel has moved to slack.support_channel" in caplog.text
+    assert moved.desks() == {"slack": "C0SUPPORT1"}
+    with pytest.raises(ConfigError, match=r"slack.support_channel is 'C0SUPPORT1' but slack.enabled is false"):
+        load_settings(environ={"TONEBOT_SLACK__SUPPORT_CHANNEL": "C0SUPPORT1"})
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) in \[telegram\]: chat"):
+        load_settings(environ={"TONEBOT_TELEGRAM__CHAT": "1"})
+    secrets = load_settings(environ={"SLACK_BOT_TOKEN": "xoxb-1", "NOT_A_SECRET": "x"}).secrets
+    assert secrets.platforms == {"SLACK_BOT_TOKEN": "xoxb-1"} and "SLACK_BOT_TOKEN" in secrets.enabled()

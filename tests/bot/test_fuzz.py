@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.adapters.slack import SlackAdapter
-from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.slack import SlackSettings
+from bot.adapters.slack.adapter import SlackAdapter
+from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.adapters.web import create_app
-from bot.config import Secrets, SlackSettings
 from core.bot import Bot
 from core.events import ConversationKey, IncomingMessage
 from tests.auxil.fake_slack import FakeSlackAPI
@@ -69,11 +69,11 @@ async def http(scriptbot: Bot) -> AsyncIterator[httpx.AsyncClient]:
     telegram, slack = FakeBotAPI(me=ME), FakeSlackAPI()
     async with serve_asgi(telegram.app()) as telegram_url, serve_asgi(slack.app()) as slack_url:
         hook = telegram_settings(telegram_url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
-        secrets = Secrets(
-            telegram_bot_token=TOKEN,
-            telegram_webhook_secret=TELEGRAM_SECRET,
-            slack_bot_token="xoxb-test",
-            slack_signing_secret=SLACK_SECRET,
+        secrets = dict(
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET,
+            SLACK_BOT_TOKEN="xoxb-test",
+            SLACK_SIGNING_SECRET=SLACK_SECRET,
         )
         slack_settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/")
         async with (

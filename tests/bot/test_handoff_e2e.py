@@ -22,10 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.adapters.slack import SlackAdapter
-from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.slack import SlackSettings
+from bot.adapters.slack.adapter import SlackAdapter
+from bot.adapters.telegram import TelegramSettings
+from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.adapters.web import create_app
-from bot.config import Secrets, Settings, SlackSettings, TelegramSettings
+from bot.config import Secrets, Settings
 from bot.notify import Notifications
 from core.bot import Bot
 from core.escalations import EscalationStore
@@ -85,21 +87,24 @@ async def world(
     async with serve_asgi(telegram.app()) as telegram_url, serve_asgi(slack.app()) as slack_url:
         configured = dataclasses.replace(
             settings,
-            notify=dataclasses.replace(settings.notify, slack_channel=slack_support, telegram_chat_id=telegram_support,
-                                       retry_seconds=0.0),
-            telegram=TelegramSettings(enabled=True, base_url=f"{telegram_url}/bot", edit_interval=0.2,
-                                      rate_limit_per_minute=0),
-            slack=SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/", edit_interval=0.2,
-                                rate_limit_per_minute=0, agent_user_ids=slack_agents),
-            secrets=Secrets(telegram_bot_token="123456:TEST-TOKEN", slack_bot_token="xoxb-test",
-                            slack_signing_secret=SECRET),
+            notify=dataclasses.replace(settings.notify, retry_seconds=0.0),
+            platforms={
+                "telegram": TelegramSettings(enabled=True, base_url=f"{telegram_url}/bot", edit_interval=0.2,
+                                             rate_limit_per_minute=0, support_chat_id=telegram_support),
+                "slack": SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/", edit_interval=0.2,
+                                       rate_limit_per_minute=0, agent_user_ids=slack_agents,
+                                       support_channel=slack_support),
+            },
+            secrets=Secrets(platforms={"TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN", "SLACK_BOT_TOKEN": "xoxb-test",
+                                       "SLACK_SIGNING_SECRET": SECRET}),
         )  # fmt: skip
         escalations = EscalationStore(memory.db)
         notifications = Notifications(memory, escalations, Outbox(memory.db), configured)
         bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications,
                   escalations=escalations, handoff=configured.handoff)  # fmt: skip
-        tg = TelegramAdapter(bot, configured.telegram, configured.secrets, telegram_support)
-        sl = SlackAdapter(bot, configured.slack, configured.secrets, slack_support)
+        secrets = configured.secrets.platforms
+        tg = TelegramAdapter(bot, configured.platforms["telegram"], secrets)
+        sl = SlackAdapter(bot, configured.platforms["slack"], secrets)
         async with tg, sl:
             desks = {name: desk for name, desk in (("telegram", tg.desk), ("slack", sl.desk)) if desk}
             notifications.attach(desks, {"telegram": tg.channel, "slack": sl.channel})

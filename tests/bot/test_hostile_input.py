@@ -5,14 +5,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 
-from bot.adapters.slack import SlackAdapter
-from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.slack import SlackSettings
+from bot.adapters.slack.adapter import SlackAdapter
+from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.adapters.web import create_app
-from bot.config import Secrets, SlackSettings
+from bot.config import Secrets
 from core.bot import Bot
 from core.memory import Memory
 from tests.auxil.fake_slack import FakeSlackAPI
@@ -76,7 +78,7 @@ async def test_an_unsigned_slack_body_is_refused_before_it_is_parsed(scriptbot: 
     api = FakeSlackAPI()
     async with serve_asgi(api.app()) as url:
         settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{url}/api/")
-        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret="s" * 32)
+        secrets = dict(SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="s" * 32)
         async with (
             SlackAdapter(scriptbot, settings, secrets) as adapter,
             client(create_app(scriptbot, adapter.routes())) as http,
@@ -99,7 +101,7 @@ async def test_a_malformed_telegram_update_with_the_right_secret_is_a_400(script
     api = FakeBotAPI(me=ME)
     async with serve_asgi(api.app()) as url:
         hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
-        secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+        secrets = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET="s3cret")
         async with (
             TelegramAdapter(scriptbot, hook, secrets) as adapter,
             client(create_app(scriptbot, adapter.routes())) as http,
@@ -135,7 +137,7 @@ async def test_slack_bodies_are_refused_before_reading_unless_signed_recently_an
     stale = {"x-slack-request-timestamp": str(int(time.time()) - 3600), "x-slack-signature": "v0=00"}
     async with serve_asgi(api.app()) as url:
         settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{url}/api/")
-        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret="s" * 32)
+        secrets = dict(SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="s" * 32)
         async with (
             SlackAdapter(scriptbot, settings, secrets) as adapter,
             client(create_app(scriptbot, adapter.routes())) as http,
@@ -183,11 +185,11 @@ async def test_agents_are_not_refused_while_the_model_is_loading(scriptbot: Bot,
     async with serve_asgi(slack_api.app()) as slack_url, serve_asgi(telegram_api.app()) as telegram_url:
         slack_settings = SlackSettings(enabled=True, mode="http", api_base_url=f"{slack_url}/api/")
         hook = telegram_settings(telegram_url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
-        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret="s" * 32, telegram_bot_token=TOKEN,
-                          telegram_webhook_secret="s3cret")  # fmt: skip
+        secrets = dict(SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="s" * 32, TELEGRAM_BOT_TOKEN=TOKEN,
+                          TELEGRAM_WEBHOOK_SECRET="s3cret")  # fmt: skip
         async with (
-            SlackAdapter(scriptbot, slack_settings, secrets, support_channel="C0SUPPORT1") as slack,
-            TelegramAdapter(scriptbot, hook, secrets, support_chat_id="-1001") as telegram,
+            SlackAdapter(scriptbot, replace(slack_settings, support_channel="C0SUPPORT1"), secrets) as slack,
+            TelegramAdapter(scriptbot, replace(hook, support_chat_id="-1001"), secrets) as telegram,
             client(create_app(scriptbot, [*slack.routes(), *telegram.routes()])) as http,
         ):
             ts = "1763769600.000200"

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.adapters.web import create_app
-from bot.config import Secrets, Settings
+from bot.config import Settings
 from core.bot import Bot
 from core.events import ConversationKey, IncomingMessage
 from core.knowledge import Knowledge
@@ -80,7 +80,7 @@ async def test_an_upset_customer_with_no_answer_is_handed_to_a_person(
 async def test_telegram_and_slack_show_the_sources_under_the_answer(kbbot: Bot) -> None:
     api = FakeBotAPI(me=ME)
     async with serve_asgi(api.app()) as url, TelegramAdapter(kbbot, telegram_settings(url),
-                                                             Secrets(telegram_bot_token=TOKEN)):  # fmt: skip
+                                                             dict(TELEGRAM_BOT_TOKEN=TOKEN)):  # fmt: skip
         api.push(private("can i bring my dog on a kayak?", message_id=1))
         [shown] = await eventually(lambda: [m for m in api.sent_to(ALICE) if "Sources:" in m["text"]],
                                    what="the answer with its sources")  # fmt: skip

@@ -64,7 +64,7 @@ async def test_no_secret_in_the_logs_or_the_cli_output_of_a_full_run(tmp_path: P
             "TONEBOT_TELEGRAM__ENABLED": "true", "TONEBOT_TELEGRAM__BASE_URL": f"{telegram_url}/bot",
             "TONEBOT_SLACK__ENABLED": "true", "TONEBOT_SLACK__MODE": "http",
             "TONEBOT_SLACK__API_BASE_URL": f"{slack_url}/api/",
-            "TONEBOT_NOTIFY__WEBHOOK_URLS": webhook, "TONEBOT_NOTIFY__SLACK_CHANNEL": "C0SUPPORT1",
+            "TONEBOT_NOTIFY__WEBHOOK_URLS": webhook, "TONEBOT_SLACK__SUPPORT_CHANNEL": "C0SUPPORT1",
         }  # fmt: skip
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "bot", "--log-level", "DEBUG", "serve", "--port",

@@ -48,11 +48,14 @@ def test_core_imports_no_platform_or_web_library() -> None:
 
 
 def platform_names() -> set[str]:
-    """The platforms and desks tonebot has: its adapter packages and modules, and the destinations'
-    desks (bot/destinations.py)."""
+    """The platforms and desks tonebot has: the registry's, its adapter packages and modules, and the
+    destinations' desks (bot/destinations.py)."""
+    from bot.destinations import WEBHOOK
+    from bot.registry import PLATFORMS
+
     adapters = ROOT / "bot" / "adapters"
     names = {p.stem.split("_")[0] for p in adapters.iterdir() if not p.name.startswith("_")}
-    return names | {"webhook"}
+    return names | set(PLATFORMS) | {WEBHOOK}
 
 
 def platform_literals(path: Path, names: set[str]) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -22,12 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import commands
+from bot.adapters.slack import SlackSettings
 from bot.adapters.slack.channel import CountedRateLimitRetry, SlackChannel
 from bot.adapters.slack.desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply
 from bot.adapters.slack.normalize import PLATFORM, signed_recently, to_incoming
 from bot.admission import Admission
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
-from bot.config import Secrets, SlackSettings
 from bot.delivery import deliver
 from bot.desk import from_agent
 from bot.destinations import Destination
@@ -44,23 +44,25 @@ log = logging.getLogger(__name__)
 class SlackAdapter:
     """Owns the Bolt app and, in Socket Mode, its WebSocket connection."""
 
-    def __init__(self, bot: Bot, settings: SlackSettings, secrets: Secrets, support_channel: str = "") -> None:
-        if not secrets.slack_bot_token:
+    def __init__(self, bot: Bot, settings: SlackSettings, secrets: Mapping[str, str]) -> None:
+        token, self.app_token = secrets.get("SLACK_BOT_TOKEN", ""), secrets.get("SLACK_APP_TOKEN", "")
+        self.signing_secret = secrets.get("SLACK_SIGNING_SECRET", "")
+        if not token:
             raise ConfigError("slack is enabled but SLACK_BOT_TOKEN is not set")
-        if settings.mode == "socket" and not secrets.slack_app_token:
+        if settings.mode == "socket" and not self.app_token:
             raise ConfigError("slack socket mode needs SLACK_APP_TOKEN (or set slack.mode = 'http')")
-        if settings.mode == "http" and not secrets.slack_signing_secret:
+        if settings.mode == "http" and not self.signing_secret:
             raise ConfigError("slack http mode needs SLACK_SIGNING_SECRET")
-        self.bot, self.settings, self.secrets = bot, settings, secrets
-        self.support_channel = support_channel
+        self.bot, self.settings = bot, settings
+        self.support_channel = support_channel = settings.support_channel
         self.admission = Admission(
             settings.allowed_user_ids, settings.allowed_channel_ids, settings.rate_limit_per_minute
         )
-        client = AsyncWebClient(token=secrets.slack_bot_token, base_url=settings.api_base_url)
+        client = AsyncWebClient(token=token, base_url=settings.api_base_url)
         client.retry_handlers.append(CountedRateLimitRetry(max_retry_count=3))
         self.channel = SlackChannel(client, settings.max_chars, settings.edit_interval)
         self.desk = SlackDesk(client) if support_channel else None
-        self.app = AsyncApp(client=client, signing_secret=secrets.slack_signing_secret or "unused-in-socket-mode")
+        self.app = AsyncApp(client=client, signing_secret=self.signing_secret or "unused-in-socket-mode")
         self.app.middleware(self._intake)
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
@@ -75,7 +77,7 @@ class SlackAdapter:
         identity = await self.app.client.auth_test()
         self.bot_user_id = str(identity["user_id"])
         if self.settings.mode == "socket":
-            self.socket = AsyncSocketModeHandler(self.app, self.secrets.slack_app_token)
+            self.socket = AsyncSocketModeHandler(self.app, self.app_token)
             await self.socket.connect_async()
         if self.support_channel and not self.settings.agent_user_ids:
             with contextlib.suppress(SlackApiError, KeyError):
@@ -96,7 +98,7 @@ class SlackAdapter:
     def routes(self) -> list[BaseRoute]:
         if self.settings.mode != "http":
             return []
-        verifier = SignatureVerifier(self.secrets.slack_signing_secret)
+        verifier = SignatureVerifier(self.signing_secret)
 
         async def events(request: Request) -> Response:
             # Bolt parses the body before it checks the signature: here nothing is read without the

@@ -8,7 +8,7 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,12 +18,12 @@ from telegram.error import NetworkError, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot import commands
+from bot.adapters.telegram import TelegramSettings
 from bot.adapters.telegram.channel import RetryingRateLimiter, TelegramChannel
 from bot.adapters.telegram.desk import TAKE, TelegramDesk, thread_of
 from bot.adapters.telegram.normalize import NOT_TEXT, PLATFORM, NotText, to_incoming
 from bot.admission import Admission
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
-from bot.config import Secrets, TelegramSettings
 from bot.delivery import deliver
 from bot.desk import from_agent
 from bot.destinations import Destination
@@ -53,18 +53,19 @@ class IntakeQueue(asyncio.Queue[object]):
 class TelegramAdapter:
     """Owns the python-telegram-bot Application: an async context manager around its lifecycle."""
 
-    def __init__(self, bot: Bot, settings: TelegramSettings, secrets: Secrets, support_chat_id: str = "") -> None:
-        if not secrets.telegram_bot_token:
+    def __init__(self, bot: Bot, settings: TelegramSettings, secrets: Mapping[str, str]) -> None:
+        token, self.secret = secrets.get("TELEGRAM_BOT_TOKEN", ""), secrets.get("TELEGRAM_WEBHOOK_SECRET", "")
+        if not token:
             raise ConfigError("telegram is enabled but TELEGRAM_BOT_TOKEN is not set")
-        if settings.mode == "webhook" and not (settings.webhook_url and secrets.telegram_webhook_secret):
+        if settings.mode == "webhook" and not (settings.webhook_url and self.secret):
             raise ConfigError("telegram webhook mode needs telegram.webhook_url and TELEGRAM_WEBHOOK_SECRET")
-        self.bot, self.settings, self.secret = bot, settings, secrets.telegram_webhook_secret
-        self.support_chat_id = support_chat_id
+        self.bot, self.settings = bot, settings
+        self.support_chat_id = support_chat_id = settings.support_chat_id
         self._admins: tuple[float, set[int]] | None = None  # (when asked, the support group's admins)
         self.admission = Admission(settings.allowed_user_ids, settings.allowed_chat_ids, settings.rate_limit_per_minute)
         builder = (
             Application.builder()
-            .token(secrets.telegram_bot_token)
+            .token(token)
             .base_url(settings.base_url)
             .base_file_url(settings.base_url.replace("/bot", "/file/bot"))
             .rate_limiter(RetryingRateLimiter(max_retries=3))

@@ -15,11 +15,11 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.adapters.slack import SlackAdapter
+from bot.adapters.slack import SlackSettings
+from bot.adapters.slack.adapter import SlackAdapter
 from bot.adapters.web import create_app
 from bot.admission import SLOW_DOWN
 from bot.commands import help_text
-from bot.config import Secrets, SlackSettings
 from core.bot import Bot
 from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage
@@ -54,10 +54,17 @@ async def running_slack(bot: Bot, **changes: Any) -> AsyncIterator[Running]:
     api = FakeSlackAPI()
     async with serve_asgi(api.app()) as url:
         settings = SlackSettings(
-            **{"enabled": True, "mode": "http", "api_base_url": f"{url}/api/", "edit_interval": 0.2, **changes}
+            **{
+                "enabled": True,
+                "mode": "http",
+                "api_base_url": f"{url}/api/",
+                "edit_interval": 0.2,
+                "support_channel": SUPPORT,
+                **changes,
+            }
         )
-        secrets = Secrets(slack_bot_token="xoxb-test", slack_signing_secret=SECRET)
-        async with SlackAdapter(bot, settings, secrets, support_channel=SUPPORT) as adapter:
+        secrets = dict(SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET=SECRET)
+        async with SlackAdapter(bot, settings, secrets) as adapter:
             transport = httpx.ASGITransport(app=create_app(bot, adapter.routes()))
             async with httpx.AsyncClient(transport=transport, base_url="http://tonebot.test") as client:
                 yield api, adapter, client
@@ -237,11 +244,11 @@ async def test_a_message_that_is_only_the_mention_gets_the_error_tables_line(scr
 
 def test_missing_tokens_are_clear_errors(testbot: Bot) -> None:
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
-        SlackAdapter(testbot, SlackSettings(enabled=True), Secrets())
+        SlackAdapter(testbot, SlackSettings(enabled=True), dict())
     with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
-        SlackAdapter(testbot, SlackSettings(enabled=True), Secrets(slack_bot_token="xoxb"))
+        SlackAdapter(testbot, SlackSettings(enabled=True), dict(SLACK_BOT_TOKEN="xoxb"))
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
-        SlackAdapter(testbot, SlackSettings(enabled=True, mode="http"), Secrets(slack_bot_token="xoxb"))
+        SlackAdapter(testbot, SlackSettings(enabled=True, mode="http"), dict(SLACK_BOT_TOKEN="xoxb"))
 
 
 async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(scriptbot: Bot) -> None:

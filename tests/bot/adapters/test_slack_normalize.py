@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.slack import to_incoming
+from bot.adapters.slack.normalize import to_incoming
 from core.events import ConversationKey, IncomingMessage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "slack"

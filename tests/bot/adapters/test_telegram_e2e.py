@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.adapters.telegram import MENU, TelegramAdapter
+from bot.adapters.telegram import TelegramSettings
+from bot.adapters.telegram.adapter import MENU, TelegramAdapter
 from bot.adapters.web import create_app
-from bot.config import Secrets, Settings, TelegramSettings
+from bot.config import Settings
 from core.bot import Bot
 from core.events import ConversationKey, IncomingMessage
 from tests.auxil.fake_telegram import FakeBotAPI
@@ -62,7 +63,7 @@ async def test_polling_two_turns_group_silence_duplicates_and_429(
     fake: tuple[FakeBotAPI, str], testbot: Bot, spy: SpyEngine, settings: Settings
 ) -> None:
     api, url = fake
-    secrets = Secrets(telegram_bot_token=TOKEN)
+    secrets = dict(TELEGRAM_BOT_TOKEN=TOKEN)
     async with TelegramAdapter(testbot, telegram_settings(url), secrets):
         assert [c["command"] for c in api.called("setMyCommands")[0]["commands"]] == [c.command for c in MENU]
 
@@ -96,7 +97,7 @@ async def test_streaming_edits_one_message_and_non_text_gets_one_line(
     fake: tuple[FakeBotAPI, str], testbot: Bot
 ) -> None:
     api, url = fake
-    async with TelegramAdapter(testbot, telegram_settings(url, edit_interval=0.05), Secrets(telegram_bot_token=TOKEN)):
+    async with TelegramAdapter(testbot, telegram_settings(url, edit_interval=0.05), dict(TELEGRAM_BOT_TOKEN=TOKEN)):
         api.push(private("Please explain in a few sentences how to reset a password.", message_id=5))
         await answered(api, testbot, ALICE, 5)
         [reply] = [m for m in api.sent_to(ALICE) if m.get("reply_to") == 5]
@@ -112,7 +113,7 @@ async def test_streaming_edits_one_message_and_non_text_gets_one_line(
 async def test_commands_and_the_allowlist(fake: tuple[FakeBotAPI, str], testbot: Bot) -> None:
     api, url = fake
     only_bob = telegram_settings(url, allowed_user_ids=("222",))
-    async with TelegramAdapter(testbot, only_bob, Secrets(telegram_bot_token=TOKEN)):
+    async with TelegramAdapter(testbot, only_bob, dict(TELEGRAM_BOT_TOKEN=TOKEN)):
         api.push(private("hello?", message_id=6), private("anyone?", message_id=7))
         await eventually(lambda: len(api.sent_to(ALICE)) >= 1, what="the refusal")
         command = json.loads((DATA / "group_command.json").read_text())
@@ -127,7 +128,7 @@ async def test_commands_and_the_allowlist(fake: tuple[FakeBotAPI, str], testbot:
 async def test_webhook_checks_the_secret(fake: tuple[FakeBotAPI, str], testbot: Bot) -> None:
     api, url = fake
     hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
-    secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+    secrets = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET="s3cret")
     async with TelegramAdapter(testbot, hook, secrets) as adapter:
         assert api.called("setWebhook")[0]["secret_token"] == "s3cret"
         transport = httpx.ASGITransport(app=create_app(testbot, adapter.routes()))
@@ -155,7 +156,7 @@ async def test_a_message_that_is_only_the_mention_gets_the_error_tables_line(
     update = json.loads((DATA / "group_mention.json").read_text())
     update["update_id"] = next(_update_ids)
     update["message"]["text"] = "@tonebot_test_bot"
-    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+    async with TelegramAdapter(scriptbot, telegram_settings(url), dict(TELEGRAM_BOT_TOKEN=TOKEN)):
         api.push(update)
         [answer] = await eventually(lambda: api.sent_to(GROUP), what="the answer in the group")
     assert answer["text"] == "The message has no text: please write what you would like to say."
@@ -173,7 +174,7 @@ async def test_a_message_that_arrives_while_the_model_is_full_is_stored_and_answ
     api, url = fake
     scripted.busy = True
     key = ConversationKey("telegram", str(ALICE))
-    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)) as adapter:
+    async with TelegramAdapter(scriptbot, telegram_settings(url), dict(TELEGRAM_BOT_TOKEN=TOKEN)) as adapter:
         api.push(private("Hello?", message_id=30))
         await eventually(lambda: scriptbot.memory.messages(key), what="the stored message")
         await asyncio.sleep(0.5)  # its handler found the model full
@@ -191,7 +192,7 @@ def test_missing_token_is_a_clear_error(testbot: Bot) -> None:
     from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
-        TelegramAdapter(testbot, TelegramSettings(enabled=True), Secrets())
+        TelegramAdapter(testbot, TelegramSettings(enabled=True), dict())
 
 
 async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(
@@ -203,7 +204,7 @@ async def test_a_message_over_the_limit_is_stored_and_answered_with_the_limit(
 
     api, url = fake
     text = ("My order is late. " * 227).strip()  # 4,085 characters
-    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+    async with TelegramAdapter(scriptbot, telegram_settings(url), dict(TELEGRAM_BOT_TOKEN=TOKEN)):
         api.push(private(text, message_id=40))
         [answer] = await eventually(lambda: api.sent_to(ALICE), what="the limit line")
     limit = scriptbot.limits.max_text_chars
@@ -219,7 +220,7 @@ async def test_a_webhook_update_while_the_model_is_busy_is_a_503_and_its_redeliv
     """Regression (#14 A.3/A.4): the webhook answered 200 for an update it could not answer."""
     api, url = fake
     hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
-    secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+    secrets = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET="s3cret")
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
     update = private("Is anyone there?", message_id=50)
     async with TelegramAdapter(scriptbot, hook, secrets) as adapter:
@@ -255,7 +256,7 @@ async def test_a_webhook_update_is_stored_before_its_200_and_one_that_cannot_be_
     it was stored, so a crash in between lost it."""
     api, url = fake
     hook = telegram_settings(url, mode="webhook", webhook_url="https://bot.example/telegram/webhook")
-    secrets = Secrets(telegram_bot_token=TOKEN, telegram_webhook_secret="s3cret")
+    secrets = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET="s3cret")
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
     update, key = private("Did my refund go through?", message_id=60), ConversationKey("telegram", str(ALICE))
     monkeypatch.setattr(scriptbot.memory, "store", FlakyStore(scriptbot, failures=1))
@@ -280,7 +281,7 @@ async def test_polling_confirms_an_update_only_once_it_is_stored(
     flaky = FlakyStore(scriptbot, failures=1)
     monkeypatch.setattr(scriptbot.memory, "store", flaky)
     update = private("Still waiting for my parcel.", message_id=61)
-    async with TelegramAdapter(scriptbot, telegram_settings(url), Secrets(telegram_bot_token=TOKEN)):
+    async with TelegramAdapter(scriptbot, telegram_settings(url), dict(TELEGRAM_BOT_TOKEN=TOKEN)):
         api.push(update)
         [answer] = await eventually(lambda: api.sent_to(ALICE), what="the answer", timeout=20)
         offsets = [int(call.get("offset") or 0) for call in api.called("getUpdates")]

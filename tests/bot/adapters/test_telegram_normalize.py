@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from telegram import Update, User
 
-from bot.adapters.telegram import NotText, to_incoming
+from bot.adapters.telegram.normalize import NotText, to_incoming
 from core.events import ConversationKey, IncomingMessage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "telegram"
