@@ -1,12 +1,20 @@
-"""Who may talk to the bot, and how often, written once for every platform: allowlists and a
-per-user sliding-window rate limit. A refused user hears the refusal once, then silence."""
+"""A customer's message coming in, written once for every platform: who may talk to the bot and how
+often (allowlists, a per-user sliding-window rate limit; a refused user hears the refusal once,
+then silence), then `intake`: stored in the ledger before the platform is told it arrived.
+
+What cannot be stored now (the model loading or full, the database down) raises from `intake`: the
+adapter makes its platform redeliver the message (a 503, an unconfirmed update); nothing is lost."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
+from bot.errors import answer
+from core.bot import Bot
+from core.errors import InvalidMessage
 from core.events import IncomingMessage
 
 REFUSED = "Sorry, this bot is private and cannot talk with you here."
@@ -65,3 +73,19 @@ class Admission:
         if self.rate.hit(msg.user_id):
             return None
         return SLOW_DOWN if self._told.hit(msg.user_id) else ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    stored: bool  # answer it (`bot.stream` / `delivery.deliver`)
+    text: str = ""  # not stored: what to tell the sender ("" = nothing: a refused user hears it once)
+
+
+async def intake(bot: Bot, admission: Admission, message: IncomingMessage) -> Verdict:
+    if (refusal := admission.check(message)) is not None:
+        return Verdict(False, refusal)
+    try:
+        await bot.intake(message)
+    except InvalidMessage as exc:  # told why; nothing stored
+        return Verdict(False, answer(exc).text)
+    return Verdict(True)

@@ -4,11 +4,14 @@ Slack and Telegram, a helpdesk's webhook), and the texts of a notice."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from bot.commands import mood_line
+from bot.destinations import Destination
+from core.bot import Bot
 from core.escalations import EscalationRecord
-from core.events import AgentMessage, ConversationKey
+from core.events import Agent, AgentMessage, ConversationKey
 from core.handoff import BOT, Handoff, HandoffClosed
 from core.memory import StoredMessage
 
@@ -60,6 +63,38 @@ class ChatDesk:
 
     async def forget(self, target: str, escalation: EscalationRecord, user_id: str) -> None:
         return None  # everything it posted has a ref, erased by `delete`
+
+
+async def escalation_of(
+    bot: Bot, platform: str, target: str, refs: Iterable[str]
+) -> tuple[EscalationRecord, str] | None:
+    """Which escalation's thread an agent wrote in, at this platform's desk (`target`: its support
+    chat): `refs` are the platform's candidate references for the place, most specific first (a
+    topic, the message replied to); the store matches them exactly. None: the team's own chatter."""
+    destination = str(Destination(platform, target))
+    for ref in refs:
+        if (record := await bot.escalations.find(destination, ref)) is not None:
+            return record, ref
+    return None
+
+
+TAKEN = "You have it: the bot is silent, your replies here go to the customer."
+RESOLVED = "Resolved: the bot answers again."
+
+
+async def act(handoff: Handoff, action: str, escalation: int, agent: Agent) -> str:
+    """A desk's button, the same on every desk ("take" or "resolve", BUTTONS): what to tell the agent
+    (the notice itself shows the new state)."""
+    if action not in BUTTONS:
+        return f"unknown action {action!r}"
+    try:
+        if action == "take":
+            await handoff.take(escalation, agent)
+            return TAKEN
+        await handoff.resolve(escalation, by=f"{agent.via}:{agent.name}")
+        return RESOLVED
+    except HandoffClosed as exc:
+        return str(exc)
 
 
 async def from_agent(

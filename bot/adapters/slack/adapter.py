@@ -26,17 +26,15 @@ from bot.adapters.slack import SlackSettings
 from bot.adapters.slack.channel import CountedRateLimitRetry, SlackChannel
 from bot.adapters.slack.desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply
 from bot.adapters.slack.normalize import PLATFORM, signed_recently, to_incoming
-from bot.admission import Admission
+from bot.admission import Admission, intake
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.delivery import deliver
-from bot.desk import from_agent
-from bot.destinations import Destination
+from bot.desk import act, escalation_of, from_agent
 from bot.errors import answer
 from core import metrics
 from core.bot import Bot
-from core.errors import Busy, ConfigError, InvalidMessage
+from core.errors import Busy, ConfigError
 from core.events import Agent, AgentMessage, ConversationKey, IncomingMessage
-from core.handoff import HandoffClosed
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +143,14 @@ class SlackAdapter:
             return await self._relay(reply)  # an agent in a notice's thread: stored and relayed, or a 503
         msg = to_incoming(body, self.bot_user_id) if event else None
         if msg is not None and (msg.addressed_to_bot or await self.bot.knows(msg.key)):
-            refusal = self.admission.check(msg)
             try:
-                if refusal is None:
-                    await self.bot.intake(msg)
-            except InvalidMessage as exc:
-                refusal = answer(exc).text
+                verdict = await intake(self.bot, self.admission, msg)
             except Exception as exc:
                 log.warning("slack: event %s not stored (%s); Slack will retry it", msg.event_id, exc)
                 retry = str(getattr(exc, "retry_after", 5))
                 error = json.dumps({"error": "not stored, retry later"})
                 return BoltResponse(status=503, body=error, headers={"Retry-After": retry})
-            context["tonebot"] = (msg, refusal)
+            context["tonebot"] = (msg, verdict)
         await next()
         return None
 
@@ -164,9 +158,9 @@ class SlackAdapter:
         """An agent's reply in the support channel goes to the customer of that notice's escalation
         (stored before the ack, once per Slack event id); other threads there are the team's own."""
         assert self.desk is not None
-        record = await self.bot.escalations.find(str(Destination(PLATFORM, reply.channel)), reply.thread)
-        if record is None:
+        if (found := await escalation_of(self.bot, PLATFORM, reply.channel, [reply.thread])) is None:
             return BoltResponse(status=200, body="")
+        record = found[0]
         problem = self._not_an_agent(reply.user_id) or reply.unsupported
         if not problem and not reply.text.strip():
             return BoltResponse(status=200, body="")  # only a mention of the bot
@@ -192,11 +186,10 @@ class SlackAdapter:
                 await self.app.client.chat_postEphemeral(channel=self.support_channel, user=user, text=refusal)
             return
         agent = Agent(user, await self.desk.name(user), PLATFORM)
-        with contextlib.suppress(HandoffClosed, ValueError):  # the notice shows the state either way
-            if action.get("action_id") == TAKE:
-                await self.bot.handoff.take(int(action["value"]), agent)
-            else:
-                await self.bot.handoff.resolve(int(action["value"]), by=f"slack:{agent.name}")
+        if str(action.get("value", "")).isdigit():  # the notice shows the new state: nothing more to say
+            await act(
+                self.bot.handoff, "take" if action.get("action_id") == TAKE else "resolve", int(action["value"]), agent
+            )
 
     def _not_an_agent(self, user_id: str) -> str:
         """Why this person may not act as an agent ("" when they may): with `slack.agent_user_ids`
@@ -207,12 +200,11 @@ class SlackAdapter:
     async def _on_event(self, context: AsyncBoltContext) -> None:
         if (verdict := context.get("tonebot")) is None:
             return  # not for the bot, or a thread the bot has not joined
-        msg, refusal = verdict
-        if refusal is not None:
-            if refusal:
-                await self.channel.post(msg.key, refusal)
-            return
-        await deliver(self.channel, self.bot, msg)
+        msg, verdict = verdict
+        if verdict.stored:
+            await deliver(self.channel, self.bot, msg)
+        elif verdict.text:
+            await self.channel.post(msg.key, verdict.text)
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         direct = command.get("channel_name") == "directmessage" or command["channel_id"].startswith("D")

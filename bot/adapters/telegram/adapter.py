@@ -20,18 +20,16 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from bot import commands
 from bot.adapters.telegram import TelegramSettings
 from bot.adapters.telegram.channel import RetryingRateLimiter, TelegramChannel
-from bot.adapters.telegram.desk import TAKE, TelegramDesk, thread_of
+from bot.adapters.telegram.desk import TelegramDesk, thread_of
 from bot.adapters.telegram.normalize import NOT_TEXT, PLATFORM, NotText, to_incoming
-from bot.admission import Admission
+from bot.admission import Admission, Verdict, intake
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.delivery import deliver
-from bot.desk import from_agent
-from bot.destinations import Destination
+from bot.desk import act, escalation_of, from_agent
 from bot.errors import answer
 from core.bot import Bot
-from core.errors import ConfigError, InvalidMessage
+from core.errors import ConfigError
 from core.events import Agent, AgentMessage, IncomingMessage
-from core.handoff import HandoffClosed
 
 log = logging.getLogger(__name__)
 MENU = [BotCommand(name, description) for name, description in commands.menu()]
@@ -141,40 +139,31 @@ class TelegramAdapter:
         if agent and message and not filters.COMMAND.check_update(update):  # an agent: not a customer's message
             await self._relay(update.update_id, message, edited=update.edited_message is not None)
             return False
-        message = update.message
         found = to_incoming(update, self.application.bot.bot)
         if not isinstance(found, IncomingMessage):
             return True
-        if (refusal := self.admission.check(found)) is not None:
-            if refusal:
-                with contextlib.suppress(TelegramError):
-                    await self.channel.post(found.key, refusal, reply_to=found.message_id)
-            return False
-        if filters.COMMAND.check_update(update):
-            return True
-        try:
-            await self.bot.intake(found)
-        except InvalidMessage as exc:  # told why; nothing stored
+        if filters.COMMAND.check_update(update):  # commands are not stored: only admission applies
+            verdict = Verdict(False, refusal) if (refusal := self.admission.check(found)) is not None else Verdict(True)
+        else:
+            try:
+                verdict = await intake(self.bot, self.admission, found)
+            except Exception as exc:
+                if self.application.updater is None:
+                    raise  # the webhook's answer is the error table's 503 / 500
+                raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
+        if not verdict.stored and verdict.text:
             with contextlib.suppress(TelegramError):
-                await self.channel.post(found.key, answer(exc).text, reply_to=found.message_id)
-            return False
-        except Exception as exc:
-            if self.application.updater is None:
-                raise  # the webhook's answer is the error table's 503 / 500
-            raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
-        return True
+                await self.channel.post(found.key, verdict.text, reply_to=found.message_id)
+        return verdict.stored
 
     async def _relay(self, update_id: int, message: Message, edited: bool = False) -> None:
         """An agent's message in an escalation's topic (or in reply to its notice or a relayed turn)
         goes to that customer, stored before the update is confirmed, once per update id. What
         cannot go (an edit, an attachment, someone who is not an agent) is said in the thread."""
         assert self.desk is not None
-        destination = str(Destination(PLATFORM, self.support_chat_id))
-        for ref in thread_of(message):
-            if (record := await self.bot.escalations.find(destination, ref)) is not None:
-                break
-        else:
+        if (found := await escalation_of(self.bot, PLATFORM, self.support_chat_id, thread_of(message))) is None:
             return  # the team's own chatter
+        record, ref = found
         user = message.from_user
         text = message.text or message.caption or ""
         problem = await self._not_an_agent(user.id if user else 0) or (
@@ -211,15 +200,7 @@ class TelegramAdapter:
             await query.answer(refusal)
             return
         agent = Agent(str(query.from_user.id), query.from_user.full_name, PLATFORM)
-        try:
-            if action == TAKE:
-                await self.bot.handoff.take(int(number), agent)
-                await query.answer("You have it: the bot is silent, your replies here go to the customer.")
-            else:
-                await self.bot.handoff.resolve(int(number), by=f"telegram:{agent.name}")
-                await query.answer("Resolved: the bot answers again.")
-        except HandoffClosed as exc:
-            await query.answer(str(exc))
+        await query.answer(await act(self.bot.handoff, action, int(number), agent))
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         found = to_incoming(update, context.bot.bot)
