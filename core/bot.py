@@ -7,7 +7,8 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
-from core.escalation import EscalationState, PublicLimit, asks_for_human, decide
+from core.escalation import EscalationState, PublicLimit, Route, asks_for_human, decide, route
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.handoff import Handoff
 from core.knowledge import Answer, Knowledge, is_question
-from core.memory import Accepted, Memory
+from core.memory import Accepted, Memory, Seen
 from core.outbox import erase
 from core.prompts import build_chat
 from core.settings import EscalationSettings, HandoffSettings, MemorySettings, PromptSettings
@@ -134,113 +135,108 @@ class Bot:
         self._check(msg)
         lock = self._locks.setdefault(msg.key, asyncio.Lock())
         # one turn at a time per conversation, so each sees the one before: in this process, and
-        # across replicas through the database's own lock (PostgreSQL advisory lock)
+        # across replicas through the database (core/leases.py)
         async with lock, self.memory.turn_lock(msg.key):
-            started = time.perf_counter()
+            clock = _Clock()
             self.admit()
             accepted = await self.memory.accept(msg)
-            if not isinstance(accepted, Accepted):
-                metrics.DUPLICATES.labels(msg.platform).inc()
-                log.info("duplicate event answered from storage", extra=_fields(msg, duplicate=True))
-                yield Reply(accepted.reply, accepted.mood, duplicate=True)
+            if (early := await self._early(msg, accepted)) is not None:
+                yield early
                 return
-            metrics.MESSAGES_IN.labels(msg.platform).inc()
-            if accepted.retry:
-                log.info("answering an event accepted before and never answered", extra=_fields(msg))
-            if len(accepted.text) > self.limits.max_text_chars:
-                line = TOO_LONG.format(limit=self.limits.max_text_chars)
-                await self.memory.record_reply(accepted, line, failed=False)
-                log.info("message over max_text_chars answered with the limit", extra=_fields(msg))
-                yield Reply(line, None)
-                return
-            mood, parts, escalated, paused, answer = None, [], False, False, None
-            classify_s = first_token_s = None
+            assert isinstance(accepted, Accepted)
+            turn = _Turn(msg, accepted)
             try:
-                classify_started = time.perf_counter()
-                [mood] = await self.engine.classify([accepted.text])
-                classify_s = time.perf_counter() - classify_started
-                metrics.CLASSIFY_SECONDS.observe(classify_s)
-                metrics.MOODS.labels(msg.platform, mood.label).inc()
-                yield mood
-                await self.memory.set_mood(accepted.message_id, mood)
-                escalated, state = await self._escalate(msg, accepted, mood)
-                handed_off = state.open
-                # with a person (taken over, or escalated in pause mode): the bot writes nothing there
-                paused = state.with_human or (handed_off and self.policy is not None and self.policy.mode == "pause")
-                if state.open and not escalated and state.escalation_id is not None:
-                    await self.handoff.customer_turn(state.escalation_id, accepted.message_id)
-                if paused and self.policy is not None:
-                    parts = [self.policy.pause_line] if escalated and not state.with_human else []
-                    for part in parts:
-                        yield part
-                elif (
-                    self.knowledge
-                    and not self._asks_for_human(accepted.text)
-                    and (found := await self._knowledge(accepted.text))
-                ):  # the knowledge base (a request for a person is answered by the person, not by it)
-                    upset = mood.label == "negative" or handed_off
-                    if not found.grounded and upset and not handed_off:  # no answer for an upset customer
-                        escalated = await self._open(msg, accepted, "no_answer", [mood])
-                    opening = f"{self.knowledge.settings.soothing_opening}\n\n" if found.grounded and upset else ""
-                    answer = found
-                    parts = [opening + found.text]
-                    yield parts[0]
-                    if escalated and self.policy is not None:
-                        parts.append(f"\n\n{self.policy.notify_line}")
-                        yield parts[-1]
-                else:
-                    history = await self.memory.history(accepted, self.limits.history_messages)
-                    chat_mood = Mood("negative", mood.scores) if handed_off else mood  # soothing once escalated
-                    reply_started = time.perf_counter()
-                    async for chunk in self.engine.reply(build_chat(self.prompts, chat_mood, history, accepted.text)):
-                        if first_token_s is None:
-                            first_token_s = time.perf_counter() - reply_started
-                            metrics.FIRST_TOKEN_SECONDS.observe(first_token_s)
-                        parts.append(chunk)
-                        yield chunk
-                    metrics.REPLY_SECONDS.observe(time.perf_counter() - reply_started)
-                    if escalated and self.policy is not None:
-                        parts.append(f"\n\n{self.policy.notify_line}")
-                        yield parts[-1]
-                text, failed = "".join(parts).strip(), False
+                async with contextlib.aclosing(self._answer(turn, clock)) as answering:
+                    async for item in answering:
+                        yield item
+                text, failed = "".join(turn.parts).strip(), False
             except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
                 await asyncio.shield(self.memory.release(accepted))  # the retry answers it
                 log.info("the reply was abandoned; the event is left for a retry", extra=_fields(msg))
                 raise
             except Exception as exc:
-                if isinstance(exc, Unavailable) and not parts:  # nothing answered: a retry is answered afresh
+                if isinstance(exc, Unavailable) and not turn.parts:  # nothing answered: a retry is answered afresh
                     await self.memory.release(accepted)
                     log.info("model unavailable; the event is left for a retry", extra=_fields(msg))
                     raise
                 log.exception("answering failed", extra=_fields(msg))
                 text, failed = APOLOGY, True
-            sources = answer.sources if answer is not None and not failed else ()
-            try:
-                await self.memory.record_reply(accepted, text, failed, sources, answer.kind if answer else None)
-            except BaseException:  # not recorded: a retry of the event is answered afresh, not as a duplicate
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.memory.release(accepted))
-                raise
-            outcome = "failed" if failed else "paused" if paused and not text else "answered"
-            metrics.MESSAGES_OUT.labels(msg.platform, outcome).inc()
-            log.info(
-                "message handled",
-                extra=_fields(
-                    msg,
-                    mood=mood.label if mood else None,
-                    mood_score=round(mood.score, 4) if mood else None,
-                    outcome=outcome,
-                    escalated=escalated,
-                    classify_ms=_ms(classify_s),
-                    first_token_ms=_ms(first_token_s),
-                    total_ms=_ms(time.perf_counter() - started),
-                    reply_chars=len(text),
-                    **({"text": accepted.text} if self.log_text else {}),
-                ),
+            yield await self._record(turn, text, failed, clock)
+
+    async def _early(self, msg: IncomingMessage, accepted: Accepted | Seen) -> Reply | None:
+        """The answer without the model: a duplicate's stored reply, or the length limit."""
+        if not isinstance(accepted, Accepted):
+            metrics.DUPLICATES.labels(msg.platform).inc()
+            log.info("duplicate event answered from storage", extra=_fields(msg, duplicate=True))
+            return Reply(accepted.reply, accepted.mood, duplicate=True)
+        metrics.MESSAGES_IN.labels(msg.platform).inc()
+        if accepted.retry:
+            log.info("answering an event accepted before and never answered", extra=_fields(msg))
+        if len(accepted.text) <= self.limits.max_text_chars:
+            return None
+        line = TOO_LONG.format(limit=self.limits.max_text_chars)
+        await self.memory.record_reply(accepted, line, failed=False)
+        log.info("message over max_text_chars answered with the limit", extra=_fields(msg))
+        return Reply(line, None)
+
+    async def _answer(self, turn: _Turn, clock: _Clock) -> AsyncGenerator[Event]:
+        """Mood -> escalation -> route -> the pause line, the knowledge base's answer or the model's."""
+        with clock.classifying():
+            [mood] = await self.engine.classify([turn.accepted.text])
+        turn.mood = mood
+        metrics.MOODS.labels(turn.msg.platform, mood.label).inc()
+        yield mood
+        await self.memory.set_mood(turn.accepted.message_id, mood)
+        turn.escalated, state = await self._escalate(turn.msg, turn.accepted, mood)
+        turn.route = route(self.policy, state, turn.escalated, mood.label)
+        if state.open and not turn.escalated and state.escalation_id is not None:
+            await self.handoff.customer_turn(state.escalation_id, turn.accepted.message_id)
+        if turn.route.paused:
+            parts = [turn.route.line] if turn.route.line else []
+        elif found := await self._knowledge(turn.accepted.text):
+            if not found.grounded and turn.route.soothing and not state.open:  # no answer for an upset customer
+                turn.escalated = await self._open(turn.msg, turn.accepted, "no_answer", [mood])
+            assert self.knowledge is not None
+            opening = (
+                f"{self.knowledge.settings.soothing_opening}\n\n" if found.grounded and turn.route.soothing else ""
             )
-            grounded = answer is not None and answer.grounded and not failed
-            yield Reply(text, mood, escalated=escalated, failed=failed, paused=paused and not text, sources=sources,
-                        grounded=grounded)  # fmt: skip
+            turn.answer, parts = found, [opening + found.text]
+        else:
+            parts = []
+            history = await self.memory.history(turn.accepted, self.limits.history_messages)
+            chat_mood = Mood("negative", mood.scores) if turn.route.soothing else mood
+            async for chunk in clock.first_token(self.engine.reply(build_chat(self.prompts, chat_mood, history,
+                                                                             turn.accepted.text))):  # fmt: skip
+                turn.parts.append(chunk)
+                yield chunk
+        if turn.escalated and not turn.route.paused and self.policy is not None:
+            parts.append(f"\n\n{self.policy.notify_line}")
+        for part in parts:
+            turn.parts.append(part)
+            yield part
+
+    async def _record(self, turn: _Turn, text: str, failed: bool, clock: _Clock) -> Reply:
+        """Store the reply (not stored: a retry of the event is answered afresh), log and count it."""
+        msg, answer = turn.msg, turn.answer
+        sources = answer.sources if answer is not None and not failed else ()
+        try:
+            await self.memory.record_reply(turn.accepted, text, failed, sources, answer.kind if answer else None)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.memory.release(turn.accepted))
+            raise
+        paused = turn.route.paused
+        outcome = "failed" if failed else "paused" if paused and not text else "answered"
+        metrics.MESSAGES_OUT.labels(msg.platform, outcome).inc()
+        mood = turn.mood
+        log.info("message handled", extra=_fields(
+            msg, mood=mood.label if mood else None, mood_score=round(mood.score, 4) if mood else None,
+            outcome=outcome, escalated=turn.escalated, **clock.report(), reply_chars=len(text),
+            **({"text": turn.accepted.text} if self.log_text else {}),
+        ))  # fmt: skip
+        grounded = answer is not None and answer.grounded and not failed
+        return Reply(text, mood, escalated=turn.escalated, failed=failed, paused=paused and not text, sources=sources,
+                     grounded=grounded)  # fmt: skip
 
     async def intake(self, msg: IncomingMessage) -> bool:
         """Store a platform's message before the platform is told it arrived (webhooks answer 200,
@@ -307,9 +303,10 @@ class Bot:
             log.info("knowledge: a Q&A entry proposed from a hand-off", extra={"escalation_id": record.id})
 
     async def _knowledge(self, text: str) -> Answer | None:
-        """The knowledge base's answer; None when there is none to ask, or when it has nothing for a
-        message that is no question (small talk goes to the model, as without a knowledge base)."""
-        if self.knowledge is None or not await self.knowledge.ready():
+        """The knowledge base's answer; None when there is none to ask, when the message asks for a
+        person (the person answers it), or when it has nothing for a message that is no question
+        (small talk goes to the model, as without a knowledge base)."""
+        if self.knowledge is None or self._asks_for_human(text) or not await self.knowledge.ready():
             return None
         found = await self.knowledge.answer(text)
         return found if found.grounded or is_question(text) else None
@@ -356,6 +353,48 @@ class Bot:
 
     async def knows(self, key: ConversationKey) -> bool:
         return await self.memory.knows(key)
+
+
+@dataclass
+class _Turn:
+    """One message on its way through `stream`: what each step found."""
+
+    msg: IncomingMessage
+    accepted: Accepted
+    mood: Mood | None = None
+    escalated: bool = False
+    route: Route = field(default_factory=Route)
+    answer: Answer | None = None
+    parts: list[str] = field(default_factory=list)  # what the customer was shown, in order
+
+
+class _Clock:
+    """A turn's timings, each observed in its histogram once: classify, first token, total."""
+
+    def __init__(self) -> None:
+        self.started, self.seconds = time.perf_counter(), dict[str, float]()
+
+    @contextlib.contextmanager
+    def classifying(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds["classify"] = time.perf_counter() - started
+        metrics.CLASSIFY_SECONDS.observe(self.seconds["classify"])
+
+    async def first_token(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        """The model's chunks, timing the first one and the whole reply."""
+        started = time.perf_counter()
+        async for chunk in chunks:
+            if "first_token" not in self.seconds:
+                self.seconds["first_token"] = time.perf_counter() - started
+                metrics.FIRST_TOKEN_SECONDS.observe(self.seconds["first_token"])
+            yield chunk
+        metrics.REPLY_SECONDS.observe(time.perf_counter() - started)
+
+    def report(self) -> dict[str, float | None]:
+        total = time.perf_counter() - self.started
+        return {"classify_ms": _ms(self.seconds.get("classify")),
+                "first_token_ms": _ms(self.seconds.get("first_token")), "total_ms": _ms(total)}  # fmt: skip
 
 
 def _fields(msg: IncomingMessage, **extra: object) -> dict[str, object]:

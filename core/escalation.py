@@ -34,6 +34,26 @@ class EscalationState:
     with_human: bool = False  # the open one is taken over by an agent: the bot is silent
 
 
+@dataclass(frozen=True)
+class Route:
+    """How the bot answers a turn: `reply` (soothing or not), or stay `paused` (a person has the
+    conversation), saying `line` (the pause line, once, as the conversation escalates) or nothing."""
+
+    paused: bool = False
+    line: str = ""
+    soothing: bool = False  # the soothing prompt (a negative mood, or an escalation open)
+
+
+def route(policy: EscalationSettings | None, state: EscalationState, escalated: bool, mood: str) -> Route:
+    """The turn's route, from the policy, the conversation's escalation state after this message,
+    whether this message escalated it, and its mood label. Pure."""
+    pause_mode = policy is not None and policy.mode == "pause"
+    if state.with_human or (state.open and pause_mode):  # with a person: the bot writes nothing there
+        says = escalated and not state.with_human and policy is not None
+        return Route(paused=True, line=policy.pause_line if says and policy is not None else "")
+    return Route(soothing=mood == "negative" or state.open)
+
+
 FILLERS = ("a", "an", "the", "your", "some", "one", "of", "real", "live", "actual", "proper", "human")
 POLITE = ("please", "pls", "plz", "now", "asap", "i", "want", "need", "a", "an", "the", "real", "live", "一下",
           "请", "我", "要", "吧", "啊", "呀", "谢谢")  # fmt: skip

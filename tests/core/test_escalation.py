@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import load_settings
-from core.escalation import Decision, EscalationState, asks_for_human, decide
+from core.escalation import Decision, EscalationState, Route, asks_for_human, decide, route
 from core.events import Mood
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -105,3 +105,17 @@ def test_an_escalation_status_and_actions_are_computed_in_one_place() -> None:
         ("with_human", ("resolve",), True),
         ("resolved", (), False),
     ]
+
+
+def test_the_route_of_a_turn() -> None:
+    notify = POLICY
+    pause = dataclasses.replace(POLICY, mode="pause")
+    taken = EscalationState(open=True, escalation_id=1, with_human=True)
+    open_ = EscalationState(open=True, escalation_id=1)
+    assert route(notify, EscalationState(), False, "neutral") == Route()
+    assert route(notify, EscalationState(), False, "negative") == Route(soothing=True)
+    assert route(notify, open_, True, "neutral") == Route(soothing=True)  # escalated: soothing from now on
+    assert route(pause, open_, True, "negative") == Route(paused=True, line=pause.pause_line)  # said once
+    assert route(pause, open_, False, "negative") == Route(paused=True)  # then silence
+    assert route(notify, taken, False, "positive") == Route(paused=True)  # a person has it, in every mode
+    assert route(None, EscalationState(), False, "negative") == Route(soothing=True)
