@@ -28,6 +28,7 @@ from core.engine import Engine, Health
 from core.errors import Busy
 from core.escalations import EscalationStore
 from core.events import ChatMessage, Mood
+from core.handoff import Handoff, learning
 from core.memory import Memory
 from core.outbox import Outbox
 from core.settings import ModelSettings, SentimentSettings
@@ -91,6 +92,10 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         knowledge = open_knowledge(db, settings)
         notifications = Notifications(memory, escalations, Outbox(db), settings)
         stack.push_async_callback(notifications.aclose)
+        handoff = Handoff(
+            memory, escalations, settings.handoff, destinations=notifications.destinations,
+            changed=notifications.changed, resolved=learning(memory, knowledge),
+        )  # fmt: skip
         bot = Bot(
             Loading(),
             memory,
@@ -100,7 +105,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
             notifications,
             log_text=settings.log_message_text,
             escalations=escalations,
-            handoff=settings.handoff,
+            handoff=handoff,
             knowledge=knowledge,
         )
 

@@ -19,7 +19,7 @@ from core.errors import Busy, InvalidMessage, Unavailable, check_text
 from core.escalation import EscalationState, PublicLimit, Route, asks_for_human, decide, route
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
-from core.handoff import Handoff
+from core.handoff import Handoff, learning
 from core.knowledge import Answer, Knowledge, is_question
 from core.memory import Accepted, Memory, Seen
 from core.outbox import erase
@@ -66,7 +66,7 @@ class Bot:
         notifier: Notifier | None = None,
         log_text: bool = False,
         escalations: EscalationStore | None = None,
-        handoff: HandoffSettings | None = None,
+        handoff: Handoff | None = None,
         knowledge: Knowledge | None = None,
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
@@ -75,10 +75,12 @@ class Bot:
             escalation.public_per_user_hour if escalation else 0, escalation.public_per_origin_hour if escalation else 0
         )
         self.escalations = escalations or EscalationStore(memory.db)
-        self.handoff = Handoff(
-            memory, self.escalations, handoff or HandoffSettings(),
-            destinations=notifier.destinations if notifier else (),
-            changed=notifier.changed if notifier else lambda _: None, resolved=self._learn,
+        # the hand-off service is built by the composition root (bot/app.py) and given to whoever needs it;
+        # without one (a bare Bot), one with the default settings relays to the notifier's destinations
+        self.handoff = handoff or Handoff(
+            memory, self.escalations, HandoffSettings(), destinations=notifier.destinations if notifier else (),
+            changed=notifier.changed if notifier else lambda _: None,
+            resolved=learning(memory, knowledge) if knowledge else None,
         )  # fmt: skip
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -286,21 +288,6 @@ class Bot:
 
     def _asks_for_human(self, text: str) -> bool:
         return self.policy is not None and asks_for_human(text, self.policy)
-
-    async def _learn(self, record: EscalationRecord) -> None:
-        """A hand-back after a question the knowledge base could not answer: the customer's question
-        and what the agents answered become a proposed Q&A entry (a person approves or edits it)."""
-        if self.knowledge is None:
-            return
-        turns = await self.memory.messages(record.key, limit=200)
-        missed = [n for n, t in enumerate(turns) if t.role == "assistant" and t.knowledge == "none"]
-        if not missed:
-            return
-        question = next((t.text for t in reversed(turns[: missed[-1]]) if t.role == "user"), "")
-        answer = "\n".join(t.text for t in turns[missed[-1] :] if t.role == "agent")
-        if question and answer:
-            await self.knowledge.propose(question, answer, f"handoff#handoff-{record.id}")
-            log.info("knowledge: a Q&A entry proposed from a hand-off", extra={"escalation_id": record.id})
 
     async def _knowledge(self, text: str) -> Answer | None:
         """The knowledge base's answer; None when there is none to ask, when the message asks for a

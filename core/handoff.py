@@ -21,6 +21,7 @@ from core import metrics
 from core.errors import BotError
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import Agent, AgentMessage, as_utc, utcnow
+from core.knowledge import Knowledge
 from core.memory import Memory, StoredMessage
 from core.outbox import CUSTOMER, queue
 from core.settings import HandoffSettings
@@ -159,3 +160,22 @@ class Handoff:
 def _name(agent: Agent) -> str:
     """How an agent is recorded (taken_by, resolved_by): cut to the columns' size, a long name is no error."""
     return f"{agent.via}:{agent.name or agent.id}"[:128]
+
+
+def learning(memory: Memory, knowledge: Knowledge) -> Callable[[EscalationRecord], Awaitable[None]]:
+    """What the bot learns from a hand-back (`Handoff`'s `resolved`): after a question the knowledge
+    base could not answer, the customer's question and what the agents answered become a proposed
+    Q&A entry (a person approves or edits it)."""
+
+    async def learn(record: EscalationRecord) -> None:
+        turns = await memory.messages(record.key, limit=200)
+        missed = [n for n, t in enumerate(turns) if t.role == "assistant" and t.knowledge == "none"]
+        if not missed:
+            return
+        question = next((t.text for t in reversed(turns[: missed[-1]]) if t.role == "user"), "")
+        answer = "\n".join(t.text for t in turns[missed[-1] :] if t.role == "agent")
+        if question and answer:
+            await knowledge.propose(question, answer, f"handoff#handoff-{record.id}")
+            log.info("knowledge: a Q&A entry proposed from a hand-off", extra={"escalation_id": record.id})
+
+    return learn

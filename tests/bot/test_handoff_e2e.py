@@ -32,6 +32,7 @@ from bot.notify import Notifications
 from core.bot import Bot
 from core.escalations import EscalationStore
 from core.events import ConversationKey
+from core.handoff import Handoff
 from core.memory import Memory
 from core.outbox import Outbox
 from tests.auxil.fake_slack import FakeSlackAPI
@@ -101,7 +102,8 @@ async def world(
         escalations = EscalationStore(memory.db)
         notifications = Notifications(memory, escalations, Outbox(memory.db), configured)
         bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications,
-                  escalations=escalations, handoff=configured.handoff)  # fmt: skip
+                  escalations=escalations, handoff=Handoff(memory, escalations, configured.handoff,
+                  destinations=notifications.destinations, changed=notifications.changed))  # fmt: skip
         secrets = configured.secrets.platforms
         tg = TelegramAdapter(bot, configured.platforms["telegram"], secrets)
         sl = SlackAdapter(bot, configured.platforms["slack"], secrets)

@@ -25,6 +25,7 @@ from bot.registry import PLATFORMS
 from core.bot import Bot
 from core.escalations import EscalationStore
 from core.events import ConversationKey
+from core.handoff import Handoff
 from core.memory import Memory
 from core.outbox import Outbox
 from tests.auxil import chatterbox
@@ -66,7 +67,8 @@ async def world(spy: SpyEngine, memory: Memory, settings: Settings) -> AsyncIter
         escalations = EscalationStore(memory.db)
         notifications = Notifications(memory, escalations, Outbox(memory.db), configured)
         bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications,
-                  escalations=escalations, handoff=configured.handoff)  # fmt: skip
+                  escalations=escalations, handoff=Handoff(memory, escalations, configured.handoff,
+                  destinations=notifications.destinations, changed=notifications.changed))  # fmt: skip
         adapters = app.open_adapters(bot, configured)  # what `serve` does, through the registry
         [adapter] = adapters.values()
         async with adapter:
