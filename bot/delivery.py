@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from core.bot import Bot, Event
 from core.errors import BotError, Busy
 from core.events import ConversationKey, IncomingMessage, Reply
-from core.memory import Memory, Owed
+from core.ledger import Ledger, Owed
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_
     """Answer a stored platform message: the reply as it streams in one message, then its final
     text (the rest in more messages). None when the model is busy: the message stays stored and
     recovery answers it (a platform user cannot be asked to send it again)."""
-    shown = _Shown(channel, bot.memory, msg, reply_to, await bot.memory.sent_ids(msg.key, msg.event_id))
+    shown = _Shown(channel, bot.ledger, msg, reply_to, await bot.ledger.sent_ids(msg.key, msg.event_id))
     reply = None
     try:
         async with channel.typing(msg.key):
@@ -86,7 +86,7 @@ async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_
         return reply  # answered on the first delivery (recovery delivers what it owes), or a person took over
     # a knowledge answer is the sources' words and a list of them: plain text, nothing in it is markup
     await shown.show(split(with_sources(reply), channel.limit) or ["…"], markdown=not reply.sources)
-    await bot.memory.delivered(msg.key, msg.event_id)
+    await bot.ledger.delivered(msg.key, msg.event_id)
     return reply
 
 
@@ -98,21 +98,21 @@ def with_sources(reply: Reply) -> str:
     return "\n".join([reply.text, "", "Sources:", *cited])
 
 
-async def redeliver(channel: OutputChannel, memory: Memory, owed: Owed) -> None:
+async def redeliver(channel: OutputChannel, ledger: Ledger, owed: Owed) -> None:
     """Finish showing an answer that was stored but not (wholly) posted: what was posted is edited."""
     msg = owed.message
-    shown = _Shown(channel, memory, msg, msg.message_id or None, list(owed.sent_ids))
+    shown = _Shown(channel, ledger, msg, msg.message_id or None, list(owed.sent_ids))
     await shown.show(split(owed.reply or "", channel.limit) or ["…"], markdown=True)
-    await memory.delivered(msg.key, msg.event_id)
+    await ledger.delivered(msg.key, msg.event_id)
 
 
 class _Shown:
     """The messages posted for one event, edited in place; each new one is noted in the ledger."""
 
     def __init__(
-        self, channel: OutputChannel, memory: Memory, msg: IncomingMessage, reply_to: str | None, ids: list[str]
+        self, channel: OutputChannel, ledger: Ledger, msg: IncomingMessage, reply_to: str | None, ids: list[str]
     ) -> None:
-        self.channel, self.memory, self.msg, self.reply_to = channel, memory, msg, reply_to
+        self.channel, self.ledger, self.msg, self.reply_to = channel, ledger, msg, reply_to
         self.sent = [Sent(msg.key, id) for id in ids]
 
     async def show(self, pieces: list[str], markdown: bool) -> None:
@@ -122,7 +122,7 @@ class _Shown:
                 continue
             sent = await self.channel.post(self.msg.key, piece, reply_to=self.reply_to, markdown=markdown)
             self.sent.append(sent)
-            await self.memory.posted(self.msg.key, self.msg.event_id, sent.id)
+            await self.ledger.posted(self.msg.key, self.msg.event_id, sent.id)
 
 
 def split(text: str, limit: int) -> list[str]:

@@ -15,7 +15,7 @@ from bot.delivery import OutputChannel, deliver, redeliver
 from core.bot import Bot
 from core.errors import Busy
 from core.events import ConversationKey
-from core.memory import Owed
+from core.ledger import Owed
 from core.settings import RecoverySettings
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Recovery:
 
     async def once(self) -> int:
         """One pass: how many events were finished (or tried)."""
-        owed, given_up = await self.bot.memory.claim_owed(
+        owed, given_up = await self.bot.ledger.claim_owed(
             timedelta(minutes=self.settings.window_minutes), self.settings.max_attempts, list(self.channels)
         )
         for event in given_up:
@@ -56,17 +56,17 @@ class Recovery:
         fields = {"platform": msg.platform, "event_id": msg.event_id}
         try:
             if owed.reply is not None and channel is not None:
-                await redeliver(channel, self.bot.memory, owed)
+                await redeliver(channel, self.bot.ledger, owed)
                 log.info("recovery: a stored answer was sent", extra=fields)
             elif channel is not None:
                 if await deliver(channel, self.bot, msg, reply_to=msg.message_id or None) is None:
-                    await self.bot.memory.unclaim(msg.key, msg.event_id)
+                    await self.bot.ledger.unclaim(msg.key, msg.event_id)
                 else:
                     log.info("recovery: an unanswered event was answered", extra=fields)
             else:
                 await self.bot.handle(msg)
                 log.info("recovery: an unanswered event was answered and stored for its retry", extra=fields)
         except Busy:  # the model is full: the next pass tries again
-            await self.bot.memory.unclaim(msg.key, msg.event_id)
+            await self.bot.ledger.unclaim(msg.key, msg.event_id)
         except Exception:
             log.exception("recovery: could not finish an event; tried again after its lease", extra=fields)

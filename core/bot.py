@@ -21,7 +21,8 @@ from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.handoff import Handoff, learning
 from core.knowledge import Answer, Knowledge, is_question
-from core.memory import Accepted, Memory, Seen
+from core.ledger import Accepted, Ledger, Seen
+from core.memory import Memory
 from core.outbox import erase
 from core.prompts import build_chat
 from core.settings import EscalationSettings, HandoffSettings, MemorySettings, PromptSettings
@@ -75,6 +76,7 @@ class Bot:
             escalation.public_per_user_hour if escalation else 0, escalation.public_per_origin_hour if escalation else 0
         )
         self.escalations = escalations or EscalationStore(memory.db)
+        self.ledger = Ledger(memory.db)  # every event once: accepted, answered, delivered
         # the hand-off service is built by the composition root (bot/app.py) and given to whoever needs it;
         # without one (a bare Bot), one with the default settings relays to the notifier's destinations
         self.handoff = handoff or Handoff(
@@ -141,7 +143,7 @@ class Bot:
         async with lock, self.memory.turn_lock(msg.key):
             clock = _Clock()
             self.admit()
-            accepted = await self.memory.accept(msg)
+            accepted = await self.ledger.accept(msg)
             if (early := await self._early(msg, accepted)) is not None:
                 yield early
                 return
@@ -153,12 +155,12 @@ class Bot:
                         yield item
                 text, failed = "".join(turn.parts).strip(), False
             except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
-                await asyncio.shield(self.memory.release(accepted))  # the retry answers it
+                await asyncio.shield(self.ledger.release(accepted))  # the retry answers it
                 log.info("the reply was abandoned; the event is left for a retry", extra=_fields(msg))
                 raise
             except Exception as exc:
                 if isinstance(exc, Unavailable) and not turn.parts:  # nothing answered: a retry is answered afresh
-                    await self.memory.release(accepted)
+                    await self.ledger.release(accepted)
                     log.info("model unavailable; the event is left for a retry", extra=_fields(msg))
                     raise
                 log.exception("answering failed", extra=_fields(msg))
@@ -177,7 +179,7 @@ class Bot:
         if len(accepted.text) <= self.limits.max_text_chars:
             return None
         line = TOO_LONG.format(limit=self.limits.max_text_chars)
-        await self.memory.record_reply(accepted, line, failed=False)
+        await self.ledger.record_reply(accepted, line, failed=False)
         log.info("message over max_text_chars answered with the limit", extra=_fields(msg))
         return Reply(line, None)
 
@@ -205,7 +207,10 @@ class Bot:
             turn.answer, parts = found, [opening + found.text]
         else:
             parts = []
-            history = await self.memory.history(turn.accepted, self.limits.history_messages)
+            a = turn.accepted
+            history = await self.memory.history(
+                a.conversation_id, a.context_from, a.message_id, self.limits.history_messages
+            )
             chat_mood = Mood("negative", mood.scores) if turn.route.soothing else mood
             async for chunk in clock.first_token(self.engine.reply(build_chat(self.prompts, chat_mood, history,
                                                                              turn.accepted.text))):  # fmt: skip
@@ -222,10 +227,10 @@ class Bot:
         msg, answer = turn.msg, turn.answer
         sources = answer.sources if answer is not None and not failed else ()
         try:
-            await self.memory.record_reply(turn.accepted, text, failed, sources, answer.kind if answer else None)
+            await self.ledger.record_reply(turn.accepted, text, failed, sources, answer.kind if answer else None)
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.memory.release(turn.accepted))
+                await asyncio.shield(self.ledger.release(turn.accepted))
             raise
         paused = turn.route.paused
         outcome = "failed" if failed else "paused" if paused and not text else "answered"
@@ -246,7 +251,7 @@ class Bot:
         process dies first. False when it was stored before (a redelivery). Storing does not wait
         for the model: a message that arrives while it is full is answered when it has room."""
         self._check(msg)
-        return await self.memory.store(msg)
+        return await self.ledger.store(msg)
 
     def _check(self, msg: IncomingMessage) -> None:
         self.validate(msg.text, length=False)

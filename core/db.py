@@ -1,7 +1,7 @@
 """The database every store shares: one SQLAlchemy async engine, its sessions, and the metadata.
 
 SQLite (WAL mode) by default, PostgreSQL by changing the URL. The tables are declared by the
-stores that own them (core/memory.py, core/escalations.py, core/outbox.py) on `Base`.
+stores that own them (core/memory.py, core/ledger.py, core/escalations.py, core/outbox.py) on `Base`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from core.errors import BotError
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import Agent, AgentMessage, as_utc, utcnow
 from core.knowledge import Knowledge
+from core.ledger import Ledger
 from core.memory import Memory, StoredMessage
 from core.outbox import CUSTOMER, queue
 from core.settings import HandoffSettings
@@ -55,6 +56,7 @@ class Handoff:
         resolved: Callable[[EscalationRecord], Awaitable[None]] | None = None,
     ) -> None:
         self.memory, self.escalations, self.settings = memory, escalations, settings
+        self.ledger = Ledger(memory.db)  # a turn nobody answers is stored once per event id too
         self.resolved = resolved  # after a hand-back: what the bot learns from it (a proposed Q&A entry)
         self.relayed_to = list(destinations)  # where a customer's turns are relayed (the console reads the database)
         self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
@@ -151,7 +153,7 @@ class Handoff:
         async def relay(session: AsyncSession, message_id: int) -> None:
             await queue(session, record.id, destinations, message_id)
 
-        stored = await self.memory.add_turn(record.conversation_id, role, author, text, event_id, then=relay)
+        stored = await self.ledger.add_turn(record.conversation_id, role, author, text, event_id, then=relay)
         if stored is not None:
             self.changed(None)
         return stored is not None

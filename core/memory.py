@@ -1,21 +1,17 @@
-"""Conversation memory: conversations, messages (user, assistant, agent turns), the event ledger,
-and the history the model sees. SQLAlchemy 2 models; the repository returns plain dataclasses."""
+"""Conversation memory: conversations, messages (user, assistant, agent turns), and the history the
+model sees. SQLAlchemy 2 models; the repository returns plain dataclasses. Which event each turn
+came from, and whether it was answered and delivered, is the ledger's (core/ledger.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -34,17 +30,9 @@ from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from core import leases
 from core.db import Base, Database
-from core.events import ChatMessage, ConversationKey, IncomingMessage, Mood, Role, Source, as_utc, utcnow
+from core.events import ChatMessage, ConversationKey, Mood, Role, Source, as_utc, utcnow
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-"""Who answers an event, in the ledger: this process (this start of it: a restarted container has
-the same host name and often the same pid)."""
-RECOVERY = f"{OWNER}/recovery"
-"""The owner of events this process's recovery claimed: taken over by the answer it then starts."""
 NAME = 256  # characters of a display name kept (the column's size: a longer one is cut, not an error)
-LEASE = timedelta(minutes=2)
-"""How long an event's owner is trusted to be answering it: a redelivery after that takes it over.
-(Within one process the conversation's turn lock already orders a redelivery after the answer.)"""
 
 
 class Conversation(Base):
@@ -78,64 +66,6 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class ProcessedEvent(Base):
-    """The event ledger: one row per event ever accepted, keyed by its conversation (an event id
-    sent in one conversation never reaches another's), with who is answering it. A row goes
-    answering (owner + lease) -> answered | failed; `accepted` is one left for a retry."""
-
-    __tablename__ = "processed_events"
-    __table_args__ = (UniqueConstraint("conversation_id", "event_id"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    event_id: Mapped[str] = mapped_column(String(255))
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    reply_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    # accepted | answering | answered | failed
-    status: Mapped[str] = mapped_column(String(16), default="accepted", index=True)
-    owner: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(default=0)
-    # the outbox for platform sends: the platform's id of the user's message (to reply to it), the
-    # ids of what the bot posted for it, in order, and when the answer was wholly delivered
-    platform_message_id: Mapped[str | None] = mapped_column(String(128))
-    sent_ids: Mapped[list[str] | None] = mapped_column(JSON)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """An event to answer now: its user turn is stored (before any work starts). `retry` when it
-    was accepted before and never answered (the answerer died, the client left, or it failed);
-    `text` is the stored turn's, which a redelivery cannot change."""
-
-    conversation_id: int
-    message_id: int
-    context_from: int
-    ledger_id: int
-    text: str
-    retry: bool = False
-
-
-@dataclass(frozen=True)
-class Seen:
-    """An event answered before (`reply` is empty when the bot stayed silent or the turn was forgotten)."""
-
-    reply: str
-    mood: Mood | None
-
-
-@dataclass(frozen=True)
-class Owed:
-    """An event recovery owes an answer (`reply` None) or the delivery of a stored answer (`reply`,
-    and the platform ids of what was posted of it before, to edit instead of posting again)."""
-
-    message: IncomingMessage
-    reply: str | None = None
-    sent_ids: tuple[str, ...] = ()
-
-
 @dataclass(frozen=True)
 class StoredMessage:
     id: int
@@ -152,12 +82,26 @@ class StoredMessage:
 
 def _stored(row: Message, key: ConversationKey | None = None) -> StoredMessage:
     sources = tuple(Source(**s) for s in row.sources or ())
-    return StoredMessage(row.id, row.role, row.author_id, row.text, _mood(row), row.created_at, row.author_name, key,
+    return StoredMessage(row.id, row.role, row.author_id, row.text, mood_of(row), row.created_at, row.author_name, key,
                          row.knowledge, sources)  # fmt: skip
 
 
-def _mood(row: Message) -> Mood | None:
+def mood_of(row: Message) -> Mood | None:
     return Mood.from_scores(row.mood_scores) if row.mood_scores else None
+
+
+async def conversation_row(session: AsyncSession, key: ConversationKey) -> Conversation:
+    """The conversation's row, made on first use (or found, when another worker made it meanwhile)."""
+    query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+    if found := await session.scalar(query):
+        return found
+    try:
+        async with session.begin_nested():
+            conversation = Conversation(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+            session.add(conversation)
+        return conversation
+    except IntegrityError:  # created meanwhile by another worker
+        return (await session.scalars(query)).one()
 
 
 class Memory:
@@ -179,112 +123,16 @@ class Memory:
     async def aclose(self) -> None:
         await self.db.aclose()
 
-    async def _conversation(self, session: AsyncSession, key: ConversationKey) -> Conversation:
-        query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
-        if found := await session.scalar(query):
-            return found
-        try:
-            async with session.begin_nested():
-                conversation = Conversation(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
-                session.add(conversation)
-            return conversation
-        except IntegrityError:  # created meanwhile by another worker
-            return (await session.scalars(query)).one()
-
     def turn_lock(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
         """Orders turns of one conversation across processes (a lease: `core/leases.py`)."""
         return leases.hold(self.db, f"turn\x00{key.platform}\x00{key.chat_id}\x00{key.thread_id}")
-
-    async def accept(self, msg: IncomingMessage) -> Accepted | Seen:
-        """Record the event in the ledger and store the user turn; or take over an event accepted
-        before and never answered; or report the answer it got. Callers hold the conversation's
-        turn lock, so an unanswered event found here has no live answerer."""
-        lease = {"status": "answering", "owner": OWNER, "lease_until": utcnow() + LEASE}
-        async with self._session() as session, session.begin():
-            conversation = await self._conversation(session, msg.key)
-            try:
-                ledger = await self._insert(session, conversation, msg, attempts=1, **lease)
-            except IntegrityError:
-                return await self._redelivered(session, conversation, msg.event_id, lease)
-            return Accepted(conversation.id, ledger.message_id or 0, conversation.context_from, ledger.id, msg.text)
-
-    async def store(self, msg: IncomingMessage) -> bool:
-        """Record the event and its user turn for answering later (the platform is told it arrived
-        only after this): False when it was stored before. `accept` then takes it over."""
-        async with self._session() as session, session.begin():
-            conversation = await self._conversation(session, msg.key)
-            try:
-                await self._insert(session, conversation, msg, status="accepted", attempts=0)
-            except IntegrityError:
-                return False
-            return True
-
-    async def _insert(
-        self, session: AsyncSession, conversation: Conversation, msg: IncomingMessage, **ledger_fields: Any
-    ) -> ProcessedEvent:
-        """The ledger row and the user turn, in one savepoint (IntegrityError when the event is known)."""
-        async with session.begin_nested():
-            ledger = ProcessedEvent(
-                conversation_id=conversation.id,
-                event_id=msg.event_id,
-                platform_message_id=msg.message_id or None,
-                **ledger_fields,
-            )
-            session.add(ledger)
-            await session.flush()
-            turn = Message(
-                conversation_id=conversation.id,
-                role="user",
-                author_id=msg.user_id,
-                author_name=msg.user_name[:NAME],
-                text=msg.text,
-                created_at=msg.received_at,
-            )
-            session.add(turn)
-            await session.flush()
-            ledger.message_id = turn.id
-        return ledger
-
-    async def _redelivered(
-        self, session: AsyncSession, conversation: Conversation, event_id: str, lease: dict[str, Any]
-    ) -> Accepted | Seen:
-        query = select(ProcessedEvent).filter_by(conversation_id=conversation.id, event_id=event_id)
-        ledger = (await session.scalars(query)).one()
-        user = await session.get(Message, ledger.message_id) if ledger.message_id else None
-        reply = await session.get(Message, ledger.reply_id) if ledger.reply_id else None
-        if ledger.status == "answered" or user is None or not self._abandoned(ledger):
-            return Seen(reply.text if reply else "", _mood(user) if user else None)
-        if reply is not None:  # the apology of a failed attempt makes way for the real answer
-            await session.delete(reply)
-        retry = ledger.attempts > 0  # else stored by `store` and answered now for the first time
-        for name, value in lease.items():
-            setattr(ledger, name, value)
-        ledger.attempts += 1
-        return Accepted(conversation.id, user.id, conversation.context_from, ledger.id, user.text, retry=retry)
-
-    def _abandoned(self, ledger: ProcessedEvent) -> bool:
-        """Whether nobody is answering the event: left for a retry (`accepted`), failed, claimed by
-        this process's recovery (which answers it now), its owner's lease expired, or owned by
-        another process on SQLite (one process per file: it is gone)."""
-        if ledger.status != "answering" or ledger.owner == RECOVERY:
-            return True
-        if ledger.lease_until is None or as_utc(ledger.lease_until) < utcnow():
-            return True
-        return self.db.dialect == "sqlite" and ledger.owner != OWNER
-
-    def _idle(self, now: datetime) -> ColumnElement[bool]:
-        """Ledger rows no live process holds (the SQL twin of `_abandoned`, without the turn lock)."""
-        idle = or_(ProcessedEvent.owner.is_(None), ProcessedEvent.lease_until < now)
-        if self.db.dialect == "sqlite":
-            return or_(idle, ProcessedEvent.owner.not_in((OWNER, RECOVERY)))
-        return idle
 
     async def set_mood(self, message_id: int, mood: Mood) -> None:
         async with self._session() as session, session.begin():
             row = await session.get_one(Message, message_id)
             row.mood_label, row.mood_score, row.mood_scores = mood.label, mood.score, dict(mood.scores)
 
-    async def history(self, accepted: Accepted, limit: int) -> list[ChatMessage]:
+    async def history(self, conversation_id: int, context_from: int, before: int, limit: int) -> list[ChatMessage]:
         """The turns before the accepted one, oldest first, at most `limit`, since the last reset.
         An answer sits right after the turn it answers (a message stored while the one before was
         being answered has a smaller id than that answer, but comes after it)."""
@@ -292,9 +140,9 @@ class Memory:
         query = (
             select(Message.role, Message.text)
             .where(
-                Message.conversation_id == accepted.conversation_id,
-                Message.id > accepted.context_from,
-                turn < accepted.message_id,
+                Message.conversation_id == conversation_id,
+                Message.id > context_from,
+                turn < before,
             )
             .order_by(turn.desc(), Message.id.desc())
             .limit(limit)
@@ -306,123 +154,12 @@ class Memory:
             turns.pop(0)
         return turns
 
-    async def record_reply(
-        self, accepted: Accepted, text: str, failed: bool, sources: Sequence[Source] = (), knowledge: str | None = None
-    ) -> None:
-        """Store the bot turn (none when the bot stays silent) with the knowledge it used (`knowledge`:
-        curated | passages | none, and its sources) and close the event in the ledger; the caller keeps
-        its lease while it delivers the answer (`delivered` ends it)."""
-        async with self._session() as session, session.begin():
-            ledger = await session.get_one(ProcessedEvent, accepted.ledger_id)
-            ledger.status, ledger.lease_until = "failed" if failed else "answered", utcnow() + LEASE
-            if text:
-                turn = Message(
-                    conversation_id=accepted.conversation_id,
-                    role="assistant",
-                    author_id="tonebot",
-                    text=text,
-                    reply_to_id=accepted.message_id,
-                    sources=[dataclasses.asdict(source) for source in sources] or None,
-                    knowledge=knowledge,
-                )
-                session.add(turn)
-                await session.flush()
-                ledger.reply_id = turn.id
-
-    async def release(self, accepted: Accepted) -> None:
-        """Leave an event nothing was answered for (the model was busy or not running) for a retry:
-        the user turn stays stored, and the platform's retry of the same event takes it over."""
-        async with self._session() as session, session.begin():
-            ledger = await session.get_one(ProcessedEvent, accepted.ledger_id)
-            ledger.status, ledger.owner, ledger.lease_until = "accepted", None, None
-
-    async def posted(self, key: ConversationKey, event_id: str, platform_id: str) -> None:
-        """Note a message the bot posted on the platform for an event (edited, not posted again, on recovery)."""
-        async with self._session() as session, session.begin():
-            if (ledger := await self._ledger(session, key, event_id)) is not None:
-                ledger.sent_ids = [*(ledger.sent_ids or []), platform_id]
-
-    async def sent_ids(self, key: ConversationKey, event_id: str) -> list[str]:
-        """What was posted for an event before (by an attempt that died): edited, not posted again."""
-        async with self._session() as session:
-            ledger = await self._ledger(session, key, event_id)
-            return list(ledger.sent_ids or []) if ledger else []
-
-    async def delivered(self, key: ConversationKey, event_id: str) -> None:
-        """The event's answer is wholly on the platform: nothing is owed for it any more."""
-        async with self._session() as session, session.begin():
-            if (ledger := await self._ledger(session, key, event_id)) is not None:
-                ledger.delivered_at, ledger.owner, ledger.lease_until = utcnow(), None, None
-
-    async def unclaim(self, key: ConversationKey, event_id: str) -> None:
-        """Give back a claim that could not be worked on now (the model is full): due at the next pass."""
-        async with self._session() as session, session.begin():
-            if (ledger := await self._ledger(session, key, event_id)) is not None and ledger.owner == RECOVERY:
-                ledger.owner, ledger.lease_until = None, None
-
-    async def _ledger(self, session: AsyncSession, key: ConversationKey, event_id: str) -> ProcessedEvent | None:
-        query = (
-            select(ProcessedEvent)
-            .join(Conversation, Conversation.id == ProcessedEvent.conversation_id)
-            .where(ProcessedEvent.event_id == event_id, Conversation.platform == key.platform)
-            .where(Conversation.chat_id == key.chat_id, Conversation.thread_id == key.thread_id)
-        )
-        return await session.scalar(query)
-
-    async def claim_owed(
-        self, window: timedelta, max_attempts: int, platforms: Sequence[str], limit: int = 100
-    ) -> tuple[list[Owed], list[str]]:
-        """Claim, for this process, what no live process is doing: events accepted and never
-        answered (any platform), and answers not yet delivered (on `platforms`, the ones this process
-        can post to), oldest first. Events older than `window`, or tried `max_attempts` times, are
-        marked failed instead: returned as "platform:event_id" for the log. On PostgreSQL, rows
-        another replica is claiming right now are skipped (FOR UPDATE SKIP LOCKED)."""
-        now = utcnow()
-        unanswered = ProcessedEvent.status.in_(("accepted", "answering"))
-        undelivered = and_(
-            ProcessedEvent.status.in_(("answered", "failed")),
-            ProcessedEvent.reply_id.is_not(None),
-            ProcessedEvent.delivered_at.is_(None),
-            Conversation.platform.in_(platforms),
-        )
-        query = (
-            select(ProcessedEvent, Conversation)
-            .join(Conversation, Conversation.id == ProcessedEvent.conversation_id)
-            .where(or_(unanswered, undelivered), self._idle(now), ProcessedEvent.message_id.is_not(None))
-            .order_by(ProcessedEvent.id)
-            .limit(limit)
-            .with_for_update(of=ProcessedEvent, skip_locked=True)
-        )
-        owed, given_up = [], []
-        async with self._session() as session, session.begin():
-            for ledger, conversation in (await session.execute(query)).tuples():
-                answered = ledger.status in ("answered", "failed")
-                if as_utc(ledger.created_at) < now - window or (not answered and ledger.attempts >= max_attempts):
-                    ledger.status, ledger.owner, ledger.lease_until = "failed", None, None
-                    ledger.delivered_at = now  # nothing is sent for it any more
-                    given_up.append(f"{conversation.platform}:{ledger.event_id}")
-                    continue
-                user = await session.get_one(Message, ledger.message_id)
-                reply = await session.get(Message, ledger.reply_id) if answered and ledger.reply_id else None
-                ledger.owner, ledger.lease_until = RECOVERY, now + LEASE
-                msg = IncomingMessage(
-                    key=ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id),
-                    user_id=user.author_id,
-                    user_name=user.author_name,
-                    text=user.text,
-                    event_id=ledger.event_id,
-                    message_id=ledger.platform_message_id or "",
-                    received_at=as_utc(user.created_at),
-                )
-                owed.append(Owed(msg, reply.text if reply else None, tuple(ledger.sent_ids or ())))
-        return owed, given_up
-
     async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
         """Start a fresh context: earlier turns stay stored but are no longer sent to the model.
         With `user_id`, every conversation in the key's chat that the user wrote in (all its threads)."""
         async with self._session() as session, session.begin():
             if user_id is None:
-                conversations = [await self._conversation(session, key)]
+                conversations = [await conversation_row(session, key)]
             else:
                 wrote = select(Message.conversation_id).filter_by(author_id=user_id, role="user")
                 query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id)
@@ -572,34 +309,6 @@ class Memory:
                 return None
             conversation = await session.get_one(Conversation, row.conversation_id)
             return _stored(row, ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id))
-
-    async def add_turn(
-        self,
-        conversation_id: int,
-        role: Role | str,
-        author: tuple[str, str],
-        text: str,
-        event_id: str,
-        then: Callable[[AsyncSession, int], Awaitable[object]] | None = None,
-    ) -> int | None:
-        """Store a turn nobody answers (an agent's message, a hand-off line to the customer), once per
-        `event_id` in its conversation (a redelivery, another replica: None), and in the same
-        transaction `then(session, message_id)` (the relays of it, queued in the outbox)."""
-        async with self._session() as session, session.begin():
-            try:
-                async with session.begin_nested():
-                    turn = Message(conversation_id=conversation_id, role=role, author_id=author[0],
-                                   author_name=author[1][:NAME], text=text)  # fmt: skip
-                    session.add(turn)
-                    await session.flush()
-                    session.add(ProcessedEvent(conversation_id=conversation_id, event_id=event_id, message_id=turn.id,
-                                               status="answered", delivered_at=utcnow()))  # fmt: skip
-                    await session.flush()
-            except IntegrityError:
-                return None
-            if then is not None:
-                await then(session, turn.id)
-            return turn.id
 
     async def last_user_turn_at(self, conversation_id: int) -> datetime | None:
         query = select(func.max(Message.created_at)).filter_by(conversation_id=conversation_id, role="user")

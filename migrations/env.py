@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import core.escalations
 import core.knowledge.store
 import core.leases
+import core.ledger
 import core.memory
 import core.outbox  # each store module declares its tables on Base
 from core.db import Base, async_url

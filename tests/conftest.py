@@ -15,6 +15,7 @@ from bot.config import Settings, load_settings
 from bot.tools.bench import llamacpp_server
 from core import loading
 from core.bot import Bot
+from core.ledger import Ledger
 from core.local.engine import TransformersEngine
 from core.memory import Memory
 from tests.auxil.scripted import ScriptedEngine
@@ -101,3 +102,8 @@ def embed() -> Iterator[object]:
     from core.local.embedder import LazyEmbedder
 
     yield LazyEmbedder()
+
+
+@pytest.fixture
+def ledger(memory: Memory) -> Ledger:
+    return Ledger(memory.db)

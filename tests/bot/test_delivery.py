@@ -8,7 +8,7 @@ from datetime import timedelta
 from bot.delivery import deliver, previews, redeliver, split
 from core.bot import Bot, Event
 from core.events import ConversationKey, IncomingMessage, Reply
-from core.memory import Owed
+from core.ledger import Owed
 from tests.auxil.collecting import CollectingChannel
 from tests.auxil.scripted import ScriptedEngine
 
@@ -71,31 +71,31 @@ async def test_duplicates_and_paused_chats_send_nothing(scriptbot: Bot) -> None:
 
 
 async def test_the_ledger_is_the_outbox_every_post_noted_and_the_delivery_closed(scriptbot: Bot) -> None:
-    memory, channel = scriptbot.memory, CollectingChannel(limit=30, interval=3600)
+    ledger, channel = scriptbot.ledger, CollectingChannel(limit=30, interval=3600)
     msg = message("a question long enough to need a few pieces of answer")
     await deliver(channel, scriptbot, msg)
-    assert await memory.sent_ids(KEY, msg.event_id) == list(channel.posted)  # every piece, in order
-    owed, _ = await memory.claim_owed(timedelta(hours=1), 3, ["test"])
+    assert await ledger.sent_ids(KEY, msg.event_id) == list(channel.posted)  # every piece, in order
+    owed, _ = await ledger.claim_owed(timedelta(hours=1), 3, ["test"])
     assert owed == []  # delivered: nothing owed
 
 
 async def test_an_answer_after_a_dead_attempt_edits_what_that_attempt_posted(scriptbot: Bot) -> None:
     """A preview posted by an attempt that died is edited into the answer, not left beside a second one."""
-    memory, channel = scriptbot.memory, CollectingChannel()
+    ledger, channel = scriptbot.ledger, CollectingChannel()
     msg = message("Hello")
-    assert await memory.store(msg)
+    assert await ledger.store(msg)
     dead = await channel.post(KEY, "You sa", reply_to="m-7")
-    await memory.posted(KEY, msg.event_id, dead.id)
+    await ledger.posted(KEY, msg.event_id, dead.id)
     await deliver(channel, scriptbot, msg, reply_to="m-7")
     [posted] = channel.messages
     assert posted.text == "You said: Hello"
 
 
 async def test_redeliver_finishes_a_stored_answer_editing_what_was_posted(scriptbot: Bot) -> None:
-    memory, channel = scriptbot.memory, CollectingChannel(limit=30)
+    ledger, channel = scriptbot.ledger, CollectingChannel(limit=30)
     text = "First sentence is here. Second sentence follows. Third one ends it."
     first = await channel.post(KEY, "First sentence is here.")
     owed = Owed(message("tell me"), text, (first.id,))
-    await redeliver(channel, memory, owed)
+    await redeliver(channel, ledger, owed)
     assert [m.text for m in channel.messages] == split(text, 30)
     assert channel.posted[first.id].versions == ["First sentence is here."] * 2  # edited, not posted again

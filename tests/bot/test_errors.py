@@ -114,7 +114,7 @@ async def test_an_engine_error_on_sentiment_is_json(scriptbot: Bot, scripted: Sc
 async def test_a_reply_that_cannot_be_recorded_is_503_and_its_retry_gets_a_real_answer(
     scriptbot: Bot, memory: Memory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record, calls = memory.record_reply, []
+    record, calls = scriptbot.ledger.record_reply, []
 
     async def locked_once(*args: object, **kwargs: object) -> None:
         calls.append(1)
@@ -122,7 +122,7 @@ async def test_a_reply_that_cannot_be_recorded_is_503_and_its_retry_gets_a_real_
             raise OperationalError("UPDATE", {}, Exception("database is locked"))
         await record(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(memory, "record_reply", locked_once)
+    monkeypatch.setattr(scriptbot.ledger, "record_reply", locked_once)
     body = {"conversation_id": "locked", "text": "Where is my order?", "event_id": "once"}
     async with client(scriptbot) as c:
         first = await c.post("/v1/chat", json=body)

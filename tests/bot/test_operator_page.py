@@ -14,7 +14,8 @@ from core.events import ConversationKey, IncomingMessage
 from core.knowledge import Knowledge
 from core.knowledge.retrieval import Embed
 from core.knowledge.store import KnowledgeStore
-from core.memory import Accepted, Memory
+from core.ledger import Accepted
+from core.memory import Memory
 from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import serve_asgi
 
@@ -39,7 +40,7 @@ async def open_escalation(testbot: Bot, memory: Memory) -> int:
     from core.events import ConversationKey, IncomingMessage, Mood
 
     msg = IncomingMessage(ConversationKey("web", "hostile-1"), user_id="mallory", text=HOSTILE)
-    accepted = await memory.accept(msg)
+    accepted = await testbot.ledger.accept(msg)
     assert isinstance(accepted, Accepted)
     await memory.set_mood(accepted.message_id, Mood.from_scores({"negative": 0.97, "neutral": 0.01, "positive": 0.02}))
     record = await testbot.escalations.open(accepted.conversation_id, "high_negative", [], ())

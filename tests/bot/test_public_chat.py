@@ -18,7 +18,8 @@ from bot.exposure import check_exposure
 from core.bot import Bot
 from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage
-from core.memory import Accepted, Memory
+from core.ledger import Accepted, Ledger
+from core.memory import Memory
 from tests.auxil.postgres import postgres_database
 from tests.auxil.scripted import NEGATIVE, ScriptedEngine
 
@@ -106,7 +107,7 @@ async def test_a_long_display_name_is_stored_cut_on_postgresql() -> None:
         memory = Memory.open(url)
         try:
             msg = IncomingMessage(ConversationKey("web", "long"), user_id="u", text="hi", user_name="N" * 300)
-            assert isinstance(await memory.accept(msg), Accepted)
+            assert isinstance(await Ledger(memory.db).accept(msg), Accepted)
             [stored] = await memory.messages(msg.key)
         finally:
             await memory.aclose()

@@ -14,7 +14,8 @@ FORBIDDEN = {"bot", "telegram", "slack_bolt", "slack_sdk", "starlette", "fastapi
 LONG_MODULES = {  # module -> why it is longer than ~250 lines
     "bot/tools/bench.py": "one benchmark report: each measure is a short function, the table prints them together",
     "core/bot.py": "the one entry point, read in order: validate, admit, accept or take over, classify, reply, record",
-    "core/memory.py": "three tables and the one repository over them; every method is one short transaction",
+    "core/memory.py": "conversations and messages, and the one repository over them; each method one short transaction",
+    "core/ledger.py": "exactly-once read together: accept or take over, record, release, what was posted, recovery",
     "core/local/llamacpp.py": "one engine read together: load and KV sizing, the mood from log-probabilities, replies",
     "bot/tools/train_head.py": "one fit read in order: split, features (either engine), the sweep, the fit, the report",
 }

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from core import memory as memory_module
+from core import ledger as ledger_module
 from core.bot import APOLOGY, Bot
 from core.events import ConversationKey, IncomingMessage, Mood
-from core.memory import Accepted, Memory, Seen
+from core.ledger import Accepted, Ledger, Seen
+from core.memory import Memory
 from tests.auxil.scripted import ScriptedEngine
 
 
@@ -44,28 +45,30 @@ async def test_a_stream_the_client_left_is_answered_by_the_retry(memory: Memory,
 
 @pytest.mark.parametrize("how", ["restarted", "lease expired"])
 async def test_an_answerer_that_died_is_taken_over_with_the_stored_turn(
-    memory: Memory, monkeypatch: pytest.MonkeyPatch, how: str
+    memory: Memory, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     if how == "lease expired":  # e.g. a PostgreSQL replica that was killed: its lease runs out
-        monkeypatch.setattr(memory_module, "LEASE", timedelta(seconds=-1))
-    first = await memory.accept(message("died", "the stored words", "died-1"))
+        monkeypatch.setattr(ledger_module, "LEASE", timedelta(seconds=-1))
+    first = await ledger.accept(message("died", "the stored words", "died-1"))
     assert isinstance(first, Accepted) and not first.retry
     # killed here, before a reply was recorded; the platform redelivers (whatever text it carries)
     if how == "restarted":  # a new process on the SQLite file
-        monkeypatch.setattr(memory_module, "OWNER", "host:999999")
-    again = await memory.accept(message("died", "a redelivery's words", "died-1"))
+        monkeypatch.setattr(ledger_module, "OWNER", "host:999999")
+    again = await ledger.accept(message("died", "a redelivery's words", "died-1"))
     assert isinstance(again, Accepted) and again.retry
     assert (again.message_id, again.text) == (first.message_id, "the stored words")
-    await memory.record_reply(again, "answered at last", failed=False)
-    seen = await memory.accept(message("died", "the stored words", "died-1"))
+    await ledger.record_reply(again, "answered at last", failed=False)
+    seen = await ledger.accept(message("died", "the stored words", "died-1"))
     assert isinstance(seen, Seen) and seen.reply == "answered at last"
     stored = await memory.messages(ConversationKey("web", "died"))
     assert [m.text for m in stored] == ["the stored words", "answered at last"]
 
 
-async def test_an_event_its_live_owner_is_answering_is_acknowledged_without_a_second_answer(memory: Memory) -> None:
-    first = await memory.accept(message("live", "hello", "live-1"))
-    again = await memory.accept(message("live", "hello", "live-1"))
+async def test_an_event_its_live_owner_is_answering_is_acknowledged_without_a_second_answer(
+    memory: Memory, ledger: Ledger
+) -> None:
+    first = await ledger.accept(message("live", "hello", "live-1"))
+    again = await ledger.accept(message("live", "hello", "live-1"))
     assert isinstance(first, Accepted) and isinstance(again, Seen) and again.reply == ""
 
 

@@ -12,11 +12,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from bot import migrate
-from core import memory as memory_module
+from core import ledger as ledger_module
 from core.db import Base, Database
 from core.escalations import EscalationStore
 from core.events import ConversationKey, IncomingMessage
-from core.memory import Accepted, Memory, Seen
+from core.ledger import Accepted, Ledger, Seen
+from core.memory import Memory
 from core.outbox import Outbox
 from tests.auxil.postgres import postgres_database
 
@@ -51,19 +52,21 @@ async def test_sqlite_runs_in_wal_mode(memory: Memory) -> None:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
 
 
-async def test_the_ledger_accepts_an_event_once_even_when_it_arrives_twice_at_once(memory: Memory) -> None:
+async def test_the_ledger_accepts_an_event_once_even_when_it_arrives_twice_at_once(
+    memory: Memory, ledger: Ledger
+) -> None:
     msg = IncomingMessage(ConversationKey("test", "c"), user_id="u", text="hi", event_id="e-1")
-    results = await asyncio.gather(*(memory.accept(msg) for _ in range(4)))
+    results = await asyncio.gather(*(ledger.accept(msg) for _ in range(4)))
     assert sum(isinstance(r, Accepted) for r in results) == 1
     assert sum(isinstance(r, Seen) for r in results) == 3
     assert len(await memory.messages(msg.key)) == 1
 
 
-async def test_the_same_event_id_on_another_platform_is_a_different_event(memory: Memory) -> None:
+async def test_the_same_event_id_on_another_platform_is_a_different_event(memory: Memory, ledger: Ledger) -> None:
     a = IncomingMessage(ConversationKey("telegram", "c"), user_id="u", text="hi", event_id="7")
     b = IncomingMessage(ConversationKey("slack", "c"), user_id="u", text="hi", event_id="7")
-    assert isinstance(await memory.accept(a), Accepted)
-    assert isinstance(await memory.accept(b), Accepted)
+    assert isinstance(await ledger.accept(a), Accepted)
+    assert isinstance(await ledger.accept(b), Accepted)
 
 
 async def test_turns_of_one_conversation_are_serialized_across_processes(db_url: str, memory: Memory) -> None:
@@ -101,10 +104,10 @@ DESTS = ("webhook:a", "slack:b")
 
 
 async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_replica(
-    db_url: str, memory: Memory
+    db_url: str, memory: Memory, ledger: Ledger
 ) -> None:
     msg = IncomingMessage(ConversationKey("test", "esc"), user_id="u", text="I want a human", event_id="x-1")
-    accepted = await memory.accept(msg)
+    accepted = await ledger.accept(msg)
     assert isinstance(accepted, Accepted)
     store, outbox = EscalationStore(memory.db), Outbox(memory.db)
     opened = await asyncio.gather(
@@ -134,14 +137,14 @@ async def test_an_escalation_opens_once_and_its_deliveries_are_claimed_by_one_re
     assert not (await store.state(accepted.conversation_id)).open
 
 
-async def test_a_message_that_fails_to_store_leaves_no_ledger_row_behind(memory: Memory) -> None:
+async def test_a_message_that_fails_to_store_leaves_no_ledger_row_behind(memory: Memory, ledger: Ledger) -> None:
     """Regression (#14 A.2): on SQLite, releasing the ledger's savepoint committed it, so a retry of an
     event whose user turn failed to store was answered as a duplicate with an empty reply."""
     bad = IncomingMessage(ConversationKey("test", "atomic"), user_id="u", text="broken \ud800", event_id="a-1")
     with pytest.raises(Exception):  # noqa: B017 - the driver's encoding error, whatever its class
-        await memory.accept(bad)
+        await ledger.accept(bad)
     good = IncomingMessage(ConversationKey("test", "atomic"), user_id="u", text="fine", event_id="a-1")
-    assert isinstance(await memory.accept(good), Accepted)
+    assert isinstance(await ledger.accept(good), Accepted)
     assert [m.text for m in await memory.messages(good.key)] == ["fine"]
 
 
@@ -171,7 +174,7 @@ async def test_the_ledger_migration_keys_old_events_by_their_conversation(db_url
 
 
 async def test_recovery_claims_each_owed_event_once_across_replicas(
-    memory: Memory, db_url: str, monkeypatch: pytest.MonkeyPatch
+    memory: Memory, ledger: Ledger, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """(#14) Events stored and never answered, and answers stored and never delivered, are claimed by
     exactly one replica (FOR UPDATE SKIP LOCKED on PostgreSQL), oldest first; a delivered answer is
@@ -179,19 +182,21 @@ async def test_recovery_claims_each_owed_event_once_across_replicas(
     key = ConversationKey("telegram", "owed")
     stored = [IncomingMessage(key, user_id="u", text=f"q{n}", event_id=f"s-{n}", message_id=str(n)) for n in range(4)]
     for msg in stored:
-        assert await memory.store(msg)
-    assert not await memory.store(stored[0])  # a redelivery is stored once
-    undelivered = await memory.accept(IncomingMessage(key, user_id="u", text="q", event_id="u-1"))
-    delivered = await memory.accept(IncomingMessage(key, user_id="u", text="q", event_id="d-1"))
+        assert await ledger.store(msg)
+    assert not await ledger.store(stored[0])  # a redelivery is stored once
+    undelivered = await ledger.accept(IncomingMessage(key, user_id="u", text="q", event_id="u-1"))
+    delivered = await ledger.accept(IncomingMessage(key, user_id="u", text="q", event_id="d-1"))
     assert isinstance(undelivered, Accepted) and isinstance(delivered, Accepted)
-    await memory.record_reply(delivered, "the answer, sent", failed=False)
-    await memory.delivered(key, "d-1")
-    monkeypatch.setattr(memory_module, "LEASE", timedelta(seconds=-1))  # its answerer dies after storing it
-    await memory.record_reply(undelivered, "the answer, never sent", failed=False)
+    await ledger.record_reply(delivered, "the answer, sent", failed=False)
+    await ledger.delivered(key, "d-1")
+    monkeypatch.setattr(ledger_module, "LEASE", timedelta(seconds=-1))  # its answerer dies after storing it
+    await ledger.record_reply(undelivered, "the answer, never sent", failed=False)
     monkeypatch.undo()
-    other = Memory(Database.open(db_url))  # a second replica
+    other = Database.open(db_url)  # a second replica
     try:
-        claims = await asyncio.gather(*(m.claim_owed(timedelta(hours=1), 3, ["telegram"]) for m in (memory, other)))
+        claims = await asyncio.gather(
+            *(m.claim_owed(timedelta(hours=1), 3, ["telegram"]) for m in (ledger, Ledger(other)))
+        )
     finally:
         await other.aclose()
     owed = [item for batch, _ in claims for item in batch]
@@ -199,15 +204,15 @@ async def test_recovery_claims_each_owed_event_once_across_replicas(
     assert [o.message.message_id for o in owed if o.reply is None] == ["0", "1", "2", "3"]  # oldest first
     [(text, sent_ids)] = [(o.reply, o.sent_ids) for o in owed if o.message.event_id == "u-1"]
     assert text == "the answer, never sent" and sent_ids == ()
-    assert await memory.claim_owed(timedelta(hours=1), 3, ["telegram"]) == ([], [])  # claimed: not owed twice
+    assert await ledger.claim_owed(timedelta(hours=1), 3, ["telegram"]) == ([], [])  # claimed: not owed twice
     late = IncomingMessage(ConversationKey("web", "late"), user_id="u", text="old", event_id="late-1")
-    assert await memory.store(late)
-    owed_now, given_up = await memory.claim_owed(timedelta(seconds=-1), 3, ["telegram"])
+    assert await ledger.store(late)
+    owed_now, given_up = await ledger.claim_owed(timedelta(seconds=-1), 3, ["telegram"])
     assert owed_now == [] and given_up == ["web:late-1"]
 
 
 async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_replicas(
-    memory: Memory, db_url: str
+    memory: Memory, ledger: Ledger, db_url: str
 ) -> None:
     """(#15) A relay is unique per (escalation, destination, turn), and one to an agents' thread is
     due only once the notice that opens the thread is sent; each is claimed by one replica."""
@@ -215,7 +220,7 @@ async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_repl
 
     RELAYED = ("slack:C1", CUSTOMER)
 
-    accepted = await memory.accept(IncomingMessage(ConversationKey("test", "relay"), user_id="u", text="hi"))
+    accepted = await ledger.accept(IncomingMessage(ConversationKey("test", "relay"), user_id="u", text="hi"))
     assert isinstance(accepted, Accepted)
     store, outbox = EscalationStore(memory.db), Outbox(memory.db)
     record = await store.open(accepted.conversation_id, "asked_for_human", [], ("slack:C1",))

@@ -23,7 +23,7 @@ from bot.commands import help_text
 from core.bot import Bot
 from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage
-from core.memory import Accepted
+from core.ledger import Accepted
 from tests.auxil.fake_slack import FakeSlackAPI
 from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import eventually, serve_asgi
@@ -171,7 +171,7 @@ async def test_resolve_from_the_support_channel_only(
 ) -> None:
     _, _, client = slack
     msg = IncomingMessage(ConversationKey("slack", CHANNEL, THREAD), user_id="U0ALICE001", text="human please")
-    accepted = await testbot.memory.accept(msg)
+    accepted = await testbot.ledger.accept(msg)
     assert isinstance(accepted, Accepted)
     record = await testbot.escalations.open(accepted.conversation_id, "asked_for_human", [], ())
     assert record is not None
@@ -299,7 +299,7 @@ async def test_an_event_is_stored_before_its_ack_and_one_that_cannot_be_stored_i
     """Regression (#14 A.4): Bolt acked an event before anything was stored."""
     body = envelope("dm.json", text="Is my order shipped?")
     key = ConversationKey("slack", body["event"]["channel"])
-    store, calls = scriptbot.memory.store, []
+    store, calls = scriptbot.ledger.store, []
 
     async def flaky(msg: IncomingMessage) -> bool:
         calls.append(msg.event_id)
@@ -307,7 +307,7 @@ async def test_an_event_is_stored_before_its_ack_and_one_that_cannot_be_stored_i
             raise OSError("database briefly down")
         return await store(msg)
 
-    monkeypatch.setattr(scriptbot.memory, "store", flaky)
+    monkeypatch.setattr(scriptbot.ledger, "store", flaky)
     async with running_slack(scriptbot) as (api, _, client):
         refused = await post_event(client, body)
         assert refused.status_code == 503 and refused.headers["retry-after"]  # Slack retries it

@@ -237,10 +237,10 @@ async def test_a_webhook_update_while_the_model_is_busy_is_a_503_and_its_redeliv
 
 
 class FlakyStore:
-    """`Memory.store` that fails its first `failures` calls, as a database that is briefly down."""
+    """`Ledger.store` that fails its first `failures` calls, as a database that is briefly down."""
 
     def __init__(self, bot: Bot, failures: int) -> None:
-        self.store, self.failures, self.calls = bot.memory.store, failures, 0
+        self.store, self.failures, self.calls = bot.ledger.store, failures, 0
 
     async def __call__(self, msg: IncomingMessage) -> bool:
         self.calls += 1
@@ -259,7 +259,7 @@ async def test_a_webhook_update_is_stored_before_its_200_and_one_that_cannot_be_
     secrets = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET="s3cret")
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
     update, key = private("Did my refund go through?", message_id=60), ConversationKey("telegram", str(ALICE))
-    monkeypatch.setattr(scriptbot.memory, "store", FlakyStore(scriptbot, failures=1))
+    monkeypatch.setattr(scriptbot.ledger, "store", FlakyStore(scriptbot, failures=1))
     async with TelegramAdapter(scriptbot, hook, secrets) as adapter:
         # a 500 is answered (the error table) and the exception raised on to the server, which logs it
         transport = httpx.ASGITransport(app=create_app(scriptbot, adapter.routes()), raise_app_exceptions=False)
@@ -279,7 +279,7 @@ async def test_polling_confirms_an_update_only_once_it_is_stored(
     """Regression (#14 A.3): polling moved its offset past an update whether or not it was handled."""
     api, url = fake
     flaky = FlakyStore(scriptbot, failures=1)
-    monkeypatch.setattr(scriptbot.memory, "store", flaky)
+    monkeypatch.setattr(scriptbot.ledger, "store", flaky)
     update = private("Still waiting for my parcel.", message_id=61)
     async with TelegramAdapter(scriptbot, telegram_settings(url), dict(TELEGRAM_BOT_TOKEN=TOKEN)):
         api.push(update)
