@@ -10,14 +10,17 @@ import logging
 
 import telegram
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.constants import MessageLimit
 from telegram.error import BadRequest
 
+from bot.delivery import split
 from bot.desk import BUTTONS, ChatDesk
 from core.escalations import EscalationRecord
 
 log = logging.getLogger(__name__)
 TAKE, RESOLVE = "take", "resolve"
 TOPIC_NAME = 128  # characters Telegram allows in a topic's name
+LIMIT = MessageLimit.MAX_TEXT_LENGTH  # characters in a message (4,096), as the channel cuts them
 
 
 def keyboard(escalation: EscalationRecord) -> InlineKeyboardMarkup | None:
@@ -68,7 +71,7 @@ class TelegramDesk(ChatDesk):
     async def say(self, target: str, thread: str, text: str) -> str:
         topic, notice = _parse(thread)
         chat, quote = int(target), None if topic else ReplyParameters(notice, allow_sending_without_reply=True)
-        pieces = [text[i : i + 4096] for i in range(0, len(text), 4096)] or [""]
+        pieces = split(text, LIMIT) or [""]  # cut where customers' replies are cut (bot/delivery.py)
         ids = []
         for piece in pieces:  # plain text: nobody's words are parsed as markup
             sent = await self.bot.send_message(chat, piece, message_thread_id=topic, reply_parameters=quote)
@@ -78,7 +81,7 @@ class TelegramDesk(ChatDesk):
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         _, notice = _parse(thread)
         try:
-            await self.bot.edit_message_text(text[:4096], chat_id=int(target), message_id=notice,
+            await self.bot.edit_message_text(text[:LIMIT], chat_id=int(target), message_id=notice,
                                              reply_markup=keyboard(escalation))  # fmt: skip
         except BadRequest as exc:
             if "not modified" not in exc.message.lower():
