@@ -12,9 +12,12 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from bot import migrate
+from bot.adapters import console
 from bot.adapters.console import run_console
+from bot.adapters.web import api as web
 from bot.adapters.web import create_app
 from bot.config import Settings
+from bot.delivery import Followed
 from bot.exposure import check_exposure
 from bot.knowledge import open_knowledge, warm
 from bot.notify import Notifications
@@ -34,6 +37,10 @@ from core.outbox import Outbox
 from core.settings import ModelSettings, SentimentSettings
 
 log = logging.getLogger(__name__)
+
+
+FOLLOWED = {web.PLATFORM: Followed(), console.PLATFORM: Followed()}
+"""Conversations whose pages follow the database: agents' messages reach them by being stored."""
 
 
 class Loading:
@@ -91,6 +98,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         memory, escalations = Memory(db), EscalationStore(db)
         knowledge = open_knowledge(db, settings)
         notifications = Notifications(memory, escalations, Outbox(db), settings)
+        notifications.attach({}, FOLLOWED)  # the platforms' adapters join when they run (serve)
         stack.push_async_callback(notifications.aclose)
         handoff = Handoff(
             memory, escalations, settings.handoff, destinations=notifications.destinations,
@@ -171,7 +179,7 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
             await stack.enter_async_context(adapter)
         channels = {name: adapter.channel for name, adapter in adapters.items()}
         if isinstance(bot.notifier, Notifications):  # where agents work: the adapters with a support chat
-            bot.notifier.attach({name: a.desk for name, a in adapters.items() if a.desk}, channels)
+            bot.notifier.attach({name: a.desk for name, a in adapters.items() if a.desk}, {**FOLLOWED, **channels})
         if settings.recovery.enabled:  # what a crash left: answered and sent by the first replica to look
             recovering = asyncio.create_task(Recovery(bot, settings.recovery, channels).run())
             stack.callback(recovering.cancel)

@@ -64,6 +64,22 @@ class OutputChannel(ABC):
         return [await self.post(conversation, piece, reply_to=reply_to) for piece in split(text, self.limit)]
 
 
+class Followed(OutputChannel):
+    """A conversation whose page follows the database (the web chat, the terminal): what is stored
+    is shown there, so a message for it (an agent's, a hand-off line) has nothing to post."""
+
+    async def post(
+        self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
+    ) -> Sent:
+        return Sent(conversation, "")
+
+    async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
+        return sent
+
+    async def send(self, conversation: ConversationKey, text: str, *, reply_to: str | None = None) -> list[Sent]:
+        return []
+
+
 async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_to: str | None = None) -> Reply | None:
     """Answer a stored platform message: the reply as it streams in one message, then its final
     text (the rest in more messages). None when the model is busy: the message stays stored and

@@ -209,10 +209,7 @@ class Notifications:
         text = turn.text
         if turn.role == "agent":
             text = self.settings.handoff.agent_prefix.format(agent=turn.author_name or "Support") + text
-        channel = self.channels.get(key.platform)
-        if channel is None:
-            if key.platform in ("web", "console"):
-                return None  # the chat page follows the conversation in the database
+        if (channel := self.channels.get(key.platform)) is None:
             raise RuntimeError(f"the {key.platform} adapter is not running here")
         sent = await channel.send(key, text)
         return ",".join(piece.id for piece in sent) or None  # every piece, so that /forget deletes them all

@@ -259,7 +259,7 @@ class Bot:
             raise InvalidMessage(f"event ids starting with {' or '.join(INTERNAL_EVENTS)} are reserved")
         for what, value in (("the conversation id", msg.key.chat_id), ("the thread id", msg.key.thread_id),
                             ("the user id", msg.user_id), ("the user name", msg.user_name),
-                            ("the event id", msg.event_id)):  # fmt: skip
+                            ("the event id", msg.event_id), ("the conversation's reference", msg.ref)):  # fmt: skip
             check_text(value, what)
 
     async def _escalate(self, msg: IncomingMessage, accepted: Accepted, mood: Mood) -> tuple[bool, EscalationState]:

@@ -44,6 +44,9 @@ class IncomingMessage:
     is_direct: bool = True
     addressed_to_bot: bool = True
     received_at: datetime = field(default_factory=utcnow)
+    # the platform's opaque reference for sending to this conversation later, when a chat id is not
+    # enough (Teams' serviceUrl, WhatsApp's phone number id): stored with it, the latest wins (Memory.ref)
+    ref: str = ""
     # where an untrusted caller came from (a public web-chat visitor's address); its escalations are
     # limited per user and per origin. Empty for platform users and API-token holders.
     origin: str = ""

@@ -104,7 +104,7 @@ class Ledger:
         turn lock, so an unanswered event found here has no live answerer."""
         lease = {"status": "answering", "owner": OWNER, "lease_until": utcnow() + LEASE}
         async with self._session() as session, session.begin():
-            conversation = await conversation_row(session, msg.key)
+            conversation = await conversation_row(session, msg.key, msg.ref)
             try:
                 ledger = await self._insert(session, conversation, msg, attempts=1, **lease)
             except IntegrityError:
@@ -115,7 +115,7 @@ class Ledger:
         """Record the event and its user turn for answering later (the platform is told it arrived
         only after this): False when it was stored before. `accept` then takes it over."""
         async with self._session() as session, session.begin():
-            conversation = await conversation_row(session, msg.key)
+            conversation = await conversation_row(session, msg.key, msg.ref)
             try:
                 await self._insert(session, conversation, msg, status="accepted", attempts=0)
             except IntegrityError:

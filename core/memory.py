@@ -46,6 +46,8 @@ class Conversation(Base):
     # Messages with an id at or below this are outside the model's context (set by /reset).
     context_from: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the platform's opaque reference for sending here later (IncomingMessage.ref), the latest one seen
+    ref: Mapped[str | None] = mapped_column(Text)
 
 
 class Message(Base):
@@ -90,18 +92,21 @@ def mood_of(row: Message) -> Mood | None:
     return Mood.from_scores(row.mood_scores) if row.mood_scores else None
 
 
-async def conversation_row(session: AsyncSession, key: ConversationKey) -> Conversation:
-    """The conversation's row, made on first use (or found, when another worker made it meanwhile)."""
+async def conversation_row(session: AsyncSession, key: ConversationKey, ref: str = "") -> Conversation:
+    """The conversation's row, made on first use (or found, when another worker made it meanwhile);
+    with the platform's latest `ref` for it."""
     query = select(Conversation).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
-    if found := await session.scalar(query):
-        return found
-    try:
-        async with session.begin_nested():
-            conversation = Conversation(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
-            session.add(conversation)
-        return conversation
-    except IntegrityError:  # created meanwhile by another worker
-        return (await session.scalars(query)).one()
+    conversation = await session.scalar(query)
+    if conversation is None:
+        try:
+            async with session.begin_nested():
+                conversation = Conversation(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+                session.add(conversation)
+        except IntegrityError:  # created meanwhile by another worker
+            conversation = (await session.scalars(query)).one()
+    if ref and conversation.ref != ref:
+        conversation.ref = ref
+    return conversation
 
 
 class Memory:
@@ -207,7 +212,16 @@ class Memory:
             if before is not None:
                 await before(session, conversation.id, ids)
             await session.execute(delete(Message).where(Message.id.in_(ids)))
+            if emptied:
+                conversation.ref = None  # it may name the person (a phone number id)
             return len(ids), conversation.id if emptied else None
+
+    async def ref(self, key: ConversationKey) -> str:
+        """The platform's reference for sending to the conversation later ("" when it gave none):
+        for a proactive send (an agent's message, recovery), as botbuilder's ConversationReference."""
+        query = select(Conversation.ref).filter_by(platform=key.platform, chat_id=key.chat_id, thread_id=key.thread_id)
+        async with self._session() as session:
+            return str(await session.scalar(query) or "")
 
     async def scrub(self) -> bool:
         """Leave no deleted text behind in the files: SQLite overwrites deleted content (secure_delete,

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bot.adapters.web import create_app
+from bot.app import FOLLOWED
 from bot.config import Secrets, Settings
 from bot.notify import Notifications
 from core.bot import Bot
@@ -53,6 +54,7 @@ def make_bot(spy: ScriptedEngine, memory: Memory, settings: Settings) -> Factory
         )
         escalations = EscalationStore(memory.db)
         notifications = Notifications(memory, escalations, Outbox(memory.db), configured)
+        notifications.attach({}, FOLLOWED)  # as the composition root does: the web chat follows the database
         bot = Bot(spy, memory, configured.prompts, configured.memory, configured.escalation, notifications,
                   escalations=escalations)  # fmt: skip
         return bot, notifications

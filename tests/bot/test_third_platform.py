@@ -33,7 +33,7 @@ from tests.auxil.chatterbox.server import FakeChatterbox
 from tests.auxil.servers import eventually, serve_asgi
 from tests.auxil.spy import SpyEngine
 
-TOKEN, SUPPORT, ALICE = "cb-token-0123456789abcdef", "support", "room-alice"
+TOKEN, SUPPORT, ALICE, SHARD = "cb-token-0123456789abcdef", "support", "room-alice", "eu-3"
 ASK = "Can I talk to a real person please? My parcel is two weeks late."
 
 
@@ -56,7 +56,7 @@ class World:
 
 @asynccontextmanager
 async def world(spy: SpyEngine, memory: Memory, settings: Settings) -> AsyncIterator[World]:
-    fake = FakeChatterbox(TOKEN, webhook="/chatterbox/events")
+    fake = FakeChatterbox(TOKEN, webhook="/chatterbox/events", shards={ALICE: SHARD})
     async with serve_asgi(fake.app()) as url:
         env = {"TONEBOT_CHATTERBOX__ENABLED": "true", "TONEBOT_CHATTERBOX__API_URL": url,
                "TONEBOT_CHATTERBOX__SUPPORT_ROOM": SUPPORT, "TONEBOT_CHATTERBOX__RATE_LIMIT_PER_MINUTE": "0",
@@ -88,7 +88,8 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> None:
 def said(
     eid: str, text: str, room: str = ALICE, user: str = "u-alice", name: str = "Alice Liddell", thread: str = ""
 ) -> dict[str, Any]:
-    return {"id": eid, "room": room, "user": user, "name": name, "text": text, "thread": thread}
+    shard = SHARD if room == ALICE else ""  # the customer's room is on a shard: sends there must name it
+    return {"id": eid, "room": room, "user": user, "name": name, "text": text, "thread": thread, "shard": shard}
 
 
 def click(eid: str, action: str, escalation: int) -> dict[str, Any]:

@@ -241,3 +241,17 @@ async def test_relays_are_queued_once_and_go_under_their_sent_notice_across_repl
     [relay] = await outbox.claim_due(RELAYED)
     assert (relay.destination, relay.thread, relay.message_id) == ("slack:C1", "1800000000.000001", accepted.message_id)
     assert (await store.find("slack:C1", "1800000000.000001")) == await store.get(record.id)
+
+
+async def test_a_conversation_keeps_the_platforms_latest_reference_until_it_is_forgotten(
+    memory: Memory, ledger: Ledger
+) -> None:
+    key = ConversationKey("test", "with-ref")
+    assert await memory.ref(key) == ""
+    await ledger.store(IncomingMessage(key, user_id="u", text="hi", event_id="r-1", ref="https://smba.example/eu/"))
+    assert await memory.ref(key) == "https://smba.example/eu/"
+    await ledger.accept(IncomingMessage(key, user_id="u", text="again", event_id="r-2", ref="https://smba.example/us/"))
+    await ledger.accept(IncomingMessage(key, user_id="u", text="no ref given", event_id="r-3"))
+    assert await memory.ref(key) == "https://smba.example/us/"  # the latest given
+    await memory.forget(key, "u")
+    assert await memory.ref(key) == ""  # it may name the person

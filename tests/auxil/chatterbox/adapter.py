@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -39,13 +39,17 @@ class Api:
 
 
 class ChatterboxChannel(OutputChannel):
-    def __init__(self, api: Api) -> None:
-        self.api = api
+    """Posts in a customer's room, on the shard its events named (the conversation's stored ref)."""
+
+    def __init__(self, api: Api, refs: Callable[[ConversationKey], Awaitable[str]]) -> None:
+        self.api, self.refs = api, refs
 
     async def post(
         self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
     ) -> Sent:
-        sent = await self.api.call("send", room=conversation.chat_id, text=text, thread=conversation.thread_id or None)
+        shard = await self.refs(conversation)
+        sent = await self.api.call("send", room=conversation.chat_id, text=text, thread=conversation.thread_id or None,
+                                   shard=shard or None)  # fmt: skip
         return Sent(conversation, sent["id"])
 
     async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
@@ -81,7 +85,7 @@ class ChatterboxAdapter:
         self.bot, self.settings, self.token = bot, settings, token
         self.http = httpx.AsyncClient(base_url=settings.api_url, headers={"authorization": f"Bearer {token}"})
         api = Api(self.http)
-        self.channel = ChatterboxChannel(api)
+        self.channel = ChatterboxChannel(api, self._ref)
         self.desk = ChatterboxDesk(api) if settings.support_room else None
         self.admission = Admission(settings.allowed_user_ids, (), settings.rate_limit_per_minute)
         self._answering: set[asyncio.Task[Any]] = set()
@@ -92,6 +96,9 @@ class ChatterboxAdapter:
     async def __aexit__(self, *_: object) -> None:
         await asyncio.gather(*self._answering, return_exceptions=True)
         await self.http.aclose()
+
+    async def _ref(self, key: ConversationKey) -> str:
+        return await self.bot.memory.ref(key)  # what the room's events said (IncomingMessage.ref)
 
     def routes(self) -> list[BaseRoute]:
         return [Route(self.settings.events_path, self._events, methods=["POST"])]
@@ -106,7 +113,8 @@ class ChatterboxAdapter:
         self.bot.admit()  # loading or full: 503, the service redelivers (what raises below does too)
         key = ConversationKey(PLATFORM, event["room"], event.get("thread") or "")
         msg = IncomingMessage(key, event["user"], event["text"], event_id=f"{PLATFORM}:{event['id']}",
-                              message_id=event["id"], user_name=event.get("name", ""))  # fmt: skip
+                              message_id=event["id"], user_name=event.get("name", ""),
+                              ref=event.get("shard", ""))  # fmt: skip
         verdict = await intake(self.bot, self.admission, msg)  # stored before the 200
         if verdict.stored:
             task = asyncio.create_task(deliver(self.channel, self.bot, msg))

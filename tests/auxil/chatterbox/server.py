@@ -1,5 +1,8 @@
 """A fake Chatterbox server: its send / edit / delete API (bearer token), and `push`, which delivers
-an event to the bot's webhook as the service would (and says what the webhook answered)."""
+an event to the bot's webhook as the service would (and says what the webhook answered).
+
+A customer's room lives on a shard: its events say which, and a send to it must name that shard
+(as Teams' serviceUrl or WhatsApp's phone number id: a chat id alone cannot reach it)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ class FakeChatterbox:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {room, text, thread, buttons}
     deleted: list[str] = field(default_factory=list)
     webhook: str = ""  # where events go (the bot's events route)
+    shards: dict[str, str] = field(default_factory=dict)  # customer room -> its shard
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> Starlette:
@@ -32,6 +36,8 @@ class FakeChatterbox:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"error": "unauthorized"}, 401)
         method, body = request.path_params["method"], await request.json()
+        if method == "send" and self.shards.get(body["room"], "") != (body.get("shard") or ""):
+            return JSONResponse({"error": f"room {body['room']} is not on shard {body.get('shard')!r}"}, 400)
         if method == "send":
             mid = f"m{next(self._ids)}"
             self.messages[mid] = {"id": mid, "room": body["room"], "text": body["text"],
