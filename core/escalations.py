@@ -188,9 +188,9 @@ class EscalationStore:
             return [_record(row, conversation) for row, conversation in rows]
 
     async def find(self, destination: str, ref: str) -> EscalationRecord | None:
-        """The escalation whose notice (or a relay under it) has this platform id at this destination,
-        or whose ref starts with it and a colon (a ref "thread:message" belongs to its thread), or lists
-        it among pieces: how an agent's reply in a desk's thread finds its customer."""
+        """The escalation whose notice (or a relay under it) has this ref at this destination, exactly
+        or as one of its comma-separated pieces: how an agent's reply in a desk's thread finds its
+        customer (the desk gives the candidate refs, adapters' `escalation_of`)."""
         query = (
             select(Escalation, Conversation)
             .join(Conversation, Conversation.id == Escalation.conversation_id)
@@ -199,7 +199,6 @@ class EscalationStore:
             .where(
                 or_(
                     Delivery.ref == ref,
-                    Delivery.ref.startswith(ref + ":", autoescape=True),  # thread "7" finds "7:42"
                     Delivery.ref.startswith(ref + ",", autoescape=True),  # a piece of a text sent in several
                     Delivery.ref.endswith("," + ref, autoescape=True),
                     Delivery.ref.contains("," + ref + ",", autoescape=True),

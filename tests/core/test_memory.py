@@ -255,3 +255,34 @@ async def test_a_conversation_keeps_the_platforms_latest_reference_until_it_is_f
     assert await memory.ref(key) == "https://smba.example/us/"  # the latest given
     await memory.forget(key, "u")
     assert await memory.ref(key) == ""  # it may name the person
+
+
+OLD_TOPIC_NOTICE = (
+    "INSERT INTO conversations (id, platform, chat_id, thread_id, context_from, created_at) "
+    "VALUES (1, 'slack', 'D1', '', 0, CURRENT_TIMESTAMP)",
+    "INSERT INTO escalations (id, conversation_id, reason, scores, opened_at) "
+    "VALUES (1, 1, 'asked_for_human', '[]', CURRENT_TIMESTAMP)",
+    "INSERT INTO deliveries (escalation_id, destination, kind, ref, status, attempts, next_attempt_at, created_at)"
+    " VALUES (1, 'telegram:-1001', 'notice', 't7:42', 'sent', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),"
+    " (1, 'telegram:-1001', 'relay', '43', 'sent', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+)
+
+
+async def test_a_topic_notice_stored_before_the_upgrade_is_found_by_its_exact_pieces(db_url: str) -> None:
+    """0012: the store matches a desk's candidate refs exactly (no platform's "t7:42" format in the
+    core); a Telegram topic notice is two pieces, "t7,42", and rows stored before are moved."""
+    await asyncio.to_thread(migrate.upgrade, db_url, "0011")
+    db = Database.open(db_url)
+    try:
+        async with db.engine.begin() as connection:
+            for statement in OLD_TOPIC_NOTICE:
+                await connection.execute(text(statement))
+        await asyncio.to_thread(migrate.upgrade, db_url)
+        async with db.engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT ref FROM deliveries ORDER BY id"))).all()
+        store = EscalationStore(db)
+        found = [await store.find("telegram:-1001", ref) for ref in ("t7", "42", "43", "t7:42", "7")]
+    finally:
+        await db.aclose()
+    assert [r[0] for r in rows] == ["t7,42", "43"]
+    assert [record.id if record else None for record in found] == [1, 1, 1, None, None]

@@ -1,7 +1,8 @@
 """The Telegram support group as a desk where agents work: in a group with forum topics, one topic
 per escalation (named with the customer and the reason); otherwise the notice itself, replied to.
-An inline keyboard carries *Take over* / *Resolve*. Refs: a topic notice is "t<topic>:<message>",
-anything else "<message>"; pure part: `thread_of` (an agent's message -> the ref it belongs to)."""
+An inline keyboard carries *Take over* / *Resolve*. Refs: a topic notice is "t<topic>,<message>"
+(two pieces, each matched exactly: a message in the topic, or a reply to the notice), anything else
+"<message>"; pure part: `thread_of` (an agent's message -> the refs it may belong to)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ def thread_of(message: Message) -> list[str]:
 
 
 def _parse(thread: str) -> tuple[int | None, int]:
-    """(topic, notice message) of a notice's ref."""
+    """(topic, notice message) of a notice's ref ("t7,42"; "t7:42" as stored before 0012)."""
     if thread.startswith("t"):
-        topic, _, message = thread[1:].partition(":")
+        topic, _, message = thread[1:].replace(":", ",").partition(",")
         return int(topic), int(message)
     return None, int(thread)
 
@@ -64,7 +65,7 @@ class TelegramDesk(ChatDesk):
             topic = await self.bot.create_forum_topic(chat, name[:TOPIC_NAME])
             thread = topic.message_thread_id
             sent = await self.bot.send_message(chat, text, message_thread_id=thread, reply_markup=keyboard(escalation))
-            return f"t{thread}:{sent.message_id}"
+            return f"t{thread},{sent.message_id}"
         sent = await self.bot.send_message(chat, text, reply_markup=keyboard(escalation))
         return str(sent.message_id)
 
