@@ -32,3 +32,18 @@ async def test_a_long_turn_for_the_agents_is_cut_where_customers_replies_are_cut
     pieces = [m["text"] for m in api.sent_to(-1001)]
     assert len(ref.split(",")) == len(pieces) == 2 and all(len(p) <= 4096 for p in pieces)
     assert all(word == "parcel" for p in pieces for word in p.split(" "))  # no word cut in two
+
+
+async def test_a_warning_for_agents_in_a_topic_goes_into_that_topic() -> None:
+    """Regression (#27): an agent's message in a forum topic matched the ref "t<topic>", and a warning
+    said in that thread (not sent to the customer: an edit, an attachment) failed to parse it and
+    was lost."""
+    me = json.loads((Path(__file__).resolve().parents[1] / "data" / "telegram" / "me.json").read_text())
+    api = FakeBotAPI(me=me)
+    async with serve_asgi(api.app()) as url, telegram.Bot("123:TOKEN", base_url=f"{url}/bot") as bot:
+        desk = TelegramDesk(bot)
+        await desk.say("-1001", "t7", "⚠️ Not sent to the customer: edits do not reach the customer.")
+        await desk.say("-1001", "t7,42", "in the topic of a notice")
+        await desk.say("-1001", "42", "a reply to a notice")
+    sent = api.sent_to(-1001)
+    assert [(m.get("message_thread_id"), m.get("reply_to")) for m in sent] == [(7, None), (7, None), (None, 42)]

@@ -41,11 +41,12 @@ def thread_of(message: Message) -> list[str]:
     return refs
 
 
-def _parse(thread: str) -> tuple[int | None, int]:
-    """(topic, notice message) of a notice's ref ("t7,42"; "t7:42" as stored before 0012)."""
+def _parse(thread: str) -> tuple[int | None, int | None]:
+    """(topic, notice message) of a thread: a notice's ref ("t7,42"; "t7:42" as stored before 0012),
+    a topic alone ("t7", where an agent wrote), or a message ("42")."""
     if thread.startswith("t"):
         topic, _, message = thread[1:].replace(":", ",").partition(",")
-        return int(topic), int(message)
+        return int(topic), int(message) if message else None
     return None, int(thread)
 
 
@@ -71,7 +72,8 @@ class TelegramDesk(ChatDesk):
 
     async def say(self, target: str, thread: str, text: str) -> str:
         topic, notice = _parse(thread)
-        chat, quote = int(target), None if topic else ReplyParameters(notice, allow_sending_without_reply=True)
+        quote = ReplyParameters(notice, allow_sending_without_reply=True) if notice and not topic else None
+        chat = int(target)
         pieces = split(text, LIMIT) or [""]  # cut where customers' replies are cut (bot/delivery.py)
         ids = []
         for piece in pieces:  # plain text: nobody's words are parsed as markup
@@ -81,6 +83,8 @@ class TelegramDesk(ChatDesk):
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         _, notice = _parse(thread)
+        if notice is None:
+            return  # a topic without its notice: nothing to edit
         try:
             await self.bot.edit_message_text(text[:LIMIT], chat_id=int(target), message_id=notice,
                                              reply_markup=keyboard(escalation))  # fmt: skip
