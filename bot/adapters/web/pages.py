@@ -33,7 +33,9 @@ def content_security_policy(html: str) -> str:
 
 
 def _page(name: str) -> Route:
-    html = files("bot.adapters.web").joinpath(name).read_text(encoding="utf-8")
+    here = files("bot.adapters.web")
+    html = here.joinpath(name).read_text(encoding="utf-8")
+    html = html.replace("// @include sse.js\n", here.joinpath("sse.js").read_text(encoding="utf-8"))  # shared
     headers = {"Content-Security-Policy": content_security_policy(html)}
 
     async def page(_: Request) -> Response:
