@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from bot.commands import mood_line
+from bot.delivery import OutputChannel
 from bot.destinations import Destination
 from core.bot import Bot
 from core.escalations import EscalationRecord
@@ -43,13 +44,24 @@ class Desk(Protocol):
 
 class ChatDesk:
     """A desk in a chat (Slack, Telegram): the notice as text with its buttons, one thread per
-    escalation, each turn posted there as plain text. A subclass posts (`post_notice`, `say`)."""
+    escalation, each turn posted there as plain text through the platform's own `OutputChannel`
+    (the same splitting, escaping and retries as customers' replies). A subclass posts the notice
+    and says where a thread is (`place`)."""
+
+    def __init__(self, channel: OutputChannel) -> None:
+        self.channel = channel
 
     async def post_notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
         raise NotImplementedError
 
-    async def say(self, target: str, thread: str, text: str) -> str:
+    def place(self, target: str, thread: str) -> tuple[ConversationKey, str | None]:
+        """Where a thread's messages go: the conversation, and the message they reply to (if any)."""
         raise NotImplementedError
+
+    async def say(self, target: str, thread: str, text: str) -> str:
+        where, reply_to = self.place(target, thread)
+        sent = await self.channel.send(where, text, reply_to=reply_to)
+        return ",".join(piece.id for piece in sent)  # every piece, so that /forget deletes them all
 
     async def notice(self, target: str, escalation: EscalationRecord, payload: dict[str, Any]) -> str | None:
         return await self.post_notice(target, escalation, summary(payload))

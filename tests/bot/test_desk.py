@@ -7,6 +7,7 @@ from pathlib import Path
 
 import telegram
 
+from bot.adapters.telegram.channel import TelegramChannel
 from bot.adapters.telegram.desk import TelegramDesk
 from bot.desk import for_agents
 from core.memory import StoredMessage
@@ -28,7 +29,7 @@ async def test_a_long_turn_for_the_agents_is_cut_where_customers_replies_are_cut
     api = FakeBotAPI(me=me)
     text = " ".join(["parcel"] * 1000)  # 6,999 characters of words
     async with serve_asgi(api.app()) as url, telegram.Bot("123:TOKEN", base_url=f"{url}/bot") as bot:
-        ref = await TelegramDesk(bot).say("-1001", "42", text)
+        ref = await TelegramDesk(bot, TelegramChannel(bot, 1.0)).say("-1001", "42", text)
     pieces = [m["text"] for m in api.sent_to(-1001)]
     assert len(ref.split(",")) == len(pieces) == 2 and all(len(p) <= 4096 for p in pieces)
     assert all(word == "parcel" for p in pieces for word in p.split(" "))  # no word cut in two
@@ -41,7 +42,7 @@ async def test_a_warning_for_agents_in_a_topic_goes_into_that_topic() -> None:
     me = json.loads((Path(__file__).resolve().parents[1] / "data" / "telegram" / "me.json").read_text())
     api = FakeBotAPI(me=me)
     async with serve_asgi(api.app()) as url, telegram.Bot("123:TOKEN", base_url=f"{url}/bot") as bot:
-        desk = TelegramDesk(bot)
+        desk = TelegramDesk(bot, TelegramChannel(bot, 1.0))
         await desk.say("-1001", "t7", "⚠️ Not sent to the customer: edits do not reach the customer.")
         await desk.say("-1001", "t7,42", "in the topic of a notice")
         await desk.say("-1001", "42", "a reply to a notice")

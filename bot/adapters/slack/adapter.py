@@ -59,7 +59,8 @@ class SlackAdapter:
         client = AsyncWebClient(token=token, base_url=settings.api_base_url)
         client.retry_handlers.append(CountedRateLimitRetry(max_retry_count=3))
         self.channel = SlackChannel(client, settings.max_chars, settings.edit_interval)
-        self.desk = SlackDesk(client) if support_channel else None
+        plain = SlackChannel(client, settings.max_chars, settings.edit_interval, plain=True)
+        self.desk = SlackDesk(client, plain) if support_channel else None
         self.app = AsyncApp(client=client, signing_secret=self.signing_secret or "unused-in-socket-mode")
         self.app.middleware(self._intake)
         self.app.event("app_mention")(self._on_event)

@@ -28,14 +28,17 @@ class SlackChannel(OutputChannel):
     """Messages in the conversation's thread (a DM has none); Slack renders mrkdwn by itself, and
     `escape` keeps anyone's text (the model's, an agent's) from mentioning @channel or a user."""
 
-    def __init__(self, client: AsyncWebClient, limit: int, interval: float) -> None:
+    def __init__(self, client: AsyncWebClient, limit: int, interval: float, plain: bool = False) -> None:
         self.client, self.limit, self.interval = client, limit, interval
+        self.mrkdwn = None if not plain else False  # plain: what agents see (the desk), never mrkdwn
 
     async def post(
         self, conversation: ConversationKey, text: str, *, reply_to: str | None = None, markdown: bool = False
     ) -> Sent:
         thread = conversation.thread_id or None
-        posted = await self.client.chat_postMessage(channel=conversation.chat_id, thread_ts=thread, text=escape(text))
+        posted = await self.client.chat_postMessage(
+            channel=conversation.chat_id, thread_ts=thread, text=escape(text), mrkdwn=self.mrkdwn
+        )
         return Sent(conversation, str(posted["ts"]))
 
     async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:

@@ -10,8 +10,11 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.slack import PLATFORM as SLACK
+from bot.delivery import OutputChannel
 from bot.desk import BUTTONS, ChatDesk
 from core.escalations import EscalationRecord
+from core.events import ConversationKey
 
 TAKE, RESOLVE = "tonebot_take", "tonebot_resolve"
 ACTION_IDS = {"take": TAKE, "resolve": RESOLVE}
@@ -70,7 +73,8 @@ def agent_reply(body: dict[str, Any], support_channel: str, bot_user_id: str) ->
 class SlackDesk(ChatDesk):
     """The Desk (bot/desk.py) on Slack's Web API."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, channel: OutputChannel) -> None:
+        super().__init__(channel)  # a plain-text SlackChannel: nobody's words are read as mrkdwn
         self.client = client
         self._names: dict[str, str] = {}
 
@@ -80,9 +84,8 @@ class SlackDesk(ChatDesk):
         )
         return str(posted["ts"])
 
-    async def say(self, target: str, thread: str, text: str) -> str:
-        posted = await self.client.chat_postMessage(channel=target, thread_ts=thread, text=escape(text), mrkdwn=False)
-        return str(posted["ts"])
+    def place(self, target: str, thread: str) -> tuple[ConversationKey, str | None]:
+        return ConversationKey(SLACK.name, target, thread), None  # the notice's thread
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         await self.client.chat_update(
@@ -90,7 +93,8 @@ class SlackDesk(ChatDesk):
         )
 
     async def delete(self, target: str, ref: str) -> None:
-        await self.client.chat_delete(channel=target, ts=ref)
+        for ts in ref.split(","):  # a long turn went in several messages
+            await self.client.chat_delete(channel=target, ts=ts)
 
     async def name(self, user_id: str) -> str:
         """A person's display name (users.info, remembered); the id when Slack will not say."""

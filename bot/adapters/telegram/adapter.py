@@ -74,7 +74,7 @@ class TelegramAdapter:
             builder = builder.updater(None)
         self.application = builder.build()
         self.channel = TelegramChannel(self.application.bot, settings.edit_interval)
-        self.desk = TelegramDesk(self.application.bot) if support_chat_id else None
+        self.desk = TelegramDesk(self.application.bot, self.channel) if support_chat_id else None
         self.application.add_handler(CommandHandler(list(commands.COMMANDS), self._on_command))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, self._on_message))
         self.application.add_handler(CallbackQueryHandler(self._on_button))

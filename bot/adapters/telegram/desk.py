@@ -10,13 +10,15 @@ import contextlib
 import logging
 
 import telegram
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import MessageLimit
 from telegram.error import BadRequest
 
-from bot.delivery import split
+from bot.adapters.telegram import PLATFORM as TELEGRAM
+from bot.delivery import OutputChannel
 from bot.desk import BUTTONS, ChatDesk
 from core.escalations import EscalationRecord
+from core.events import ConversationKey
 
 log = logging.getLogger(__name__)
 TAKE, RESOLVE = "take", "resolve"
@@ -54,7 +56,8 @@ class TelegramDesk(ChatDesk):
     """The Desk (bot/desk.py) on the Bot API. The bot must be an admin of the support group, with
     the right to manage topics in a forum (and so it sees every message there)."""
 
-    def __init__(self, bot: telegram.Bot) -> None:
+    def __init__(self, bot: telegram.Bot, channel: OutputChannel) -> None:
+        super().__init__(channel)
         self.bot = bot
         self._forum: dict[int, bool] = {}
 
@@ -70,16 +73,12 @@ class TelegramDesk(ChatDesk):
         sent = await self.bot.send_message(chat, text, reply_markup=keyboard(escalation))
         return str(sent.message_id)
 
-    async def say(self, target: str, thread: str, text: str) -> str:
+    def place(self, target: str, thread: str) -> tuple[ConversationKey, str | None]:
+        """In the escalation's topic, or in reply to its notice (plain text: the channel's default)."""
         topic, notice = _parse(thread)
-        quote = ReplyParameters(notice, allow_sending_without_reply=True) if notice and not topic else None
-        chat = int(target)
-        pieces = split(text, LIMIT) or [""]  # cut where customers' replies are cut (bot/delivery.py)
-        ids = []
-        for piece in pieces:  # plain text: nobody's words are parsed as markup
-            sent = await self.bot.send_message(chat, piece, message_thread_id=topic, reply_parameters=quote)
-            ids.append(str(sent.message_id))
-        return ",".join(ids)  # every piece, so that /forget deletes them all
+        if topic:
+            return ConversationKey(TELEGRAM.name, target, str(topic)), None
+        return ConversationKey(TELEGRAM.name, target), str(notice) if notice else None
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         _, notice = _parse(thread)

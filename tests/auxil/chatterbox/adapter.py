@@ -61,14 +61,17 @@ class ChatterboxChannel(OutputChannel):
 
 
 class ChatterboxDesk(ChatDesk):
-    def __init__(self, api: Api) -> None:
+    """The support room: a notice with buttons, its thread for everything after (through the channel)."""
+
+    def __init__(self, api: Api, channel: OutputChannel) -> None:
+        super().__init__(channel)
         self.api = api
 
     async def post_notice(self, target: str, escalation: EscalationRecord, text: str) -> str:
         return str((await self.api.call("send", room=target, text=text, buttons=list(escalation.actions)))["id"])
 
-    async def say(self, target: str, thread: str, text: str) -> str:
-        return str((await self.api.call("send", room=target, text=text, thread=thread))["id"])
+    def place(self, target: str, thread: str) -> tuple[ConversationKey, str | None]:
+        return ConversationKey(PLATFORM, target, thread), None
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         await self.api.call("edit", id=thread, text=text, buttons=list(escalation.actions))
@@ -86,7 +89,7 @@ class ChatterboxAdapter:
         self.http = httpx.AsyncClient(base_url=settings.api_url, headers={"authorization": f"Bearer {token}"})
         api = Api(self.http)
         self.channel = ChatterboxChannel(api, self._ref)
-        self.desk = ChatterboxDesk(api) if settings.support_room else None
+        self.desk = ChatterboxDesk(api, self.channel) if settings.support_room else None
         self.admission = Admission(settings.allowed_user_ids, (), settings.rate_limit_per_minute)
         self._answering: set[asyncio.Task[Any]] = set()
 
