@@ -77,13 +77,16 @@ class Admission:
 
 @dataclass(frozen=True)
 class Verdict:
-    stored: bool  # answer it (`bot.stream` / `delivery.deliver`)
+    stored: bool  # go on: answer it (`bot.stream` / `delivery.deliver`), or run the command
     text: str = ""  # not stored: what to tell the sender ("" = nothing: a refused user hears it once)
 
 
-async def intake(bot: Bot, admission: Admission, message: IncomingMessage) -> Verdict:
+async def intake(bot: Bot, admission: Admission, message: IncomingMessage, store: bool = True) -> Verdict:
+    """Admission, then (with `store`; a command is not stored) the ledger."""
     if (refusal := admission.check(message)) is not None:
         return Verdict(False, refusal)
+    if not store:
+        return Verdict(True)
     try:
         await bot.intake(message)
     except InvalidMessage as exc:  # told why; nothing stored

@@ -207,12 +207,12 @@ class Bot:
             turn.answer, parts = found, [opening + found.text]
         else:
             parts = []
-            a = turn.accepted
+            accepted = turn.accepted
             history = await self.memory.history(
-                a.conversation_id, a.context_from, a.message_id, self.limits.history_messages
+                accepted.conversation_id, accepted.context_from, accepted.message_id, self.limits.history_messages
             )
             chat_mood = Mood("negative", mood.scores) if turn.route.soothing else mood
-            async for chunk in clock.first_token(self.engine.reply(build_chat(self.prompts, chat_mood, history,
+            async for chunk in clock.replying(self.engine.reply(build_chat(self.prompts, chat_mood, history,
                                                                              turn.accepted.text))):  # fmt: skip
                 turn.parts.append(chunk)
                 yield chunk
@@ -373,7 +373,7 @@ class _Clock:
         self.seconds["classify"] = time.perf_counter() - started
         metrics.CLASSIFY_SECONDS.observe(self.seconds["classify"])
 
-    async def first_token(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    async def replying(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         """The model's chunks, timing the first one and the whole reply."""
         started = time.perf_counter()
         async for chunk in chunks:

@@ -49,8 +49,8 @@ def route(policy: EscalationSettings | None, state: EscalationState, escalated: 
     whether this message escalated it, and its mood label. Pure."""
     pause_mode = policy is not None and policy.mode == "pause"
     if state.with_human or (state.open and pause_mode):  # with a person: the bot writes nothing there
-        says = escalated and not state.with_human and policy is not None
-        return Route(paused=True, line=policy.pause_line if says and policy is not None else "")
+        says = policy is not None and escalated and not state.with_human  # once, as it escalates
+        return Route(paused=True, line=policy.pause_line if policy is not None and says else "")
     return Route(soothing=mood == "negative" or state.open)
 
 

@@ -2,7 +2,7 @@
 dedupes, turns of one conversation are ordered across processes."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -158,14 +158,20 @@ OLD_LEDGER_ROWS = (
 )
 
 
-async def test_the_ledger_migration_keys_old_events_by_their_conversation(db_url: str) -> None:
-    await asyncio.to_thread(migrate.upgrade, db_url, "0004")
+async def upgraded(db_url: str, revision: str, rows: Sequence[str]) -> Database:
+    """A database at `revision` with `rows` written the way that schema had them, then upgraded to head."""
+    await asyncio.to_thread(migrate.upgrade, db_url, revision)
     db = Database.open(db_url)
+    async with db.engine.begin() as connection:
+        for statement in rows:
+            await connection.execute(text(statement))
+    await asyncio.to_thread(migrate.upgrade, db_url)
+    return db
+
+
+async def test_the_ledger_migration_keys_old_events_by_their_conversation(db_url: str) -> None:
+    db = await upgraded(db_url, "0004", OLD_LEDGER_ROWS)
     try:
-        async with db.engine.begin() as connection:
-            for statement in OLD_LEDGER_ROWS:
-                await connection.execute(text(statement))
-        await asyncio.to_thread(migrate.upgrade, db_url)
         async with db.engine.connect() as connection:
             rows = (await connection.execute(text("SELECT conversation_id, event_id FROM processed_events"))).all()
     finally:
@@ -271,13 +277,8 @@ OLD_TOPIC_NOTICE = (
 async def test_a_topic_notice_stored_before_the_upgrade_is_found_by_its_exact_pieces(db_url: str) -> None:
     """0012: the store matches a desk's candidate refs exactly (no platform's "t7:42" format in the
     core); a Telegram topic notice is two pieces, "t7,42", and rows stored before are moved."""
-    await asyncio.to_thread(migrate.upgrade, db_url, "0011")
-    db = Database.open(db_url)
+    db = await upgraded(db_url, "0011", OLD_TOPIC_NOTICE)
     try:
-        async with db.engine.begin() as connection:
-            for statement in OLD_TOPIC_NOTICE:
-                await connection.execute(text(statement))
-        await asyncio.to_thread(migrate.upgrade, db_url)
         async with db.engine.connect() as connection:
             rows = (await connection.execute(text("SELECT ref FROM deliveries ORDER BY id"))).all()
         store = EscalationStore(db)

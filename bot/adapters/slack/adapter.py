@@ -199,9 +199,9 @@ class SlackAdapter:
         return "only the people in slack.agent_user_ids act as agents" if agents and user_id not in agents else ""
 
     async def _on_event(self, context: AsyncBoltContext) -> None:
-        if (verdict := context.get("tonebot")) is None:
+        if (stored := context.get("tonebot")) is None:
             return  # not for the bot, or a thread the bot has not joined
-        msg, verdict = verdict
+        msg, verdict = stored
         if verdict.stored:
             await deliver(self.channel, self.bot, msg)
         elif verdict.text:

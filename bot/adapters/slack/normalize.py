@@ -8,11 +8,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from bot.adapters.slack import PLATFORM as SLACK
 from bot.adapters.slack.desk import RELAYED_SUBTYPES
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
-PLATFORM = "slack"
+PLATFORM = SLACK.name
 
 
 def strip_mention(text: str, bot_user_id: str) -> str:

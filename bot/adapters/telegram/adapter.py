@@ -22,7 +22,7 @@ from bot.adapters.telegram import TelegramSettings
 from bot.adapters.telegram.channel import RetryingRateLimiter, TelegramChannel
 from bot.adapters.telegram.desk import TelegramDesk, thread_of
 from bot.adapters.telegram.normalize import NOT_TEXT, PLATFORM, NotText, to_incoming
-from bot.admission import Admission, Verdict, intake
+from bot.admission import Admission, intake
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
 from bot.delivery import deliver
 from bot.desk import act, escalation_of, from_agent
@@ -142,15 +142,12 @@ class TelegramAdapter:
         found = to_incoming(update, self.application.bot.bot)
         if not isinstance(found, IncomingMessage):
             return True
-        if filters.COMMAND.check_update(update):  # commands are not stored: only admission applies
-            verdict = Verdict(False, refusal) if (refusal := self.admission.check(found)) is not None else Verdict(True)
-        else:
-            try:
-                verdict = await intake(self.bot, self.admission, found)
-            except Exception as exc:
-                if self.application.updater is None:
-                    raise  # the webhook's answer is the error table's 503 / 500
-                raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
+        try:  # a command is not stored: only admission applies
+            verdict = await intake(self.bot, self.admission, found, store=not filters.COMMAND.check_update(update))
+        except Exception as exc:
+            if self.application.updater is None:
+                raise  # the webhook's answer is the error table's 503 / 500
+            raise NetworkError(f"not stored, so not confirmed: {exc!r}") from exc  # polling retries the offset
         if not verdict.stored and verdict.text:
             with contextlib.suppress(TelegramError):
                 await self.channel.post(found.key, verdict.text, reply_to=found.message_id)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from telegram import Message, Update, User
 from telegram.constants import ChatType, MessageEntityType
 
+from bot.adapters.telegram import PLATFORM as TELEGRAM
 from core.events import ConversationKey, IncomingMessage
 
 log = logging.getLogger(__name__)
-PLATFORM = "telegram"
+PLATFORM = TELEGRAM.name
 NOT_TEXT = "Sorry, I can only read text messages. Please type what you would like to say."
 
 
