@@ -112,8 +112,8 @@ class Source:
 
 @dataclass(frozen=True)
 class Agent:
-    """A person from support acting on an escalation: who, and where they work (slack, telegram,
-    console, api) — for the customer's view, the logs and the metrics."""
+    """A person from support acting on an escalation: who, and where they work (a platform's desk,
+    the console, the API) — for the customer's view, the logs and the metrics."""
 
     id: str
     name: str

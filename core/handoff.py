@@ -43,7 +43,7 @@ class HandoffClosed(BotError):
 
 
 class Handoff:
-    """The escalation service agents use wherever they work (Slack, Telegram, the operator console,
+    """The escalation service agents use wherever they work (a platform's desk, the operator console,
     the helpdesk API): the cases with their transcripts, take over, talk, hand back."""
 
     def __init__(
