@@ -180,6 +180,7 @@ async def serve(settings: Settings, upgrade: bool = True) -> None:
         channels = {name: adapter.channel for name, adapter in adapters.items()}
         if isinstance(bot.notifier, Notifications):  # where agents work: the adapters with a support chat
             bot.notifier.attach({name: a.desk for name, a in adapters.items() if a.desk}, {**FOLLOWED, **channels})
+            bot.notifier.changed(None)  # a round now: answers and notices a crash left are sent first
         if settings.recovery.enabled:  # what a crash left: answered and sent by the first replica to look
             recovering = asyncio.create_task(Recovery(bot, settings.recovery, channels).run())
             stack.callback(recovering.cancel)

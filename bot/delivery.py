@@ -5,9 +5,10 @@ Each platform implements an `OutputChannel` — `post` a text to a conversation,
 posted, optionally show `typing` — and the base owns the policy (Rasa's `OutputChannel` shape).
 `post` is also how anything else (notices, a person's answer) reaches a conversation.
 
-The ledger is the outbox: every message posted for an event is noted (its platform id) as soon as
-it is posted, and the event is marked delivered once its whole answer is shown; recovery finishes
-what a crash left (`redeliver` edits what was posted instead of posting it again).
+Every message posted for an event is noted (its platform id, on the event's `reply` row in the
+outbox) as soon as it is posted, and the reply is marked delivered once it is wholly shown; what a
+crash left is finished by the outbox's dispatcher (bot/notify.py) with `OutputChannel.show`, which
+edits what was posted instead of posting it again: one rule for replies and relays alike.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from core.bot import Bot, Event
 from core.errors import BotError, Busy
 from core.events import ConversationKey, IncomingMessage, Reply
-from core.ledger import Ledger, Owed
+from core.memory import StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,16 @@ class OutputChannel(ABC):
         """A whole text, in as many messages as the limit needs."""
         return [await self.post(conversation, piece, reply_to=reply_to) for piece in split(text, self.limit)]
 
+    async def show(
+        self, conversation: ConversationKey, text: str, posted: Sequence[str], note: Note,
+        *, reply_to: str | None = None, markdown: bool = False,
+    ) -> list[str]:  # fmt: skip
+        """A whole stored text, retried: what an earlier attempt `posted` of it is edited, the rest
+        posted, each new post `note`d at once. The ids of every piece, in order."""
+        shown = _Shown(self, conversation, reply_to, list(posted), note)
+        await shown.show(split(text, self.limit) or ["…"], markdown=markdown)
+        return [sent.id for sent in shown.sent]
+
 
 class Followed(OutputChannel):
     """A conversation whose page follows the database (the web chat, the terminal): what is stored
@@ -79,12 +90,19 @@ class Followed(OutputChannel):
     async def send(self, conversation: ConversationKey, text: str, *, reply_to: str | None = None) -> list[Sent]:
         return []
 
+    async def show(
+        self, conversation: ConversationKey, text: str, posted: Sequence[str], note: Note,
+        *, reply_to: str | None = None, markdown: bool = False,
+    ) -> list[str]:  # fmt: skip
+        return []
+
 
 async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_to: str | None = None) -> Reply | None:
     """Answer a stored platform message: the reply as it streams in one message, then its final
     text (the rest in more messages). None when the model is busy: the message stays stored and
     recovery answers it (a platform user cannot be asked to send it again)."""
-    shown = _Shown(channel, bot.ledger, msg, reply_to, await bot.ledger.sent_ids(msg.key, msg.event_id))
+    posted = await bot.ledger.sent_ids(msg.key, msg.event_id)
+    shown = _Shown(channel, msg.key, reply_to, posted, lambda id: bot.ledger.posted(msg.key, msg.event_id, id))
     reply = None
     try:
         async with channel.typing(msg.key):
@@ -99,14 +117,13 @@ async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_
     if reply is None:
         raise BotError("the core ended without a reply")
     if reply.duplicate or reply.paused:
-        return reply  # answered on the first delivery (recovery delivers what it owes), or a person took over
-    # a knowledge answer is the sources' words and a list of them: plain text, nothing in it is markup
-    await shown.show(split(with_sources(reply), channel.limit) or ["…"], markdown=not reply.sources)
+        return reply  # answered on the first delivery (the outbox delivers what it owes), or a person took over
+    await shown.show(split(with_sources(reply), channel.limit) or ["…"], markdown=markup(reply.sources))
     await bot.ledger.delivered(msg.key, msg.event_id)
     return reply
 
 
-def with_sources(reply: Reply) -> str:
+def with_sources(reply: Reply | StoredMessage) -> str:
     """The reply's text, and under it the knowledge-base documents it comes from (title and link)."""
     if not reply.sources:
         return reply.text
@@ -114,31 +131,33 @@ def with_sources(reply: Reply) -> str:
     return "\n".join([reply.text, "", "Sources:", *cited])
 
 
-async def redeliver(channel: OutputChannel, ledger: Ledger, owed: Owed) -> None:
-    """Finish showing an answer that was stored but not (wholly) posted: what was posted is edited."""
-    msg = owed.message
-    shown = _Shown(channel, ledger, msg, msg.message_id or None, list(owed.sent_ids))
-    await shown.show(split(owed.reply or "", channel.limit) or ["…"], markdown=True)
-    await ledger.delivered(msg.key, msg.event_id)
+def markup(sources: Sequence[object]) -> bool:
+    """Whether a bot's answer is sent as markup: a knowledge answer is the sources' words and a list
+    of them, plain text (nothing in it is markup)."""
+    return not sources
+
+
+Note = Callable[[str], Awaitable[object]]
+"""Notes the platform's id of a message just posted (so that a retry edits it)."""
 
 
 class _Shown:
-    """The messages posted for one event, edited in place; each new one is noted in the ledger."""
+    """The messages posted for one text, edited in place; each new one is noted at once."""
 
     def __init__(
-        self, channel: OutputChannel, ledger: Ledger, msg: IncomingMessage, reply_to: str | None, ids: list[str]
+        self, channel: OutputChannel, key: ConversationKey, reply_to: str | None, ids: list[str], note: Note
     ) -> None:
-        self.channel, self.ledger, self.msg, self.reply_to = channel, ledger, msg, reply_to
-        self.sent = [Sent(msg.key, id) for id in ids]
+        self.channel, self.key, self.reply_to, self.note = channel, key, reply_to, note
+        self.sent = [Sent(key, id) for id in ids]
 
     async def show(self, pieces: list[str], markdown: bool) -> None:
         for n, piece in enumerate(pieces):
             if n < len(self.sent):
                 self.sent[n] = await self.channel.edit(self.sent[n], piece, markdown=markdown)
                 continue
-            sent = await self.channel.post(self.msg.key, piece, reply_to=self.reply_to, markdown=markdown)
+            sent = await self.channel.post(self.key, piece, reply_to=self.reply_to, markdown=markdown)
             self.sent.append(sent)
-            await self.ledger.posted(self.msg.key, self.msg.event_id, sent.id)
+            await self.note(sent.id)
 
 
 def split(text: str, limit: int) -> list[str]:

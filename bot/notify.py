@@ -1,16 +1,17 @@
-"""The support side's deliveries, from the outbox: escalation notices (a signed webhook, a Slack
-channel, a Telegram group), customer turns relayed into each escalation's thread there, and agents'
-turns (and the hand-off lines) relayed to the customer on the customer's own platform.
+"""The outbox's one dispatcher: answers their live sender did not finish (it died), escalation
+notices (a webhook, a Slack channel, a Telegram group), customer turns relayed into each
+escalation's thread there, agents' turns (and hand-off lines) relayed to the customer.
 
-Every send is a row in the outbox before it is attempted; a failed attempt is recorded and retried
-with backoff (`run_retries`), so a dead destination never blocks a reply and nothing is lost. Where
-agents work in Slack or Telegram, the adapter is the `Desk`: it posts the notice with its buttons,
-keeps one thread per escalation, and shows who has it.
+Every send is a row before it is attempted; a failed attempt is recorded and retried with backoff
+(`run_retries`), so a dead destination never blocks a reply and nothing is lost; what an attempt
+posted is noted at once, and the next attempt edits it instead of posting again. Desks
+(bot/desk.py) post the notices with their buttons and keep one thread per escalation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
-from bot.delivery import OutputChannel, Sent
+from bot.delivery import OutputChannel, Sent, markup, with_sources
 from bot.desk import Desk, conversation, status_line, summary
 from bot.destinations import WEBHOOK, Destination, configured
 from bot.webhook import WebhookDesk
@@ -105,20 +106,23 @@ class Notifications:
     async def show(self, escalation: EscalationRecord) -> None:
         """Every sent notice of the escalation shows who has it now (best effort: a notice is a view)."""
         text = f"{summary(await self.payload(escalation))}\n\n{status_line(escalation)}"
+        await self._at_notices(escalation, "update the notice", lambda d, at, ref: d.show(at, ref, escalation, text))
+
+    async def _at_notices(self, escalation: EscalationRecord, what: str, act: Callable[[Desk, str, str], Any]) -> None:
+        """`act(desk, target, ref)` at every sent notice of the escalation (best effort: failures are logged)."""
         for delivery in await self.outbox.deliveries(escalation.id):
             where = Destination.parse(delivery.destination)
             if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(where.desk)):
                 try:
-                    await desk.show(where.target, delivery.ref, escalation, text)
+                    await act(desk, where.target, delivery.ref)
                 except Exception as exc:
-                    log.warning("escalation #%s: could not update the notice in %s: %s", escalation.id, where.desk, exc)
+                    log.warning("escalation #%s: could not %s in %s: %s", escalation.id, what, where.desk, exc)
 
     async def _erase(self, delivery: DeliveryRecord, escalation: EscalationRecord) -> None:
         """/forget: delete what was sent (every piece of it: refs may list several), or tell the desk."""
         ref = delivery.ref or ""
         if delivery.destination == CUSTOMER:
-            if (channel := self.channels.get(escalation.key.platform)) is None:
-                raise RuntimeError(f"the {escalation.key.platform} adapter is not running here")
+            channel = self._channel(escalation.key.platform)
             for piece in ref.split(","):
                 await channel.delete(Sent(escalation.key, piece))
             return
@@ -135,11 +139,10 @@ class Notifications:
         return where, desk
 
     async def payload(self, escalation: EscalationRecord) -> dict[str, Any]:
-        key = escalation.key
-        turns = await self.memory.messages(key, limit=self.settings.notify.transcript_messages)
+        turns = await self.memory.messages(escalation.key, limit=self.settings.notify.transcript_messages)
         return {
             "escalation_id": escalation.id,
-            "conversation": conversation(key),
+            "conversation": conversation(escalation.key),
             "reason": escalation.reason,
             "mood_trend": escalation.scores,
             "opened_at": escalation.opened_at.isoformat(),
@@ -151,34 +154,65 @@ class Notifications:
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
         """One attempt, fenced (skipped when another claim holds the row now) and recorded."""
-        escalation = await self.escalations.get(delivery.escalation_id)
-        if escalation is None or not await self.outbox.owns(delivery, for_seconds=self.lease / 4):
+        escalation = await self.escalations.get(delivery.escalation_id) if delivery.escalation_id else None
+        if (escalation is None and delivery.kind != "reply") or not await self.outbox.owns(delivery, self.lease / 4):
             return  # another claim has it, or this one ends too soon for a whole send: the next claim sends it
+        what = f"escalation #{escalation.id}" if escalation else f"reply #{delivery.id}"
         ref, error = None, None
         try:
             async with asyncio.timeout(self.lease / 4):  # never past the claim's lease (checked just above)
-                if delivery.kind == "notice":
-                    ref = await self._notice(delivery.destination, escalation)
-                elif delivery.kind == "relay":
-                    ref = await self._relay(delivery, escalation)
-                else:
-                    await self._erase(delivery, escalation)
-                    ref = delivery.ref
+                ref = await self._send(delivery, escalation)
         except Exception as exc:  # any failure is recorded and retried, never raised into a reply
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            log.warning("escalation #%s to %s failed: %s", escalation.id, delivery.destination, error)
-            if delivery.destination == CUSTOMER and delivery.attempts == 0:
+            log.warning("%s to %s failed: %s", what, delivery.destination, error)
+            if escalation and delivery.destination == CUSTOMER and delivery.attempts == 0:
                 await self._tell_agents(escalation, f"⚠️ Could not deliver to the customer: {error}. Retrying.")
         retry_in = min(self.settings.notify.retry_seconds * 2**delivery.attempts, MAX_RETRY_SECONDS)
         status = await self.outbox.delivered(delivery, error, retry_in, ref=ref, give_up=self._give_up)
         if status == "dead":
             metrics.DEAD_DELIVERIES.labels(delivery.kind).inc()
-            log.error("escalation #%s: gave up delivering a %s to %s after %d attempts: %s",
-                      escalation.id, delivery.kind, delivery.destination, delivery.attempts + 1, error)  # fmt: skip
-        if delivery.kind == "notice" and ref is not None:  # taken or resolved while it was being sent
+            log.error("%s: gave up delivering a %s to %s after %d attempts: %s",
+                      what, delivery.kind, delivery.destination, delivery.attempts + 1, error)  # fmt: skip
+        if escalation and delivery.kind == "notice" and ref is not None:  # taken or resolved while it was sent
             now = await self.escalations.get(escalation.id)
             if now is not None and (now.taken_by, now.resolved_at) != (escalation.taken_by, escalation.resolved_at):
                 await self.show(now)
+
+    async def _send(self, delivery: DeliveryRecord, escalation: EscalationRecord | None) -> str | None:
+        """Send one row; the platform's ids of what was sent."""
+        if escalation is None:  # only a reply is nobody's escalation
+            return await self._reply(delivery)
+        if delivery.kind == "notice":
+            return await self._notice(delivery.destination, escalation)
+        if delivery.kind == "relay":
+            return await self._relay(delivery, escalation)
+        await self._erase(delivery, escalation)
+        return delivery.ref
+
+    async def _reply(self, delivery: DeliveryRecord) -> str | None:
+        """An answer whose live sender died before it was wholly shown: shown now, editing what it posted."""
+        turn = await self.memory.message(delivery.message_id or 0)
+        if turn is None or turn.key is None:
+            return None  # forgotten meanwhile: nothing to send
+        ref = await self._show(delivery, turn.key, with_sources(turn), markdown=markup(turn.sources))
+        log.info("an answer its sender did not finish was sent", extra={"platform": turn.key.platform})
+        return ref
+
+    async def _show(
+        self, delivery: DeliveryRecord, key: ConversationKey, text: str, markdown: bool = False
+    ) -> str | None:
+        """A text to the customer, editing what an earlier attempt posted (noted in the row's ref)."""
+        posted = [piece for piece in (delivery.ref or "").split(",") if piece]
+        note = functools.partial(self.outbox.noted, delivery)
+        ids = await self._channel(key.platform).show(
+            key, text, posted, note, reply_to=delivery.reply_to, markdown=markdown
+        )
+        return ",".join(ids) or None  # every piece, so that /forget deletes them all
+
+    def _channel(self, platform: str) -> OutputChannel:
+        if (channel := self.channels.get(platform)) is None:
+            raise RuntimeError(f"the {platform} adapter is not running here")
+        return channel
 
     def _give_up(self, attempts: int, created_at: datetime) -> bool:
         limits = self.settings.notify
@@ -194,7 +228,7 @@ class Notifications:
         if turn is None:
             return None  # forgotten meanwhile: nothing to send
         if delivery.destination == CUSTOMER:
-            ref = await self._to_customer(escalation.key, turn)
+            ref = await self._to_customer(escalation.key, turn, delivery)
         else:
             where, desk = self._desk(delivery.destination)
             ref = await desk.relay(where.target, delivery.thread, escalation, turn)
@@ -205,21 +239,12 @@ class Notifications:
         log.info("relayed", extra=fields)
         return ref
 
-    async def _to_customer(self, key: ConversationKey, turn: StoredMessage) -> str | None:
+    async def _to_customer(self, key: ConversationKey, turn: StoredMessage, delivery: DeliveryRecord) -> str | None:
         text = turn.text
         if turn.role == "agent":
             text = self.settings.handoff.agent_prefix.format(agent=turn.author_name or "Support") + text
-        if (channel := self.channels.get(key.platform)) is None:
-            raise RuntimeError(f"the {key.platform} adapter is not running here")
-        sent = await channel.send(key, text)
-        return ",".join(piece.id for piece in sent) or None  # every piece, so that /forget deletes them all
+        return await self._show(delivery, key, text)
 
     async def _tell_agents(self, escalation: EscalationRecord, text: str) -> None:
         """A visible error in the agents' threads (a customer who blocked the bot, a deleted topic...)."""
-        for delivery in await self.outbox.deliveries(escalation.id):
-            where = Destination.parse(delivery.destination)
-            if delivery.kind == "notice" and delivery.ref and (desk := self.desks.get(where.desk)):
-                try:
-                    await desk.say(where.target, delivery.ref, text)
-                except Exception as exc:
-                    log.warning("escalation #%s: could not tell the agents in %s: %s", escalation.id, where.desk, exc)
+        await self._at_notices(escalation, "tell the agents", lambda desk, at, ref: desk.say(at, ref, text))

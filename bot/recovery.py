@@ -1,8 +1,8 @@
-"""Recovery: what a crash, a kill or a deploy left behind is finished by whichever replica looks
-first (claims in the ledger; `FOR UPDATE SKIP LOCKED` on PostgreSQL). An event accepted and never
-answered is answered now; an answer stored and not (wholly) posted is posted, editing what was;
-both in order per conversation. Web and console events are answered and stored: the client's
-retry of the same event id gets that answer."""
+"""Recovery: an event a crash, a kill or a deploy left accepted and never answered is answered now,
+by whichever replica looks first (claims in the ledger; `FOR UPDATE SKIP LOCKED` on PostgreSQL), in
+order per conversation; its answer edits what the dead attempt posted. Web and console events are
+answered and stored: the client's retry of the same event id gets that answer. (An answer stored and
+not wholly sent is the outbox's: its dispatcher finishes it, bot/notify.py.)"""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
-from bot.delivery import OutputChannel, deliver, redeliver
+from bot.delivery import OutputChannel, deliver
 from core.bot import Bot
 from core.errors import Busy
-from core.events import ConversationKey
-from core.ledger import Owed
+from core.events import ConversationKey, IncomingMessage
 from core.settings import RecoverySettings
 
 log = logging.getLogger(__name__)
@@ -37,28 +36,25 @@ class Recovery:
     async def once(self) -> int:
         """One pass: how many events were finished (or tried)."""
         owed, given_up = await self.bot.ledger.claim_owed(
-            timedelta(minutes=self.settings.window_minutes), self.settings.max_attempts, list(self.channels)
+            timedelta(minutes=self.settings.window_minutes), self.settings.max_attempts
         )
         for event in given_up:
             log.error("recovery: event %s was accepted and never answered in time; marked failed", event)
-        conversations: dict[ConversationKey, list[Owed]] = {}
-        for item in owed:
-            conversations.setdefault(item.message.key, []).append(item)
+        conversations: dict[ConversationKey, list[IncomingMessage]] = {}
+        for msg in owed:
+            conversations.setdefault(msg.key, []).append(msg)
         await asyncio.gather(*(self._in_order(items) for items in conversations.values()))
         return len(owed)
 
-    async def _in_order(self, items: list[Owed]) -> None:
-        for item in items:
-            await self._finish(item)
+    async def _in_order(self, items: list[IncomingMessage]) -> None:
+        for msg in items:
+            await self._finish(msg)
 
-    async def _finish(self, owed: Owed) -> None:
-        msg, channel = owed.message, self.channels.get(owed.message.platform)
+    async def _finish(self, msg: IncomingMessage) -> None:
+        channel = self.channels.get(msg.platform)
         fields = {"platform": msg.platform, "event_id": msg.event_id}
         try:
-            if owed.reply is not None and channel is not None:
-                await redeliver(channel, self.bot.ledger, owed)
-                log.info("recovery: a stored answer was sent", extra=fields)
-            elif channel is not None:
+            if channel is not None:
                 if await deliver(channel, self.bot, msg, reply_to=msg.message_id or None) is None:
                     await self.bot.ledger.unclaim(msg.key, msg.event_id)
                 else:

@@ -21,8 +21,9 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import DateTime, String, delete, func, update
+from sqlalchemy import ColumnElement, DateTime, String, delete, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +32,16 @@ from core.db import Base, Database
 log = logging.getLogger(__name__)
 TERM = timedelta(seconds=30)  # a dead holder's lease is free after this; a live one renews every third of it
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+"""This process (this start of it: a restarted container has the same host name and often the same pid)."""
+RECOVERY = f"{PROCESS}/recovery"
+"""The owner of events this process's recovery claimed (core/ledger.py)."""
+
+
+def idle(owner: Any, until: Any, dialect: str, now: datetime, mine: tuple[str, ...]) -> ColumnElement[bool]:
+    """Rows whose owner (with a lease until `until`) no live process is: none, expired, or, on SQLite
+    (one process per file), any owner not among this process's names (`mine`): it is gone."""
+    gone = or_(owner.is_(None), until < now)
+    return or_(gone, owner.not_in(mine)) if dialect == "sqlite" else gone
 
 
 class Lease(Base):

@@ -1,32 +1,33 @@
-"""The event ledger: one row per event ever accepted, with who is answering it (owner and lease),
-what the bot posted for it on the platform, and whether its answer is delivered. It makes every
-answer exactly-once: a redelivered event gets the answer it got, an abandoned one is taken over,
-and recovery claims what a crash left (`claim_owed`). The turns themselves are core/memory.py's."""
+"""The event ledger: one row per event ever accepted, with who is answering it (owner and lease). It
+makes every answer exactly-once: a redelivered event gets the answer it got, an abandoned one is
+taken over, and recovery claims what a crash left unanswered (`claim_owed`). Sending the answer is
+the outbox's (core/outbox.py): a `reply` row opened with the answer, in the same transaction, notes
+what was posted of it and is finished by the dispatcher if its answerer dies. The turns themselves
+are core/memory.py's."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, DateTime, ForeignKey, String, UniqueConstraint, and_, or_, select
+from sqlalchemy import ColumnElement, DateTime, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core import leases
 from core.db import Base, Database
 from core.events import ConversationKey, IncomingMessage, Mood, Role, Source, as_utc, utcnow
 from core.memory import NAME, Conversation, Message, conversation_row, mood_of
+from core.outbox import CUSTOMER, Delivery
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+OWNER = leases.PROCESS
 """Who answers an event, in the ledger: this process (this start of it: a restarted container has
 the same host name and often the same pid)."""
-RECOVERY = f"{OWNER}/recovery"
+RECOVERY = leases.RECOVERY
 """The owner of events this process's recovery claimed: taken over by the answer it then starts."""
 LEASE = timedelta(minutes=2)
 """How long an event's owner is trusted to be answering it: a redelivery after that takes it over.
@@ -51,11 +52,7 @@ class ProcessedEvent(Base):
     owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(default=0)
-    # the outbox for platform sends: the platform's id of the user's message (to reply to it), the
-    # ids of what the bot posted for it, in order, and when the answer was wholly delivered
-    platform_message_id: Mapped[str | None] = mapped_column(String(128))
-    sent_ids: Mapped[list[str] | None] = mapped_column(JSON)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    platform_message_id: Mapped[str | None] = mapped_column(String(128))  # the user's message (to reply to it)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -79,16 +76,6 @@ class Seen:
 
     reply: str
     mood: Mood | None
-
-
-@dataclass(frozen=True)
-class Owed:
-    """An event recovery owes an answer (`reply` None) or the delivery of a stored answer (`reply`,
-    and the platform ids of what was posted of it before, to edit instead of posting again)."""
-
-    message: IncomingMessage
-    reply: str | None = None
-    sent_ids: tuple[str, ...] = ()
 
 
 class Ledger:
@@ -177,17 +164,16 @@ class Ledger:
 
     def _idle(self, now: datetime) -> ColumnElement[bool]:
         """Ledger rows no live process holds (the SQL twin of `_abandoned`, without the turn lock)."""
-        idle = or_(ProcessedEvent.owner.is_(None), ProcessedEvent.lease_until < now)
-        if self.db.dialect == "sqlite":
-            return or_(idle, ProcessedEvent.owner.not_in((OWNER, RECOVERY)))
-        return idle
+        return leases.idle(ProcessedEvent.owner, ProcessedEvent.lease_until, self.db.dialect, now, (OWNER, RECOVERY))
 
     async def record_reply(
         self, accepted: Accepted, text: str, failed: bool, sources: Sequence[Source] = (), knowledge: str | None = None
     ) -> None:
         """Store the bot turn (none when the bot stays silent) with the knowledge it used (`knowledge`:
-        curated | passages | none, and its sources) and close the event in the ledger; the caller keeps
-        its lease while it delivers the answer (`delivered` ends it)."""
+        curated | passages | none, and its sources) and close the event in the ledger; a text is owed
+        to the customer from now on (the event's `reply` row in the outbox, pending again if an
+        apology was sent before: it is edited into the answer). The caller keeps its lease while it
+        delivers the answer (`delivered` ends it); if it dies, the outbox's dispatcher finishes."""
         async with self._session() as session, session.begin():
             ledger = await session.get_one(ProcessedEvent, accepted.ledger_id)
             ledger.status, ledger.lease_until = "failed" if failed else "answered", utcnow() + LEASE
@@ -204,6 +190,9 @@ class Ledger:
                 session.add(turn)
                 await session.flush()
                 ledger.reply_id = turn.id
+                reply = await self._reply(session, ledger.id)
+                reply.status, reply.attempts, reply.claim, reply.last_error = "pending", 0, None, None
+                reply.next_attempt_at, reply.delivered_at = utcnow(), None
 
     async def release(self, accepted: Accepted) -> None:
         """Leave an event nothing was answered for (the model was busy or not running) for a retry:
@@ -216,19 +205,34 @@ class Ledger:
         """Note a message the bot posted on the platform for an event (edited, not posted again, on recovery)."""
         async with self._session() as session, session.begin():
             if (ledger := await self._ledger(session, key, event_id)) is not None:
-                ledger.sent_ids = [*(ledger.sent_ids or []), platform_id]
+                reply = await self._reply(session, ledger.id)
+                reply.ref = ",".join([*filter(None, (reply.ref or "").split(",")), platform_id])
 
     async def sent_ids(self, key: ConversationKey, event_id: str) -> list[str]:
         """What was posted for an event before (by an attempt that died): edited, not posted again."""
         async with self._session() as session:
             ledger = await self._ledger(session, key, event_id)
-            return list(ledger.sent_ids or []) if ledger else []
+            query = select(Delivery.ref).filter_by(ledger_id=ledger.id) if ledger else None
+            ref = await session.scalar(query) if query is not None else None
+            return ref.split(",") if ref else []
 
     async def delivered(self, key: ConversationKey, event_id: str) -> None:
         """The event's answer is wholly on the platform: nothing is owed for it any more."""
         async with self._session() as session, session.begin():
             if (ledger := await self._ledger(session, key, event_id)) is not None:
-                ledger.delivered_at, ledger.owner, ledger.lease_until = utcnow(), None, None
+                ledger.owner, ledger.lease_until = None, None
+                reply = await session.scalar(select(Delivery).filter_by(ledger_id=ledger.id))
+                if reply is not None:
+                    reply.status, reply.delivered_at, reply.claim = "sent", utcnow(), None
+
+    async def _reply(self, session: AsyncSession, ledger_id: int) -> Delivery:
+        """The event's `reply` row in the outbox (opened at its first post or with its answer)."""
+        reply = await session.scalar(select(Delivery).filter_by(ledger_id=ledger_id))
+        if reply is None:
+            reply = Delivery(kind="reply", destination=CUSTOMER, ledger_id=ledger_id)
+            session.add(reply)
+            await session.flush()
+        return reply
 
     async def unclaim(self, key: ConversationKey, event_id: str) -> None:
         """Give back a claim that could not be worked on now (the model is full): due at the next pass."""
@@ -246,25 +250,19 @@ class Ledger:
         return await session.scalar(query)
 
     async def claim_owed(
-        self, window: timedelta, max_attempts: int, platforms: Sequence[str], limit: int = 100
-    ) -> tuple[list[Owed], list[str]]:
-        """Claim, for this process, what no live process is doing: events accepted and never
-        answered (any platform), and answers not yet delivered (on `platforms`, the ones this process
-        can post to), oldest first. Events older than `window`, or tried `max_attempts` times, are
-        marked failed instead: returned as "platform:event_id" for the log. On PostgreSQL, rows
-        another replica is claiming right now are skipped (FOR UPDATE SKIP LOCKED)."""
+        self, window: timedelta, max_attempts: int, limit: int = 100
+    ) -> tuple[list[IncomingMessage], list[str]]:
+        """Claim, for this process, the events accepted and never answered that no live process is
+        answering, oldest first (an answer stored and not delivered is the outbox's). Events older
+        than `window`, or tried `max_attempts` times, are marked failed instead: returned as
+        "platform:event_id" for the log. On PostgreSQL, rows another replica is claiming right now
+        are skipped (FOR UPDATE SKIP LOCKED)."""
         now = utcnow()
-        unanswered = ProcessedEvent.status.in_(("accepted", "answering"))
-        undelivered = and_(
-            ProcessedEvent.status.in_(("answered", "failed")),
-            ProcessedEvent.reply_id.is_not(None),
-            ProcessedEvent.delivered_at.is_(None),
-            Conversation.platform.in_(platforms),
-        )
         query = (
             select(ProcessedEvent, Conversation)
             .join(Conversation, Conversation.id == ProcessedEvent.conversation_id)
-            .where(or_(unanswered, undelivered), self._idle(now), ProcessedEvent.message_id.is_not(None))
+            .where(ProcessedEvent.status.in_(("accepted", "answering")), self._idle(now))
+            .where(ProcessedEvent.message_id.is_not(None))
             .order_by(ProcessedEvent.id)
             .limit(limit)
             .with_for_update(of=ProcessedEvent, skip_locked=True)
@@ -272,25 +270,23 @@ class Ledger:
         owed, given_up = [], []
         async with self._session() as session, session.begin():
             for ledger, conversation in (await session.execute(query)).tuples():
-                answered = ledger.status in ("answered", "failed")
-                if as_utc(ledger.created_at) < now - window or (not answered and ledger.attempts >= max_attempts):
+                if as_utc(ledger.created_at) < now - window or ledger.attempts >= max_attempts:
                     ledger.status, ledger.owner, ledger.lease_until = "failed", None, None
-                    ledger.delivered_at = now  # nothing is sent for it any more
                     given_up.append(f"{conversation.platform}:{ledger.event_id}")
                     continue
                 user = await session.get_one(Message, ledger.message_id)
-                reply = await session.get(Message, ledger.reply_id) if answered and ledger.reply_id else None
                 ledger.owner, ledger.lease_until = RECOVERY, now + LEASE
-                msg = IncomingMessage(
-                    key=ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id),
-                    user_id=user.author_id,
-                    user_name=user.author_name,
-                    text=user.text,
-                    event_id=ledger.event_id,
-                    message_id=ledger.platform_message_id or "",
-                    received_at=as_utc(user.created_at),
+                owed.append(
+                    IncomingMessage(
+                        key=ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id),
+                        user_id=user.author_id,
+                        user_name=user.author_name,
+                        text=user.text,
+                        event_id=ledger.event_id,
+                        message_id=ledger.platform_message_id or "",
+                        received_at=as_utc(user.created_at),
+                    )
                 )
-                owed.append(Owed(msg, reply.text if reply else None, tuple(ledger.sent_ids or ())))
         return owed, given_up
 
     async def add_turn(
@@ -313,7 +309,7 @@ class Ledger:
                     session.add(turn)
                     await session.flush()
                     session.add(ProcessedEvent(conversation_id=conversation_id, event_id=event_id, message_id=turn.id,
-                                               status="answered", delivered_at=utcnow()))  # fmt: skip
+                                               status="answered"))  # fmt: skip
                     await session.flush()
             except IntegrityError:
                 return None

@@ -1,9 +1,11 @@
-"""The outbox for everything support-side: notices of an escalation, customer turns relayed to the
-agents' threads, and agents' turns (and the bot's hand-off lines) relayed to the customer. Each is a
-row before it is sent; an attempt that fails is recorded and the row is due again later, so nothing
-is lost and, with claims, nothing is sent twice across replicas (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL, plus a lease). A relay is unique per (escalation, destination, turn): a redelivered
-event, a double click or two replicas queue it once."""
+"""The outbox: everything owed to someone outside. The bot's answer to an event (`reply`, opened by
+the ledger with the answer and finished here if its live answerer dies), notices of an escalation,
+customer turns relayed to the agents' threads, and agents' turns (and the bot's hand-off lines)
+relayed to the customer. Each is a row before it is sent; an attempt that fails is recorded and the
+row is due again later, so nothing is lost and, with claims, nothing is sent twice across replicas
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL, plus a lease); `ref` keeps what was posted, so a second
+attempt edits it instead of posting again. A relay is unique per (escalation, destination, turn): a
+redelivered event, a double click or two replicas queue it once; a reply is unique per event."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, and_, column, exists, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
+from core import leases
 from core.db import Base, Database
 from core.events import as_utc, utcnow
 
@@ -28,18 +32,21 @@ CUSTOMER = "customer"
 
 
 class Delivery(Base):
-    """One send to one destination: a `notice` of an escalation, or a `relay` of one stored turn."""
+    """One send to one destination: an event's `reply`, a `notice` of an escalation, or a `relay` of
+    one stored turn."""
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("escalation_id", "destination", "message_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    escalation_id: Mapped[int | None] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    # a reply: the ledger's event it answers (the text is the event's reply turn, read when it is sent)
+    ledger_id: Mapped[int | None] = mapped_column(ForeignKey("processed_events.id", ondelete="CASCADE"), unique=True)
     destination: Mapped[str] = mapped_column(String(512))  # customer | desk:target (bot/destinations.py)
-    # notice | relay | erase (delete `ref` where it was sent: /forget) | forget (tell a webhook: /forget)
+    # reply | notice | relay | erase (delete `ref` where it was sent: /forget) | forget (tell a webhook: /forget)
     kind: Mapped[str] = mapped_column(String(16), default="notice")
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
-    ref: Mapped[str | None] = mapped_column(String(256))  # the platform's id of what was sent
+    ref: Mapped[str | None] = mapped_column(Text)  # the platform's ids of what was sent, comma-separated
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | dead
     attempts: Mapped[int] = mapped_column(default=0)
     claim: Mapped[str | None] = mapped_column(String(32))  # the fence token of the latest claim
@@ -52,7 +59,7 @@ class Delivery(Base):
 @dataclass(frozen=True)
 class DeliveryRecord:
     id: int
-    escalation_id: int
+    escalation_id: int | None
     destination: str
     status: str
     attempts: int
@@ -62,13 +69,21 @@ class DeliveryRecord:
     ref: str | None = None
     thread: str | None = None  # a relay to an agents' destination: the ref of the notice it goes under
     claim: str = ""  # the fence token of this claim: only its holder may send and record the row
+    reply_to: str | None = None  # a reply: the platform's id of the user's message (message_id: the answer's turn)
 
 
-def _record(row: Delivery, thread: str | None = None) -> DeliveryRecord:
+def _record(row: Delivery, thread: str | None = None, **reply: Any) -> DeliveryRecord:
+    fields = {"message_id": row.message_id, **reply}
     return DeliveryRecord(
         row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error,
-        row.kind, row.message_id, row.ref, thread, row.claim or "",
+        row.kind, ref=row.ref, thread=thread, claim=row.claim or "", **fields,
     )  # fmt: skip
+
+
+EVENTS = table(  # the ledger's events (core/ledger.py, which opens the reply rows)
+    "processed_events", *map(column, ("id", "status", "reply_id", "owner", "lease_until", "platform_message_id"))
+)
+ANSWERED = ("answered", "failed")
 
 
 async def queue(session: AsyncSession, escalation_id: int, destinations: Iterable[str], message_id: int) -> int:
@@ -89,7 +104,7 @@ async def queue(session: AsyncSession, escalation_id: int, destinations: Iterabl
 
 class Outbox:
     def __init__(self, db: Database) -> None:
-        self._session = db.session
+        self.db, self._session = db, db.session
 
     async def claim_due(
         self,
@@ -103,8 +118,9 @@ class Outbox:
         (none removed from the config) and not to `exclude` (busy here), claimed for this caller with
         a fresh fence token: they are not due again for anyone until `lease_seconds` pass or
         `delivered` reschedules them, and a send checks the token (`owns`) first. A relay to the
-        agents is due once its notice is sent (it goes under it). On PostgreSQL, rows another replica
-        is claiming right now are skipped (SKIP LOCKED)."""
+        agents is due once its notice is sent (it goes under it); a reply once its event is answered
+        and nobody live is delivering it. On PostgreSQL, rows another replica is claiming right now
+        are skipped (SKIP LOCKED)."""
         now, notice = utcnow(), aliased(Delivery)
         under = and_(
             notice.escalation_id == Delivery.escalation_id,
@@ -112,12 +128,18 @@ class Outbox:
             notice.kind == "notice",
         )
         sent_notice = exists().where(under, notice.status == "sent")
+        mine = (leases.PROCESS, leases.RECOVERY)
+        answered = exists().where(
+            EVENTS.c.id == Delivery.ledger_id, EVENTS.c.status.in_(ANSWERED), EVENTS.c.reply_id.is_not(None),
+            leases.idle(EVENTS.c.owner, EVENTS.c.lease_until, self.db.dialect, now, mine),
+        )  # fmt: skip
         wanted = [d for d in destinations if d not in exclude]
         query = (
             select(Delivery)
             .where(Delivery.status == "pending", Delivery.next_attempt_at <= now, Delivery.destination.in_(wanted))
             .where(Delivery.id.not_in(list(skip)))
             .where(Delivery.kind.in_(("notice", "erase", "forget")) | (Delivery.destination == CUSTOMER) | sent_notice)
+            .where((Delivery.kind != "reply") | answered)
             .order_by(Delivery.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -128,6 +150,9 @@ class Outbox:
             for row in rows:
                 row.next_attempt_at, row.claim = now + timedelta(seconds=lease_seconds), uuid.uuid4().hex
                 thread = None
+                if row.kind == "reply":
+                    claimed.append(await _reply(session, row))
+                    continue
                 if row.kind == "relay" and row.destination != CUSTOMER:
                     refs = select(Delivery.ref).filter_by(
                         escalation_id=row.escalation_id, destination=row.destination, kind="notice"
@@ -144,6 +169,13 @@ class Outbox:
             if row is None or row.status != "pending" or row.claim != delivery.claim:
                 return False
             return as_utc(row.next_attempt_at) > utcnow() + timedelta(seconds=for_seconds)
+
+    async def noted(self, delivery: DeliveryRecord, platform_id: str) -> None:
+        """Note a message posted for a claimed row, at once: a later attempt edits it, never posts it again."""
+        async with self._session() as session, session.begin():
+            row = await session.get(Delivery, delivery.id)
+            if row is not None and row.claim == delivery.claim:
+                row.ref = ",".join([*filter(None, (row.ref or "").split(",")), platform_id])
 
     async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
         async with self._session() as session:
@@ -170,6 +202,12 @@ class Outbox:
                 if give_up(row.attempts, as_utc(row.created_at)):
                     row.status = "dead"
             return row.status
+
+
+async def _reply(session: AsyncSession, row: Delivery) -> DeliveryRecord:
+    """A claimed reply with what sending it needs: the answer's turn, and the message it answers."""
+    event = (await session.execute(select(EVENTS).where(EVENTS.c.id == row.ledger_id))).one()
+    return _record(row, reply_to=event.platform_message_id or None, message_id=event.reply_id)
 
 
 async def erase(session: AsyncSession, conversation_id: int, message_ids: Sequence[int], user_id: str) -> int:

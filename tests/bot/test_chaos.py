@@ -42,10 +42,11 @@ API_TOKEN = "chaos-api-token"  # the /v1/chat customer is an API client: its ids
 PER_CHANNEL = 5  # messages per customer channel
 MOMENTS = ("mid-stream", "stored, nothing sent", "stored, nothing sent", "mid-stream", "random", "random")
 """When each SIGKILL lands (servers a and b in turn): the moment the ledger shows the state, or at random."""
+POSTED = "EXISTS (SELECT 1 FROM deliveries d WHERE d.ledger_id = processed_events.id AND d.ref IS NOT NULL)"
 LEDGER_STATES = {
-    "mid-stream": "status = 'answering' AND sent_ids IS NOT NULL",  # a preview is posted, the answer is not done
+    "mid-stream": f"status = 'answering' AND {POSTED}",  # a preview is posted, the answer is not done
     # a platform's message is acked and stored, nothing is sent for it yet
-    "stored, nothing sent": "status IN ('accepted', 'answering') AND sent_ids IS NULL AND platform_message_id != ''",
+    "stored, nothing sent": f"status IN ('accepted', 'answering') AND NOT {POSTED} AND platform_message_id != ''",
 }
 
 
@@ -272,11 +273,12 @@ def in_state(path: Path, state: str) -> bool:
 
 
 def ledger(path: Path) -> list[tuple[str, str, list[str]]]:
-    """(event id, its stored answer, the platform ids the ledger noted for it) of every answered event."""
+    """(event id, its stored answer, the platform ids its reply row noted) of every answered event."""
     with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT p.event_id, m.text, p.sent_ids FROM processed_events p "
-                          "JOIN messages m ON m.id = p.reply_id").fetchall()  # fmt: skip
-    return [(event, text, json.loads(sent or "[]")) for event, text, sent in rows]
+        query = ("SELECT p.event_id, m.text, d.ref FROM processed_events p JOIN messages m ON m.id = p.reply_id "
+                 "LEFT JOIN deliveries d ON d.ledger_id = p.id")  # fmt: skip
+        rows = db.execute(query).fetchall()
+    return [(event, text, sent.split(",") if sent else []) for event, text, sent in rows]
 
 
 def telegram_copies(api: FakeBotAPI, chat: int, event: str, first: int) -> dict[str, tuple[str, float]]:

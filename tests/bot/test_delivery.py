@@ -1,14 +1,14 @@
 """Delivery, the one policy every platform shares: previews of a streaming reply at a throttled
 pace, splitting at the platform's limit, nothing sent for duplicates or paused chats, and the
-ledger as the outbox of what was posted."""
+outbox's reply row noting what was posted."""
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from bot.delivery import deliver, previews, redeliver, split
+from bot.delivery import deliver, previews, split
 from core.bot import Bot, Event
 from core.events import ConversationKey, IncomingMessage, Reply
-from core.ledger import Owed
+from core.outbox import Outbox
 from tests.auxil.collecting import CollectingChannel
 from tests.auxil.scripted import ScriptedEngine
 
@@ -70,13 +70,13 @@ async def test_duplicates_and_paused_chats_send_nothing(scriptbot: Bot) -> None:
     assert again is not None and again.duplicate and len(channel.messages) == 1
 
 
-async def test_the_ledger_is_the_outbox_every_post_noted_and_the_delivery_closed(scriptbot: Bot) -> None:
+async def test_every_post_is_noted_in_the_outbox_and_the_reply_closed(scriptbot: Bot) -> None:
     ledger, channel = scriptbot.ledger, CollectingChannel(limit=30, interval=3600)
     msg = message("a question long enough to need a few pieces of answer")
     await deliver(channel, scriptbot, msg)
     assert await ledger.sent_ids(KEY, msg.event_id) == list(channel.posted)  # every piece, in order
-    owed, _ = await ledger.claim_owed(timedelta(hours=1), 3, ["test"])
-    assert owed == []  # delivered: nothing owed
+    owed, _ = await ledger.claim_owed(timedelta(hours=1), 3)
+    assert owed == [] and await Outbox(scriptbot.memory.db).claim_due(["customer"]) == []  # delivered: nothing owed
 
 
 async def test_an_answer_after_a_dead_attempt_edits_what_that_attempt_posted(scriptbot: Bot) -> None:
@@ -91,11 +91,15 @@ async def test_an_answer_after_a_dead_attempt_edits_what_that_attempt_posted(scr
     assert posted.text == "You said: Hello"
 
 
-async def test_redeliver_finishes_a_stored_answer_editing_what_was_posted(scriptbot: Bot) -> None:
-    ledger, channel = scriptbot.ledger, CollectingChannel(limit=30)
+async def test_a_retried_text_edits_what_was_posted_and_notes_each_new_post() -> None:
+    channel, noted = CollectingChannel(limit=30), []
     text = "First sentence is here. Second sentence follows. Third one ends it."
     first = await channel.post(KEY, "First sentence is here.")
-    owed = Owed(message("tell me"), text, (first.id,))
-    await redeliver(channel, ledger, owed)
-    assert [m.text for m in channel.messages] == split(text, 30)
+
+    async def note(id: str) -> None:
+        noted.append(id)
+
+    ids = await channel.show(KEY, text, [first.id], note, reply_to="m-7")
+    assert [m.text for m in channel.messages] == split(text, 30) and ids == list(channel.posted)
     assert channel.posted[first.id].versions == ["First sentence is here."] * 2  # edited, not posted again
+    assert noted == ids[1:]  # each new post noted at once

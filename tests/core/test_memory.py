@@ -12,6 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from bot import migrate
+from bot.config import Settings
+from bot.notify import Notifications
 from core import ledger as ledger_module
 from core.db import Base, Database
 from core.escalations import EscalationStore
@@ -19,7 +21,10 @@ from core.events import ConversationKey, IncomingMessage
 from core.ledger import Accepted, Ledger, Seen
 from core.memory import Memory
 from core.outbox import Outbox
+from tests.auxil.collecting import CollectingChannel
 from tests.auxil.postgres import postgres_database
+
+KEY42 = ConversationKey("telegram", "42")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -182,15 +187,16 @@ async def test_the_ledger_migration_keys_old_events_by_their_conversation(db_url
 async def test_recovery_claims_each_owed_event_once_across_replicas(
     memory: Memory, ledger: Ledger, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """(#14) Events stored and never answered, and answers stored and never delivered, are claimed by
-    exactly one replica (FOR UPDATE SKIP LOCKED on PostgreSQL), oldest first; a delivered answer is
-    owed nothing, and an event older than the window is given up instead of answered."""
+    """(#14) Events stored and never answered are claimed by recovery, and answers stored and never
+    delivered by the outbox (their `reply` rows), each by exactly one replica (FOR UPDATE SKIP
+    LOCKED on PostgreSQL), oldest first; a delivered answer is owed nothing, and an event older than
+    the window is given up instead of answered."""
     key = ConversationKey("telegram", "owed")
     stored = [IncomingMessage(key, user_id="u", text=f"q{n}", event_id=f"s-{n}", message_id=str(n)) for n in range(4)]
     for msg in stored:
         assert await ledger.store(msg)
     assert not await ledger.store(stored[0])  # a redelivery is stored once
-    undelivered = await ledger.accept(IncomingMessage(key, user_id="u", text="q", event_id="u-1"))
+    undelivered = await ledger.accept(IncomingMessage(key, user_id="u", text="q", event_id="u-1", message_id="9"))
     delivered = await ledger.accept(IncomingMessage(key, user_id="u", text="q", event_id="d-1"))
     assert isinstance(undelivered, Accepted) and isinstance(delivered, Accepted)
     await ledger.record_reply(delivered, "the answer, sent", failed=False)
@@ -200,20 +206,24 @@ async def test_recovery_claims_each_owed_event_once_across_replicas(
     monkeypatch.undo()
     other = Database.open(db_url)  # a second replica
     try:
-        claims = await asyncio.gather(
-            *(m.claim_owed(timedelta(hours=1), 3, ["telegram"]) for m in (ledger, Ledger(other)))
-        )
+        claims = await asyncio.gather(*(m.claim_owed(timedelta(hours=1), 3) for m in (ledger, Ledger(other))))
+        replies = await asyncio.gather(*(Outbox(d).claim_due(["customer"]) for d in (memory.db, other)))
     finally:
         await other.aclose()
-    owed = [item for batch, _ in claims for item in batch]
-    assert sorted(o.message.event_id for o in owed) == ["s-0", "s-1", "s-2", "s-3", "u-1"]
-    assert [o.message.message_id for o in owed if o.reply is None] == ["0", "1", "2", "3"]  # oldest first
-    [(text, sent_ids)] = [(o.reply, o.sent_ids) for o in owed if o.message.event_id == "u-1"]
-    assert text == "the answer, never sent" and sent_ids == ()
-    assert await ledger.claim_owed(timedelta(hours=1), 3, ["telegram"]) == ([], [])  # claimed: not owed twice
+    owed = [msg for batch, _ in claims for msg in batch]
+    assert [msg.message_id for msg in owed] == ["0", "1", "2", "3"]  # each once, oldest first
+    [reply] = [delivery for batch in replies for delivery in batch]
+    turn = await memory.message(reply.message_id or 0)
+    assert (
+        (reply.kind, reply.reply_to, reply.ref) == ("reply", "9", None)
+        and turn
+        and turn.text == "the answer, never sent"
+    )
+    assert await ledger.claim_owed(timedelta(hours=1), 3) == ([], [])  # claimed: not owed twice
+    assert await Outbox(memory.db).claim_due(["customer"]) == []
     late = IncomingMessage(ConversationKey("web", "late"), user_id="u", text="old", event_id="late-1")
     assert await ledger.store(late)
-    owed_now, given_up = await ledger.claim_owed(timedelta(seconds=-1), 3, ["telegram"])
+    owed_now, given_up = await ledger.claim_owed(timedelta(seconds=-1), 3)
     assert owed_now == [] and given_up == ["web:late-1"]
 
 
@@ -287,3 +297,49 @@ async def test_a_topic_notice_stored_before_the_upgrade_is_found_by_its_exact_pi
         await db.aclose()
     assert [r[0] for r in rows] == ["t7,42", "43"]
     assert [record.id if record else None for record in found] == [1, 1, 1, None, None]
+
+
+OLD_UNDELIVERED = (
+    "INSERT INTO conversations (id, platform, chat_id, thread_id, context_from, created_at) "
+    "VALUES (1, 'telegram', '42', '', 0, CURRENT_TIMESTAMP)",
+    "INSERT INTO messages (id, conversation_id, role, author_id, author_name, text, created_at) VALUES "
+    "(1, 1, 'user', 'u', '', 'Where is my parcel?', CURRENT_TIMESTAMP), "
+    "(2, 1, 'assistant', 'tonebot', '', 'On its way.', CURRENT_TIMESTAMP), "
+    "(3, 1, 'user', 'u', '', 'Thanks', CURRENT_TIMESTAMP), "
+    "(4, 1, 'assistant', 'tonebot', '', 'You are welcome.', CURRENT_TIMESTAMP), "
+    "(5, 1, 'agent', 'a1', 'Ana', 'Ana here.', CURRENT_TIMESTAMP)",
+    "INSERT INTO processed_events (conversation_id, event_id, message_id, reply_id, status, attempts, "
+    "platform_message_id, sent_ids, delivered_at, created_at) VALUES "
+    "(1, 'e-1', 1, 2, 'answered', 1, 'm-1', '[\"1\"]', NULL, CURRENT_TIMESTAMP), "  # killed mid-answer
+    "(1, 'e-2', 3, 4, 'answered', 1, 'm-3', '[\"2\"]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",  # delivered
+    "INSERT INTO escalations (id, conversation_id, reason, scores, opened_at) "
+    "VALUES (1, 1, 'asked_for_human', '[]', CURRENT_TIMESTAMP)",
+    "INSERT INTO deliveries (escalation_id, destination, kind, message_id, status, attempts, next_attempt_at, "
+    "created_at) VALUES (1, 'customer', 'relay', 5, 'pending', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+)
+
+
+async def test_what_was_owed_under_the_old_schema_is_delivered_exactly_once_after_the_upgrade(
+    db_url: str, settings: Settings
+) -> None:
+    """0013, one outbox: an answer stored and half sent (its preview posted) under 0012 and an agent's
+    relay still queued are finished once by the one dispatcher, the preview edited, not posted again;
+    an answer delivered before is not sent again."""
+    channel = CollectingChannel()
+    preview, done = await channel.post(KEY42, "On its"), await channel.post(KEY42, "You are welcome.")
+    assert (preview.id, done.id) == ("1", "2")  # the ids the old rows noted
+    db = await upgraded(db_url, "0012", OLD_UNDELIVERED)
+    try:
+        notifications = Notifications(Memory(db), EscalationStore(db), Outbox(db), settings)
+        notifications.attach({}, {"telegram": channel})
+        for _ in range(2):  # a second round (another replica, a restart) sends nothing more
+            await notifications.deliver_due()
+        async with db.engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT kind, status, ref FROM deliveries ORDER BY id"))).all()
+        await notifications.aclose()
+    finally:
+        await db.aclose()
+    assert channel.posted["1"].versions == ["On its", "On its way."]  # edited into the answer
+    assert channel.posted["2"].versions == ["You are welcome."]
+    assert [m.text for m in channel.messages] == ["On its way.", "You are welcome.", "Ana: Ana here."]
+    assert sorted(tuple(r) for r in rows) == [("relay", "sent", "3"), ("reply", "sent", "1")]
