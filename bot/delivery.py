@@ -13,6 +13,7 @@ edits what was posted instead of posting it again: one rule for replies and rela
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -157,7 +158,8 @@ class _Shown:
                 continue
             sent = await self.channel.post(self.key, piece, reply_to=self.reply_to, markdown=markdown)
             self.sent.append(sent)
-            await self.note(sent.id)
+            # posted: its id is noted even if this send is cut off now (a retry then edits it, never reposts)
+            await asyncio.shield(self.note(sent.id))
 
 
 def split(text: str, limit: int) -> list[str]:
