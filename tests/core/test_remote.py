@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +16,56 @@ from core.bot import Bot
 from core.events import LABELS, ChatMessage, ConversationKey, IncomingMessage
 from core.memory import Memory
 from core.prompts import label_scores
-from core.remote import OpenAICompatEngine
+from core.remote import OpenAICompatEngine, top_ids
 
 
 @pytest.fixture(scope="session")
 async def remote(llama_server: str, base_settings: Settings) -> AsyncIterator[OpenAICompatEngine]:
+    """Label scoring (`sentiment.head = ""`)."""
     model = dataclasses.replace(base_settings.model, engine="openai", base_url=llama_server, max_new_tokens=48)
-    engine = await OpenAICompatEngine.connect(model, base_settings.sentiment)
+    engine = await OpenAICompatEngine.connect(model, dataclasses.replace(base_settings.sentiment, head=""))
     yield engine
     await engine.aclose()
+
+
+TEXTS = {
+    "negative": ["This is terrible. My order is broken and nobody answers me. I am furious!", "太糟糕了，我非常生气！"],
+    "positive": [
+        "Thank you so much, this is wonderful and works perfectly! I love it.",
+        "太好了，非常满意，谢谢你们！",
+    ],
+    "neutral": ["Can I change the delivery address of my order?", "What time do you open on Saturday?"],
+}
+
+
+async def test_the_head_reads_the_servers_log_probabilities_by_token_id(
+    llama_server: str, base_settings: Settings
+) -> None:
+    """(#28) The scale-out engine reads the same mood head as the engine in process: the embedded
+    GGUF's shipped llama.cpp head, on the top 2,000 log-probabilities (with token ids) that llama.cpp's
+    server returns for the same prompt ids — neutral included, which label scoring never sees."""
+    model = dataclasses.replace(base_settings.model, engine="openai", base_url=llama_server)
+    engine = await OpenAICompatEngine.connect(model, base_settings.sentiment)
+    try:
+        assert engine.head is not None
+        for label, texts in TEXTS.items():
+            moods = await engine.classify(texts)
+            assert [m.label for m in moods] == [label] * len(texts) and all(0 < m.score < 1 for m in moods)
+        assert engine.head is not None  # read by the head throughout
+    finally:
+        await engine.aclose()
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        {"content": [{"top_logprobs": [{"id": 7, "token": " a", "logprob": -0.5}, {"id": 9, "logprob": -2}]}]},
+        {"top_logprobs": [{"token_id:7": -0.5, "token_id:9": -2.0}]},  # vLLM, return_tokens_as_token_ids
+    ],
+)  # fmt: skip
+def test_token_ids_are_read_from_either_shape(logprobs: dict[str, Any]) -> None:
+    assert top_ids(logprobs) == {7: -0.5, 9: -2.0}
+    assert top_ids({"top_logprobs": [{" a": -0.5}]}) == {}  # no ids: the head cannot be read, label scoring is
 
 
 async def test_sentiment_comes_from_label_token_logprobs(remote: OpenAICompatEngine) -> None:
@@ -71,3 +113,17 @@ def test_label_scores_read_both_logprob_shapes(logprobs: dict[str, Any]) -> None
 def test_no_label_among_the_logprobs_means_fallback() -> None:
     assert label_scores({"top_logprobs": [{" The": -0.1}]}) is None
     assert label_scores({}) is None
+
+
+async def test_eval_measures_the_mood_a_running_server_gives(llama_server: str, base_settings: Settings) -> None:
+    """(#28) `tonebot eval` works against any engine: over the server, the head and label scoring on
+    the same rows, so a scaled deployment can measure its own mood."""
+    from bot.tools import evaluate
+
+    model = dataclasses.replace(base_settings.model, engine="openai", base_url=llama_server)
+    rows = Path(__file__).resolve().parents[2] / "core" / "local" / "training" / "customer_service.jsonl"
+    report = await evaluate.run(dataclasses.replace(base_settings, model=model), rows, 30, "test", False)
+    assert report["engine"] == "openai" and report["method"] == "mood head" and report["rows"] == 30
+    [labels] = report["baselines"]
+    assert labels["method"] == "label-token scoring" and report["macro_f1"] > labels["macro_f1"]
+    assert report["per_class"]["neutral"]["recall"] > labels["per_class"]["neutral"]["recall"]
