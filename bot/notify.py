@@ -84,9 +84,9 @@ class Notifications:
         Claims are small batches, fenced; each send is cut off well before its claim's lease."""
         tried: set[int] = set()  # each row once per call: a failed one waits for its retry time, or the next round
         while True:
-            batch = await self.outbox.claim_due(
-                [*self.destinations, CUSTOMER], exclude=set(self._busy), lease_seconds=self.lease, skip=tried
-            )
+            batch = await self.outbox.claim_due([*self.destinations, CUSTOMER], exclude=set(self._busy),
+                                                lease_seconds=self.lease, skip=tried,
+                                                platforms=list(self.channels))  # fmt: skip
             if not batch:
                 return
             tried |= {delivery.id for delivery in batch}

@@ -80,9 +80,11 @@ def _record(row: Delivery, thread: str | None = None, **reply: Any) -> DeliveryR
     )  # fmt: skip
 
 
-EVENTS = table(  # the ledger's events (core/ledger.py, which opens the reply rows)
-    "processed_events", *map(column, ("id", "status", "reply_id", "owner", "lease_until", "platform_message_id"))
-)
+EVENTS = table(  # the ledger's events (core/ledger.py, which opens the reply rows), and their conversations
+    "processed_events", *map(column, ("id", "conversation_id", "status", "reply_id", "owner", "lease_until",
+                                      "platform_message_id")),
+)  # fmt: skip
+CHATS = table("conversations", column("id"), column("platform"))
 ANSWERED = ("answered", "failed")
 
 
@@ -113,14 +115,16 @@ class Outbox:
         limit: int = 16,
         lease_seconds: float = LEASE_SECONDS,
         skip: Collection[int] = (),
+        platforms: Collection[str] = (),
     ) -> list[DeliveryRecord]:
         """Up to `limit` pending deliveries that are due, oldest first, to the given destinations
         (none removed from the config) and not to `exclude` (busy here), claimed for this caller with
         a fresh fence token: they are not due again for anyone until `lease_seconds` pass or
         `delivered` reschedules them, and a send checks the token (`owns`) first. A relay to the
         agents is due once its notice is sent (it goes under it); a reply once its event is answered
-        and nobody live is delivering it. On PostgreSQL, rows another replica is claiming right now
-        are skipped (SKIP LOCKED)."""
+        and nobody live is delivering it, in a conversation on one of `platforms` (those this caller
+        posts to: a benchmark's answers are owed to nobody). On PostgreSQL, rows another replica is
+        claiming right now are skipped (SKIP LOCKED)."""
         now, notice = utcnow(), aliased(Delivery)
         under = and_(
             notice.escalation_id == Delivery.escalation_id,
@@ -132,6 +136,7 @@ class Outbox:
         answered = exists().where(
             EVENTS.c.id == Delivery.ledger_id, EVENTS.c.status.in_(ANSWERED), EVENTS.c.reply_id.is_not(None),
             leases.idle(EVENTS.c.owner, EVENTS.c.lease_until, self.db.dialect, now, mine),
+            CHATS.c.id == EVENTS.c.conversation_id, CHATS.c.platform.in_(list(platforms)),
         )  # fmt: skip
         wanted = [d for d in destinations if d not in exclude]
         query = (
