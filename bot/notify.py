@@ -28,7 +28,7 @@ from core import metrics
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, utcnow
 from core.memory import Memory, StoredMessage
-from core.outbox import CUSTOMER, LEASE_SECONDS, DeliveryRecord, Outbox
+from core.outbox import CUSTOMER, LEASE_SECONDS, DeliveryRecord, Outbox, pieces
 
 log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600.0
@@ -123,7 +123,7 @@ class Notifications:
         ref = delivery.ref or ""
         if delivery.destination == CUSTOMER:
             channel = self._channel(escalation.key.platform)
-            for piece in ref.split(","):
+            for piece in pieces(ref):
                 await channel.delete(Sent(escalation.key, piece))
             return
         where, desk = self._desk(delivery.destination)
@@ -202,10 +202,9 @@ class Notifications:
         self, delivery: DeliveryRecord, key: ConversationKey, text: str, markdown: bool = False
     ) -> str | None:
         """A text to the customer, editing what an earlier attempt posted (noted in the row's ref)."""
-        posted = [piece for piece in (delivery.ref or "").split(",") if piece]
         note = functools.partial(self.outbox.noted, delivery)
         ids = await self._channel(key.platform).show(
-            key, text, posted, note, reply_to=delivery.reply_to, markdown=markdown
+            key, text, pieces(delivery.ref), note, reply_to=delivery.reply_to, markdown=markdown
         )
         return ",".join(ids) or None  # every piece, so that /forget deletes them all
 

@@ -22,7 +22,7 @@ from core import leases
 from core.db import Base, Database
 from core.events import ConversationKey, IncomingMessage, Mood, Role, Source, as_utc, utcnow
 from core.memory import NAME, Conversation, Message, conversation_row, mood_of
-from core.outbox import CUSTOMER, Delivery
+from core.outbox import CUSTOMER, Delivery, pieces
 
 OWNER = leases.PROCESS
 """Who answers an event, in the ledger: this process (this start of it: a restarted container has
@@ -205,8 +205,7 @@ class Ledger:
         """Note a message the bot posted on the platform for an event (edited, not posted again, on recovery)."""
         async with self._session() as session, session.begin():
             if (ledger := await self._ledger(session, key, event_id)) is not None:
-                reply = await self._reply(session, ledger.id)
-                reply.ref = ",".join([*filter(None, (reply.ref or "").split(",")), platform_id])
+                (await self._reply(session, ledger.id)).noted(platform_id)
 
     async def sent_ids(self, key: ConversationKey, event_id: str) -> list[str]:
         """What was posted for an event before (by an attempt that died): edited, not posted again."""
@@ -214,7 +213,7 @@ class Ledger:
             ledger = await self._ledger(session, key, event_id)
             query = select(Delivery.ref).filter_by(ledger_id=ledger.id) if ledger else None
             ref = await session.scalar(query) if query is not None else None
-            return ref.split(",") if ref else []
+            return pieces(ref)
 
     async def delivered(self, key: ConversationKey, event_id: str) -> None:
         """The event's answer is wholly on the platform: nothing is owed for it any more."""

@@ -55,6 +55,15 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    def noted(self, platform_id: str) -> None:
+        """One more message posted for this row: its id joins `ref`."""
+        self.ref = ",".join([*pieces(self.ref), platform_id])
+
+
+def pieces(ref: str | None) -> list[str]:
+    """The platform ids in a row's `ref` (comma-separated: every piece of a message split in several)."""
+    return [piece for piece in (ref or "").split(",") if piece]
+
 
 @dataclass(frozen=True)
 class DeliveryRecord:
@@ -180,7 +189,7 @@ class Outbox:
         async with self._session() as session, session.begin():
             row = await session.get(Delivery, delivery.id)
             if row is not None and row.claim == delivery.claim:
-                row.ref = ",".join([*filter(None, (row.ref or "").split(",")), platform_id])
+                row.noted(platform_id)
 
     async def deliveries(self, escalation_id: int) -> list[DeliveryRecord]:
         async with self._session() as session:

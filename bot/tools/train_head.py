@@ -85,16 +85,16 @@ async def train(
     engine: Engine, rows: Sequence[dict[str, Any]], layer: int | None = None, pooling: Pooling = "last"
 ) -> tuple[MoodHead, dict[str, Any]]:
     """Fit on the train split, choose layer and C on valid, report on test."""
-    depth = depth_of(engine)
+    depth, parts = depth_of(engine), fitting.parts_of(rows)
     if isinstance(engine, LlamaCppEngine):
         from tqdm import tqdm
 
         with tqdm(unit="row", file=sys.stderr, desc="log-probabilities") as bar:
-            head, report, tops = await autofit.fit(engine, rows, SENTIMENT_SLOTS, lambda done, total: _tick(bar, total))
-        parts = {name: [r for r in rows if fitting.split_of(r["text"]) == name] for name in tops}
+            head, report, tops = await autofit.fit(
+                engine, parts, SENTIMENT_SLOTS, lambda done, total: _tick(bar, total)
+            )
         baseline = fitting.score(np.log(engine.label_probabilities(tops["test"])), parts["test"])
         return head, {**report, "depth": depth, "label_scoring_test": baseline}
-    parts = {name: [r for r in rows if fitting.split_of(r["text"]) == name] for name in ("train", "valid", "test")}
     layers = [layer] if layer else candidate_layers(depth)
     features = {name: await extract(engine, [r["text"] for r in p], layers, pooling) for name, p in parts.items()}
     if pooling == "last" and depth in layers:  # label scoring reads the same final state: no second pass

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +125,10 @@ def features_of(tops: Sequence[Top], tokens: np.ndarray) -> np.ndarray:
 
 
 async def fit(
-    engine: LlamaCppEngine,
-    rows: Sequence[dict[str, Any]],
-    parallel: int,
-    progress: Callable[[int, int], object] = print,
-) -> tuple[MoodHead, dict[str, Any], dict[str, list[Top]]]:
-    """Fit a head on the engine's features of `rows` (split by text hash); also the tops read."""
-    parts = {name: [r for r in rows if fitting.split_of(r["text"]) == name] for name in ("train", "valid", "test")}
+    engine: LlamaCppEngine, parts: Mapping[str, Sequence[dict[str, Any]]], parallel: int,
+    progress: Callable[[int, int], object],
+) -> tuple[MoodHead, dict[str, Any], dict[str, list[Top]]]:  # fmt: skip
+    """Fit a head on the engine's features of rows split by text hash (`fitting.parts_of`); also the tops read."""
     texts = [r["text"] for part in parts.values() for r in part]
     read = dict(zip(texts, await read_tops(engine, texts, parallel, progress), strict=True))
     tops = {name: [read[r["text"]] for r in part] for name, part in parts.items()}
@@ -144,7 +141,7 @@ async def fit(
 def fit_rows(files: Sequence[str]) -> list[dict[str, Any]]:
     """The rows a background fit uses: the configured files, else the ones that ship with tonebot."""
     paths = [Path(f).expanduser() for f in files] or sorted(fitting.SHIPPED_ROWS.glob("*.jsonl"))
-    return [{**row, "source": path.stem} for path in paths for row in fitting.labelled_rows(path)]
+    return [{**row, "source": path.stem} for path in paths for row in fitting.labelled(path)]
 
 
 async def fit_in_background(engine: LlamaCppEngine, files: Sequence[str]) -> MoodHead:
@@ -161,7 +158,7 @@ async def fit_in_background(engine: LlamaCppEngine, files: Sequence[str]) -> Moo
             shown[0] = done / total
             log.info("mood head: %d of %d rows read (%.0f s)", done, total, time.perf_counter() - started)
 
-    head, report, _ = await fit(engine, rows, parallel=1, progress=progress)
+    head, report, _ = await fit(engine, fitting.parts_of(rows), parallel=1, progress=progress)
     path = fitting.head_path(engine.settings.cache_dir / "heads", head.identity)
     await asyncio.to_thread(head.save, path)
     engine.head = head

@@ -10,6 +10,7 @@ reported). Two-class files (negative / positive only) train those two classes.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import statistics
@@ -43,20 +44,36 @@ def split_of(text: str) -> Split:
     raise AssertionError("the splits add up to 100")
 
 
-def labelled_rows(path: Path) -> list[dict[str, Any]]:
-    """JSON Lines rows with a `text` and a `label` among negative / neutral / positive."""
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if line.strip():
-                    row = json.loads(line)
-                    if row.get("label") not in LABELS or not isinstance(row.get("text"), str):
-                        raise ValueError(f"row {number} has no text, or no label among {', '.join(LABELS)}")
-                    rows.append(row)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read labelled rows from {path}: {exc}") from exc
+def parts_of(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows by split: train, valid, test."""
+    parts: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in SPLITS}
+    for row in rows:
+        parts[split_of(row["text"])].append(row)
+    return parts
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """CSV with a `text` column, or JSON Lines with a `text` field."""
+    if not path.exists():
+        raise ConfigError(f"no such file: {path}")
+    with path.open(encoding="utf-8", newline="") as f:
+        if path.suffix.lower() == ".csv":
+            rows: list[dict[str, Any]] = list(csv.DictReader(f))
+        else:
+            rows = [json.loads(line) for line in f if line.strip()]
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("text"), str):
+            raise ConfigError(f"{path}: row {number} has no 'text' field")
     return rows
+
+
+def labelled(path: Path, split: Split | Literal["all"] = "all") -> list[dict[str, Any]]:
+    """Rows with a `label` among negative / neutral / positive, of one split (or all)."""
+    rows = read_rows(path)
+    for number, row in enumerate(rows, 1):
+        if row.get("label") not in LABELS:
+            raise ConfigError(f"{path}: row {number} has no label negative, neutral or positive")
+    return rows if split == "all" else [r for r in rows if split_of(r["text"]) == split]
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float) -> Any:

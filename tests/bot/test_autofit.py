@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.app import headless_fit
 from bot.config import Settings
 from core import metrics
-from core.local import autofit
+from core.local import autofit, fitting
 from core.local.fitting import SHIPPED_ROWS
 from core.local.llamacpp import LlamaCppEngine
 
@@ -44,14 +44,14 @@ async def test_a_model_with_no_head_gets_one_fitted_in_the_background_and_served
             assert headless_fit(engine, dataclasses.replace(settings.sentiment, **off)) is None  # type: ignore[arg-type]
         fit = headless_fit(engine, settings.sentiment)
         assert fit is not None
-        fitting = asyncio.create_task(fit)
+        task = asyncio.create_task(fit)
         answered = 0
-        while not fitting.done():  # customers keep writing while it fits: every mood is read
+        while not task.done():  # customers keep writing while it fits: every mood is read
             moods = await engine.classify(TEXTS)
             assert [m.label for m in moods] and all(0.99 < sum(m.scores.values()) < 1.01 for m in moods)
             answered += 1
             await asyncio.sleep(0.2)
-        await fitting
+        await task
         assert answered > 1 and engine.head is not None and metrics.HEAD_FIT_PROGRESS._value.get() == 1.0
         labels = [m.label for m in await engine.classify(TEXTS)]  # read by the fitted head now
         assert labels[0] == "negative" and labels[2] == "positive"
@@ -65,7 +65,7 @@ async def test_a_model_with_no_head_gets_one_fitted_in_the_background_and_served
         # the features are cached by text: a second fit reads no row again
         read: list[int] = []
         rows = autofit.fit_rows(settings.sentiment.fit_files)
-        await autofit.fit(again, rows, parallel=2, progress=lambda done, total: read.append(done))
+        await autofit.fit(again, fitting.parts_of(rows), parallel=2, progress=lambda done, total: read.append(done))
         assert read == []
     finally:
         await again.aclose()
