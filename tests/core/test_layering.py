@@ -18,7 +18,6 @@ LONG_MODULES = {  # module -> why it is longer than ~250 lines
     "core/memory.py": "conversations and messages, and the one repository over them; each method one short transaction",
     "core/ledger.py": "exactly-once read together: accept or take over, record, release, what was posted, recovery",
     "core/local/llamacpp.py": "one engine read together: load and KV sizing, the mood from log-probabilities, replies",
-    "bot/tools/train_head.py": "one fit read in order: split, features (either engine), the sweep, the fit, the report",
 }
 
 
