@@ -77,6 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     answers.add_argument("--split", choices=["all", "train", "valid", "test"], default="all")
     answers.add_argument("--no-model", action="store_true", help="no chat model: the mood is neutral (a baseline)")
     answers.add_argument("--json", action="store_true", help="print the full report as JSON")
+    report = commands.add_parser("report", help="outcomes, satisfaction and feedback of a period (README Outcomes)")
+    report.add_argument("--since", default="7d", help="a span (7d, 24h, 2w) or a date (2026-12-01); default 7d")
+    report.add_argument("--by", choices=["day", "platform", "none"], default="none", help="a row per day or platform")
+    report.add_argument("--csv", type=Path, help="also write the rows as CSV to this file")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
     db = commands.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
     commands.add_parser("download-model", help="fetch the configured model into the local cache")
@@ -156,6 +161,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         report = asyncio.run(answers_eval.run(settings, args.kb, args.questions, args.split, args.no_model))
         print(json.dumps(report, indent=2) if args.json else answers_eval.table(report))
+    elif args.command == "report":
+        from bot.tools import report as reports
+
+        found = asyncio.run(reports.run(settings, args.since, args.by))
+        if args.csv:
+            reports.write_csv(found, args.csv)
+        print(reports.as_json(found) if args.json else reports.table(found))
     elif args.command == "db":
         migrate.upgrade(settings.memory.url)
         print(f"database at {make_url(settings.memory.url).render_as_string(hide_password=True)} is up to date")

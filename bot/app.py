@@ -136,6 +136,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
             escalations=escalations,
             handoff=handoff,
             knowledge=knowledge,
+            outcome=settings.outcome,
         )
 
         async def load() -> None:
@@ -150,6 +151,8 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         stack.push_async_callback(_close_engine, bot, loading)
         retries = asyncio.create_task(notifications.run_retries(bot.handoff.check_idle))
         stack.callback(retries.cancel)
+        insights = asyncio.create_task(bot.insights.run())  # the week's outcomes: gauges, the Insights page
+        stack.callback(insights.cancel)
         yield bot, loading
 
 

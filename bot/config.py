@@ -35,6 +35,7 @@ from core.settings import (
     KnowledgeSettings,
     MemorySettings,
     ModelSettings,
+    OutcomeSettings,
     PromptSettings,
     RecoverySettings,
     SentimentSettings,
@@ -74,6 +75,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
+    outcome: OutcomeSettings = field(default_factory=OutcomeSettings)
     secrets: Secrets = field(default_factory=Secrets)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line
@@ -215,12 +217,9 @@ def _from_env(kind: Any, raw: str, where: str) -> Any:
                 return tomllib.loads(f"v = {raw}")["v"]
             return [item.strip() for item in raw.split(",") if item.strip()]
     except (KeyError, ValueError, tomllib.TOMLDecodeError):
-        raise ConfigError(f"{where} (from the environment) must be {_describe(kind)}, got {raw!r}") from None
+        wanted = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a list")
+        raise ConfigError(f"{where} (from the environment) must be {wanted}, got {raw!r}") from None
     return str(raw)  # str, Path, Literal
-
-
-def _describe(kind: Any) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a list")
 
 
 def _coerce(kind: Any, value: Any, where: str) -> Any:

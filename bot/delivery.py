@@ -57,6 +57,10 @@ class OutputChannel(ABC):
     async def delete(self, sent: Sent) -> None:  # noqa: B027 - optional: a platform that cannot leaves it
         """Delete a message this channel posted (`/forget`)."""
 
+    async def ask_feedback(self, sent: Sent, text: str, answer_id: int, *, markdown: bool = False) -> None:  # noqa: B027
+        """Show 👍 / 👎 under a posted answer whose text is `text`; each button's data is
+        `feedback_data(answer_id, thumb)`. A platform without buttons leaves it (optional)."""
+
     def typing(self, conversation: ConversationKey) -> AbstractAsyncContextManager[None]:
         """Shows that the bot is writing, for as long as it is entered (no-op where a platform has none)."""
         return contextlib.nullcontext()
@@ -119,9 +123,37 @@ async def deliver(channel: OutputChannel, bot: Bot, msg: IncomingMessage, reply_
         raise BotError("the core ended without a reply")
     if reply.duplicate or reply.paused:
         return reply  # answered on the first delivery (the outbox delivers what it owes), or a person took over
-    await shown.show(split(with_sources(reply), channel.limit) or ["…"], markdown=markup(reply.sources))
+    pieces = split(with_sources(reply), channel.limit) or ["…"]
+    await shown.show(pieces, markdown=markup(reply.sources))
     await bot.ledger.delivered(msg.key, msg.event_id)
+    if bot.outcome.feedback_buttons and reply.answer_id is not None and not reply.failed and shown.sent:
+        try:  # the answer is delivered: buttons that fail to show cost nothing else
+            await channel.ask_feedback(shown.sent[-1], pieces[-1], reply.answer_id, markdown=markup(reply.sources))
+        except Exception as exc:
+            log.warning("feedback buttons not shown under answer %s: %s", reply.answer_id, exc)
     return reply
+
+
+FEEDBACK_THANKS = "Thanks for your feedback!"
+
+
+def feedback_data(answer_id: int, thumb: str) -> str:
+    """A feedback button's data (under Telegram's 64 bytes): which answer, which thumb."""
+    return f"fb:{answer_id}:{thumb}"
+
+
+async def feedback_click(bot: Bot, key: ConversationKey, data: str, user_id: str) -> str | None:
+    """A feedback button pressed in the conversation `key`: stored (a repeat changes nothing), and
+    what the person is told; None when `data` is no feedback button's."""
+    prefix, _, rest = data.partition(":")
+    number, _, thumb = rest.partition(":")
+    if prefix != "fb" or not number.isdigit():
+        return None
+    try:
+        await bot.give_feedback(key, int(number), user_id, thumb)
+    except BotError as exc:
+        return str(exc)
+    return FEEDBACK_THANKS
 
 
 def with_sources(reply: Reply | StoredMessage) -> str:

@@ -13,19 +13,22 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import metrics
+from core import metrics, reports
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
 from core.escalation import EscalationState, PublicLimit, Route, asks_for_human, decide, route
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
+from core.feedback import FeedbackStore, Given
+from core.feedback import forget as forget_feedback
 from core.handoff import Handoff, learning
+from core.insights import Insights
 from core.knowledge import Answer, Knowledge, is_question
 from core.ledger import Accepted, Ledger, Seen
 from core.memory import Memory
 from core.outbox import erase
 from core.prompts import build_chat
-from core.settings import EscalationSettings, HandoffSettings, MemorySettings, PromptSettings
+from core.settings import EscalationSettings, HandoffSettings, MemorySettings, OutcomeSettings, PromptSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,12 @@ class Bot:
         escalations: EscalationStore | None = None,
         handoff: Handoff | None = None,
         knowledge: Knowledge | None = None,
+        outcome: OutcomeSettings | None = None,
     ) -> None:
         self.engine, self.memory, self.prompts, self.limits = engine, memory, prompts, limits
         self.policy, self.knowledge = escalation, knowledge
+        self.outcome, self.feedback = outcome or OutcomeSettings(), FeedbackStore(memory.db)
+        self.insights = Insights(memory, self.outcome, self._asks_for_human)  # outcomes, satisfaction, feedback
         self._public = PublicLimit(
             escalation.public_per_user_hour if escalation else 0, escalation.public_per_origin_hour if escalation else 0
         )
@@ -227,7 +233,9 @@ class Bot:
         msg, answer = turn.msg, turn.answer
         sources = answer.sources if answer is not None and not failed else ()
         try:
-            await self.ledger.record_reply(turn.accepted, text, failed, sources, answer.kind if answer else None)
+            answer_id = await self.ledger.record_reply(
+                turn.accepted, text, failed, sources, answer.kind if answer else None
+            )
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.ledger.release(turn.accepted))
@@ -243,7 +251,7 @@ class Bot:
         ))  # fmt: skip
         grounded = answer is not None and answer.grounded and not failed
         return Reply(text, mood, escalated=turn.escalated, failed=failed, paused=paused and not text, sources=sources,
-                     grounded=grounded)  # fmt: skip
+                     grounded=grounded, answer_id=answer_id)  # fmt: skip
 
     async def intake(self, msg: IncomingMessage) -> bool:
         """Store a platform's message before the platform is told it arrived (webhooks answer 200,
@@ -303,6 +311,16 @@ class Bot:
         found = await self.knowledge.answer(text)
         return found if found.grounded or is_question(text) else None
 
+    async def give_feedback(self, key: ConversationKey, answer_id: int, user_id: str, thumb: str) -> Given:
+        """A thumb ("up" / "down") from `user_id` on the bot's answer `answer_id` in the conversation
+        `key` (a button under it); a repeated click changes nothing (InvalidMessage: not an answer there)."""
+        check_text(user_id, "the user id")
+        given = await self.feedback.give(key, answer_id, user_id, thumb)
+        if given.changed:
+            metrics.FEEDBACK.labels(key.platform, thumb).inc()
+            log.info("feedback on an answer", extra={"platform": key.platform, "answer_id": answer_id, "thumb": thumb})
+        return given
+
     async def reset(self, key: ConversationKey, user_id: str | None = None) -> None:
         """A fresh context for the conversation; with `user_id`, for each of the chat's threads they wrote in."""
         await self.memory.reset(key, user_id)
@@ -316,6 +334,8 @@ class Bot:
 
             async def copies(session: AsyncSession, conversation_id: int, ids: list[int]) -> None:
                 await erase(session, conversation_id, ids, user_id)  # where the support side showed them
+                await forget_feedback(session, conversation_id, user_id)  # their thumbs on any answer
+                await reports.archive(session, conversation_id, ids, self.outcome.return_hours, self._asks_for_human)
 
             async with self._locks.setdefault(key, asyncio.Lock()), self.memory.turn_lock(key):
                 count, emptied = await self.memory.forget(key, user_id, before=copies)

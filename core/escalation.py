@@ -8,6 +8,7 @@ and a streak of non-negative messages clears the earlier negatives.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -75,28 +76,37 @@ def asks_for_human(text: str, settings: EscalationSettings) -> bool:
     "transfer me to", "找", "转") followed by someone to ask for (`human_phrases`: "supervisor",
     "real person", "人工", "客服"), or a message that is nothing but such a someone ("operator please",
     "人工"). So "agent" as an ordinary noun, "human skin" or "人工智能" (`not_human_phrases`) do not count."""
-    said = _normalize(text)
-    for excluded in filter(None, map(_normalize, settings.not_human_phrases)):
-        said = said.replace(excluded, " ")
+    excluded, latin, cjk, someone, polite = _patterns(settings)
+    said = excluded.sub(" ", _normalize(text)) if excluded else _normalize(text)
+    return bool(latin.search(said) or cjk.search(said.replace(" ", "")) or _only_someone(said, someone, polite))
+
+
+@functools.lru_cache(maxsize=16)
+def _patterns(settings: EscalationSettings) -> tuple[re.Pattern[str] | None, re.Pattern[str], re.Pattern[str],
+                                                    re.Pattern[str] | None, re.Pattern[str]]:  # fmt: skip
+    """The settings' phrases compiled once (a report checks every customer turn of thousands)."""
+    excluded = sorted(set(filter(None, map(_normalize, settings.not_human_phrases))), key=len, reverse=True)
     asking, someone = settings.request_phrases, settings.human_phrases
     fillers = "|".join(FILLERS)
     latin = (
         rf"(?<!\w)(?:{_alternatives(asking, True)}) (?:(?:{fillers}) ){{0,3}}(?:{_alternatives(someone, True)})(?!\w)"
     )
     cjk = rf"(?:{_alternatives(asking, False)})(?:一个|个|一下|下)?(?:{_alternatives(someone, False)})"
-    return bool(re.search(latin, said) or re.search(cjk, said.replace(" ", "")) or _only_someone(said, someone))
+    persons = sorted({_normalize(p) for p in someone if p.strip()}, key=len, reverse=True)
+    bounded = [rf"(?<!\w){re.escape(p)}(?!\w)" if p.isascii() else re.escape(p) for p in persons]
+    without = re.compile("|".join(map(re.escape, excluded))) if excluded else None
+    persons_re = re.compile("|".join(bounded)) if bounded else None
+    return without, re.compile(latin), re.compile(cjk), persons_re, re.compile("|".join(map(re.escape, POLITE)))
 
 
-def _only_someone(said: str, persons: Sequence[str]) -> bool:
+def _only_someone(said: str, persons: re.Pattern[str] | None, polite: re.Pattern[str]) -> bool:
     """The message is a someone and politeness: "operator please", "HUMAN!!", "请转人工" (minus the verb)."""
-    marked = said
-    for phrase in sorted({_normalize(p) for p in persons if p.strip()}, key=len, reverse=True):
-        bounded = rf"(?<!\w){re.escape(phrase)}(?!\w)" if phrase.isascii() else re.escape(phrase)
-        marked = re.sub(bounded, " \x00 ", marked)
+    if persons is None:
+        return False
+    marked = persons.sub(" \x00 ", said)
     if "\x00" not in marked:
         return False
-    polite = "|".join(map(re.escape, POLITE))
-    return all(t == "\x00" or t in POLITE or (not t.isascii() and not re.sub(polite, "", t)) for t in marked.split())
+    return all(t == "\x00" or t in POLITE or (not t.isascii() and not polite.sub("", t)) for t in marked.split())
 
 
 def recent_negatives(moods: Sequence[Mood], settings: EscalationSettings) -> int:

@@ -99,6 +99,7 @@ class Reply:
     paused: bool = False
     sources: tuple[Source, ...] = ()  # the knowledge-base documents the answer comes from
     grounded: bool = False  # the answer comes from the knowledge base (curated, or its passages)
+    answer_id: int | None = None  # the stored bot turn (feedback is given on it)
 
 
 @dataclass(frozen=True)

@@ -168,10 +168,10 @@ class Ledger:
 
     async def record_reply(
         self, accepted: Accepted, text: str, failed: bool, sources: Sequence[Source] = (), knowledge: str | None = None
-    ) -> None:
-        """Store the bot turn (none when the bot stays silent) with the knowledge it used (`knowledge`:
-        curated | passages | none, and its sources) and close the event in the ledger; a text is owed
-        to the customer from now on (the event's `reply` row in the outbox, pending again if an
+    ) -> int | None:
+        """Store the bot turn (none when the bot stays silent; its id is returned) with the knowledge
+        it used (`knowledge`: curated | passages | none, and its sources) and close the event in the
+        ledger; a text is owed to the customer from now on (the event's `reply` row in the outbox, pending again if an
         apology was sent before: it is edited into the answer). The caller keeps its lease while it
         delivers the answer (`delivered` ends it); if it dies, the outbox's dispatcher finishes."""
         async with self._session() as session, session.begin():
@@ -193,6 +193,8 @@ class Ledger:
                 reply = await self._reply(session, ledger.id)
                 reply.status, reply.attempts, reply.claim, reply.last_error = "pending", 0, None, None
                 reply.next_attempt_at, reply.delivered_at = utcnow(), None
+                return turn.id
+        return None
 
     async def release(self, accepted: Accepted) -> None:
         """Leave an event nothing was answered for (the model was busy or not running) for a retry:

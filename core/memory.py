@@ -65,7 +65,7 @@ class Message(Base):
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     sources: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)  # a bot turn's knowledge sources
     knowledge: Mapped[str | None] = mapped_column(String(16))  # curated | passages | none (found nothing)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 @dataclass(frozen=True)
@@ -297,13 +297,14 @@ class Memory:
             rows = (await session.execute(query)).tuples().all()
         return [_stored(m, ConversationKey(c.platform, c.chat_id, c.thread_id)) for m, c in rows]
 
-    async def unanswered(self, limit: int = 50) -> list[tuple[str, int]]:
-        """The questions the knowledge base had no answer for (the gaps), most asked first: (text, times)."""
+    async def unanswered(self, limit: int = 50, since: datetime | None = None) -> list[tuple[str, int]]:
+        """The questions the knowledge base had no answer for (the gaps), most asked first: (text, times);
+        with `since`, asked since then."""
         question = aliased(Message)
         query = (
             select(func.lower(func.trim(question.text)), func.count())
             .join(Message, Message.reply_to_id == question.id)
-            .where(Message.knowledge == "none")
+            .where(Message.knowledge == "none", *([question.created_at >= since] if since else []))
             .group_by(func.lower(func.trim(question.text)))
             .order_by(func.count().desc(), func.lower(func.trim(question.text)))
             .limit(limit)

@@ -38,3 +38,10 @@ DEAD_DELIVERIES = Counter("tonebot_dead_deliveries_total", "Deliveries given up 
 HEAD_FIT_PROGRESS = Gauge(
     "tonebot_mood_head_fit_progress", "A background mood-head fit: share of its rows read (1 when the head serves)"
 )
+FEEDBACK = Counter(
+    "tonebot_feedback_total", "Thumbs given on the bot's answers (changes, not repeats)", ["platform", "thumb"]
+)
+OUTCOMES = Gauge(
+    "tonebot_conversations_recent", "Conversation episodes of the last 7 days by outcome (README Outcomes)", ["outcome"]
+)
+SATISFACTION = Gauge("tonebot_satisfaction_score_mean", "Mean satisfaction score (0-100) of the last 7 days' episodes")

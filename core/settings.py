@@ -127,6 +127,15 @@ class HandoffSettings:
 
 
 @dataclass(frozen=True)
+class OutcomeSettings:
+    """What became of conversations and how satisfied customers seem (README "Outcomes")."""
+
+    return_hours: float = 24.0  # a customer back within this is the same episode; silence this long ends it
+    feedback_buttons: bool = True  # thumbs up / down under the bot's answers where the platform has buttons
+    refresh_seconds: float = 300.0  # the last week's report (Insights page, gauges) is recomputed this often
+
+
+@dataclass(frozen=True)
 class KnowledgeSettings:
     """Answers from the team's own knowledge base (README "Knowledge"). Texts live in config.toml."""
 

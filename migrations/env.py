@@ -9,11 +9,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import core.escalations
+import core.feedback
 import core.knowledge.store
 import core.leases
 import core.ledger
 import core.memory
-import core.outbox  # each store module declares its tables on Base
+import core.outbox
+import core.reports  # each store module declares its tables on Base
 from core.db import Base, async_url
 
 config = context.config

@@ -1,4 +1,5 @@
-"""A fake Slack Web API: auth.test, chat.postMessage and chat.update, with call recording and 429s."""
+"""A fake Slack Web API: auth.test, chat.postMessage / update / delete / postEphemeral, users.info, with
+call recording and 429s."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ class FakeSlackAPI:
             return JSONResponse(
                 {"ok": True, "user": {"id": user, "real_name": name, "profile": {"display_name": name}}}
             )
+        if method == "chat.postEphemeral":  # seen by one person only: recorded in calls, not in messages
+            return JSONResponse({"ok": True, "message_ts": f"1800000000.{next(self._ts):06d}"})
         return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)
 
 

@@ -143,6 +143,11 @@ class FakeBotAPI:
             message.pop("reply_markup", None)
         return message
 
+    async def editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages[int(params["message_id"])]
+        message["reply_markup"] = params.get("reply_markup")
+        return message
+
 
 def _json(value: str) -> Any:
     try:

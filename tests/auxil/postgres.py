@@ -37,3 +37,14 @@ async def postgres_database() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], name="db_url")
+async def on_both_databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Import this into a test module to run each of its tests on SQLite and on PostgreSQL (it
+    overrides the SQLite-only `db_url` of conftest)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tonebot.db'}"
+        return
+    async with postgres_database() as url:
+        yield url

@@ -135,7 +135,9 @@ async def test_an_agent_reply_typed_in_the_console_appears_in_the_customers_chat
         await expect(agent.locator("#resolved .card")).to_have_count(1)
         await customer.fill("#text", "What are your opening hours?")
         await customer.press("#text", "Enter")
-        await expect(customer.locator(".turn.bot").last).to_have_text("You said: What are your opening hours?")
+        answer = customer.locator(".turn.bot").last  # the bot answers again, with thumbs under its answer
+        await expect(answer).to_contain_text("You said: What are your opening hours?")
+        await expect(answer.locator(".thumbs button")).to_have_count(2)
         await customer_context.close()
         await agent_context.close()
     history = scriptbot.engine.chats[-1]  # type: ignore[attr-defined]

@@ -2,9 +2,8 @@
 dedupes, turns of one conversation are ordered across processes."""
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -22,19 +21,9 @@ from core.ledger import Accepted, Ledger, Seen
 from core.memory import Memory
 from core.outbox import Outbox
 from tests.auxil.collecting import CollectingChannel
-from tests.auxil.postgres import postgres_database
+from tests.auxil.postgres import on_both_databases  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 
 KEY42 = ConversationKey("telegram", "42")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """Every test in this module runs on both databases (overrides the SQLite-only conftest fixture)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tonebot.db'}"
-        return
-    async with postgres_database() as url:
-        yield url
 
 
 async def test_migrations_on_an_empty_database_match_the_models(memory: Memory) -> None:

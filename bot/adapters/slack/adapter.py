@@ -23,12 +23,12 @@ from starlette.routing import BaseRoute, Route
 
 from bot import commands
 from bot.adapters.slack import SlackSettings
-from bot.adapters.slack.channel import CountedRateLimitRetry, SlackChannel
+from bot.adapters.slack.channel import FEEDBACK, CountedRateLimitRetry, SlackChannel
 from bot.adapters.slack.desk import RESOLVE, TAKE, AgentReply, SlackDesk, agent_reply
 from bot.adapters.slack.normalize import PLATFORM, signed_recently, to_incoming
 from bot.admission import Admission, intake
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
-from bot.delivery import deliver
+from bot.delivery import deliver, feedback_click
 from bot.desk import act, escalation_of, from_agent
 from bot.errors import answer
 from core import metrics
@@ -68,6 +68,7 @@ class SlackAdapter:
         self.app.command(settings.command)(self._on_command)
         self.app.action(TAKE)(self._on_button)
         self.app.action(RESOLVE)(self._on_button)
+        self.app.action(FEEDBACK)(self._on_feedback)
         self.app.error(self._on_error)
         self.socket: AsyncSocketModeHandler | None = None
         self.bot_user_id = ""
@@ -191,6 +192,20 @@ class SlackAdapter:
             await act(
                 self.bot.handoff, "take" if action.get("action_id") == TAKE else "resolve", int(action["value"]), agent
             )
+
+    async def _on_feedback(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """👍 / 👎 under an answer: stored once per person, and they are told so (only they see it)."""
+        await ack()
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+        thread, user = str((body.get("message") or {}).get("thread_ts") or ""), (body.get("user") or {}).get("id", "")
+        said = await feedback_click(
+            self.bot, ConversationKey(PLATFORM, channel, thread), str(action.get("value")), user
+        )
+        if said:
+            with contextlib.suppress(SlackApiError):
+                await self.app.client.chat_postEphemeral(
+                    channel=channel, user=user, text=said, thread_ts=thread or None
+                )
 
     def _not_an_agent(self, user_id: str) -> str:
         """Why this person may not act as an agent ("" when they may): with `slack.agent_user_ids`

@@ -9,11 +9,13 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack.desk import escape
-from bot.delivery import OutputChannel, Sent
+from bot.delivery import OutputChannel, Sent, feedback_data
 from core import metrics
 from core.events import ConversationKey
 
 log = logging.getLogger(__name__)
+FEEDBACK = "tonebot_feedback"  # the action id of the thumbs under answers
+SECTION_CHARS = 3000
 
 
 class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
@@ -44,6 +46,22 @@ class SlackChannel(OutputChannel):
     async def edit(self, sent: Sent, text: str, *, markdown: bool = False) -> Sent:
         await self.client.chat_update(channel=sent.conversation.chat_id, ts=sent.id, text=escape(text))
         return sent
+
+    async def ask_feedback(self, sent: Sent, text: str, answer_id: int, *, markdown: bool = False) -> None:
+        """Slack's feedback_buttons under the answer (a section holds 3,000 characters: a longer last
+        piece goes without)."""
+        if len(escape(text)) > SECTION_CHARS:
+            return
+        thumbs: dict[str, Any] = {"type": "feedback_buttons", "action_id": FEEDBACK}
+        for kind, thumb, label, word in (("positive", "up", "👍", "good"), ("negative", "down", "👎", "bad")):
+            text_of = {"type": "plain_text", "text": label}
+            value = feedback_data(answer_id, thumb)
+            thumbs[f"{kind}_button"] = {"text": text_of, "value": value, "accessibility_label": f"Mark as {word}"}
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": escape(text)}},
+            {"type": "context_actions", "elements": [thumbs]},
+        ]
+        await self.client.chat_update(channel=sent.conversation.chat_id, ts=sent.id, text=escape(text), blocks=blocks)
 
     async def delete(self, sent: Sent) -> None:
         await self.client.chat_delete(channel=sent.conversation.chat_id, ts=sent.id)

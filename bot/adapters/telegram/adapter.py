@@ -21,10 +21,10 @@ from bot import commands
 from bot.adapters.telegram import TelegramSettings
 from bot.adapters.telegram.channel import RetryingRateLimiter, TelegramChannel
 from bot.adapters.telegram.desk import TelegramDesk, thread_of
-from bot.adapters.telegram.normalize import NOT_TEXT, PLATFORM, NotText, to_incoming
+from bot.adapters.telegram.normalize import NOT_TEXT, PLATFORM, NotText, key_of, to_incoming
 from bot.admission import Admission, intake
 from bot.bodies import PLATFORM_BODY_BYTES, read_body
-from bot.delivery import deliver
+from bot.delivery import deliver, feedback_click
 from bot.desk import act, escalation_of, from_agent
 from bot.errors import answer
 from core.bot import Bot
@@ -185,9 +185,17 @@ class TelegramAdapter:
         return "" if user_id in self._admins[1] else "only the group's administrators act as agents"
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Take over / Resolve under a notice: only in the support group (its members see it)."""
+        """👍 / 👎 under an answer; Take over / Resolve under a notice: only in the support group."""
         query = update.callback_query
-        if query is None or self.desk is None:
+        if query is None:
+            return
+        if isinstance(query.message, Message):
+            said = await feedback_click(self.bot, key_of(query.message), query.data or "", str(query.from_user.id))
+            if said is not None:
+                await query.answer(said)
+                return
+        if self.desk is None:
+            await query.answer()
             return
         action, _, number = (query.data or "").partition(":")
         if query.message is None or str(query.message.chat.id) != self.support_chat_id or not number.isdigit():

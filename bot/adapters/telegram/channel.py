@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import telegram
-from telegram import ReplyParameters
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ChatAction, MessageLimit, ParseMode
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import (
     AIORateLimiter,
 )
 
-from bot.delivery import OutputChannel, Sent
+from bot.delivery import OutputChannel, Sent, feedback_data
 from core import metrics
 from core.events import ConversationKey
 
@@ -78,6 +78,13 @@ class TelegramChannel(OutputChannel):
             if "not modified" not in exc.message.lower():
                 raise
         return sent
+
+    async def ask_feedback(self, sent: Sent, text: str, answer_id: int, *, markdown: bool = False) -> None:
+        thumbs = [InlineKeyboardButton(label, callback_data=feedback_data(answer_id, thumb)) for thumb, label in
+                  (("up", "👍"), ("down", "👎"))]  # fmt: skip
+        await self.bot.edit_message_reply_markup(
+            int(sent.conversation.chat_id), int(sent.id), reply_markup=InlineKeyboardMarkup([thumbs])
+        )
 
     @contextlib.asynccontextmanager
     async def typing(self, conversation: ConversationKey) -> AsyncIterator[None]:

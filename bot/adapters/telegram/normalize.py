@@ -53,8 +53,7 @@ def to_incoming(update: Update, me: User) -> IncomingMessage | NotText | None:
     sender = message.from_user if message else None
     if message is None or sender is None or sender.is_bot or not _addressed(message, me):
         return None
-    thread = message.message_thread_id if message.is_topic_message else None
-    key = ConversationKey(PLATFORM, str(message.chat.id), str(thread) if thread else "")
+    key = key_of(message)
     if message.text is None:
         media = (message.photo, message.sticker, message.voice, message.document, message.video, message.audio,
                  message.animation, message.video_note)  # fmt: skip
@@ -70,3 +69,9 @@ def to_incoming(update: Update, me: User) -> IncomingMessage | NotText | None:
         addressed_to_bot=True,
         received_at=message.date,
     )
+
+
+def key_of(message: Message) -> ConversationKey:
+    """The conversation a message is in: its chat, and its forum topic if it is in one."""
+    thread = message.message_thread_id if message.is_topic_message else None
+    return ConversationKey(PLATFORM, str(message.chat.id), str(thread) if thread else "")

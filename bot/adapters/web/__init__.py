@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
-from bot.adapters.web import api, knowledge, live, operator, pages, probes
+from bot.adapters.web import api, feedback, insights, knowledge, live, operator, pages, probes
 from bot.adapters.web.guards import ApiGuard, OperatorGuard, SecurityHeaders
 from bot.config import Secrets, WebSettings
 from bot.errors import answer
@@ -64,12 +64,20 @@ def create_app(
     )
     follower = live.Follower(bot, web)
     routes: list[BaseRoute] = [
-        Group([*api.routes(bot, web.max_body_bytes), live.chat_events(follower)], [api_guard, session]),
+        Group(
+            [
+                *api.routes(bot, web.max_body_bytes),
+                *feedback.routes(bot, web.max_body_bytes),
+                live.chat_events(follower),
+            ],
+            [api_guard, session],
+        ),
         Group(
             [
                 live.escalation_events(follower),
                 *operator.routes(bot, web.max_body_bytes),
                 *knowledge.routes(bot, web.max_body_bytes),
+                *insights.routes(bot),
             ],
             [Middleware(OperatorGuard, secrets.operator_token)],
         ),

@@ -46,6 +46,7 @@ def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
         "failed": reply.failed,
         "grounded": reply.grounded,
         "sources": [{"id": s.id, "title": s.title, "url": s.url} for s in reply.sources],
+        "answer_id": reply.answer_id,
     }
 
 

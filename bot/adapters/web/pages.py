@@ -16,6 +16,8 @@ from starlette.schemas import SchemaGenerator
 
 from bot.adapters.web.api import MAX_BATCH
 
+INCLUDE = re.compile(r"^[ \t]*(?://|/\*) @include (\S+?)(?: \*/)?[ \t]*\n", re.MULTILINE)
+
 
 def content_security_policy(html: str) -> str:
     """Only this page's own inline script and style (by hash) run; it talks to this origin only,
@@ -35,7 +37,9 @@ def content_security_policy(html: str) -> str:
 def _page(name: str) -> Route:
     here = files("bot.adapters.web")
     html = here.joinpath(name).read_text(encoding="utf-8")
-    html = html.replace("// @include sse.js\n", here.joinpath("sse.js").read_text(encoding="utf-8"))  # shared
+    # shared and vendored scripts and styles, inlined (their hashes go into the policy):
+    # a line "// @include FILE" or "/* @include FILE */"
+    html = INCLUDE.sub(lambda m: here.joinpath(m[1]).read_text(encoding="utf-8").rstrip() + "\n", html)
     headers = {"Content-Security-Policy": content_security_policy(html)}
 
     async def page(_: Request) -> Response:
@@ -72,6 +76,7 @@ def openapi(max_text_chars: int) -> SchemaGenerator:
             "mood": {"$ref": "#/components/schemas/Mood"},
             "reply": {"type": "string"},
             **{flag: {"type": "boolean"} for flag in flags},
+            "answer_id": {"type": "integer", "nullable": True, "description": "the stored answer (for /v1/feedback)"},
         },
     }
     return SchemaGenerator(
@@ -107,4 +112,5 @@ def routes(max_text_chars: int) -> list[BaseRoute]:
     async def document(request: Request) -> Response:
         return JSONResponse(schema.get_schema(request.app.routes))
 
-    return [_page("chat.html"), _page("operator.html"), Route("/openapi.json", document, include_in_schema=False)]
+    pages = [_page(name) for name in ("chat.html", "operator.html", "insights.html")]
+    return [*pages, Route("/openapi.json", document, include_in_schema=False)]

@@ -1,0 +1,240 @@
+"""The outcome report: what `tonebot report` prints and the console's Insights page draws, from the
+episodes (core/outcomes.py) that started in a period. Read with a few plain queries (no ORM rows) and
+computed here, so SQLite and PostgreSQL give the same numbers. Counts only: a forgotten conversation
+(its turns deleted) is no longer in any episode, and nothing here leaves the deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import JSON, DateTime, Float, Select, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, Database
+from core.escalations import Escalation
+from core.events import as_utc, utcnow
+from core.feedback import Feedback, FeedbackStore
+from core.memory import Conversation, Memory, Message
+from core.outcomes import STATUSES, Episode, Handoff, Outcome, Turn, episodes, outcome_of
+
+By = Literal["day", "platform", "none"]
+BANDS = ("0-19", "20-39", "40-59", "60-79", "80-100")  # satisfaction score distribution
+
+
+@dataclass
+class Group:
+    """The figures of one group of episodes (a day, a platform, or all)."""
+
+    key: str
+    conversations: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    escalated: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    score_mean: float | None = None
+    scores: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BANDS, 0))
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    first_human_reply_p50_s: float | None = None
+    first_human_reply_p90_s: float | None = None
+    grounded: int = 0  # episodes the knowledge base answered in
+    moods: dict[str, dict[str, int]] = field(default_factory=lambda: {"start": {}, "end": {}})
+
+    def rate(self, status: str) -> float | None:
+        return self.outcomes[status] / self.conversations if self.conversations else None
+
+    def row(self) -> dict[str, Any]:
+        """One flat row (CSV): counts, rates and the score."""
+        done = {f"{s}_rate": _round(self.rate(s)) for s in ("resolved_by_bot", "resolved_by_person", "abandoned")}
+        escalation = self.escalated / self.conversations if self.conversations else None
+        waits = {"first_human_reply_p50_s": self.first_human_reply_p50_s, "first_human_reply_p90_s":
+                 self.first_human_reply_p90_s}  # fmt: skip
+        return {"group": self.key, "conversations": self.conversations, **self.outcomes, **done,
+                "escalation_rate": _round(escalation), "satisfaction_mean": _round(self.score_mean, 1),
+                "thumbs_up": self.thumbs_up, "thumbs_down": self.thumbs_down,
+                **{k: _round(v, 1) for k, v in waits.items()}, "grounded": self.grounded}  # fmt: skip
+
+
+@dataclass
+class Report:
+    since: datetime
+    until: datetime
+    total: Group
+    groups: list[Group]
+    unanswered: list[tuple[str, int]]  # questions the knowledge base had no answer for, most asked first
+    to_review: list[tuple[str, str, int]]  # knowledge sources of answers given a thumb down
+    lowest: list[dict[str, Any]] = field(default_factory=list)  # the least satisfied episodes, explained
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "total": asdict(self.total),
+                "groups": [asdict(g) for g in self.groups], "unanswered": self.unanswered,
+                "to_review": self.to_review, "lowest": self.lowest}  # fmt: skip
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+async def build(
+    memory: Memory, since: datetime, until: datetime, return_hours: float, by: By = "none",
+    asks_for_human: Callable[[str], bool] = lambda text: False,
+) -> Report:  # fmt: skip
+    """The report of the episodes that started in [since, until)."""
+    found = await load(memory.db, since - timedelta(hours=return_hours), until, return_hours, asks_for_human)
+    found = [(platform, o) for platform, o in found if since <= o.started_at < until]
+    buckets: dict[str, list[Outcome]] = defaultdict(list)
+    for platform, outcome in found:
+        buckets[outcome.started_at.date().isoformat() if by == "day" else platform if by == "platform" else ""].append(
+            outcome
+        )
+    groups = [summarize(key, outcomes) for key, outcomes in sorted(buckets.items())] if by != "none" else []
+    final = (o for _, o in found if o.status not in ("open", "with_person") and not o.forgotten)
+    lowest = sorted(final, key=lambda o: o.score)[:10]
+    return Report(
+        since, until, summarize("all", [o for _, o in found]), groups,
+        await memory.unanswered(20, since=since), await FeedbackStore(memory.db).to_review(since),
+        [{"started_at": o.started_at.isoformat(), "status": o.status, "score": o.score, "why": o.explanation}
+         for o in lowest],
+    )  # fmt: skip
+
+
+async def load(
+    db: Database, since: datetime, until: datetime, return_hours: float, asks_for_human: Callable[[str], bool]
+) -> list[tuple[str, Outcome]]:
+    """Every episode of the conversations active in [since, until), with its platform, as of `until`;
+    and those of forgotten conversations (`Archived`: counts without content)."""
+    active = select(Message.conversation_id).where(Message.created_at >= since, Message.created_at < until).distinct()
+    async with db.reader() as session:
+        found = await _episodes(session, active, return_hours, until, asks_for_human, since)
+        archived = (await session.scalars(select(Archived).where(Archived.started_at >= since,
+                                                                 Archived.started_at < until))).all()  # fmt: skip
+    return [(platform, outcome) for platform, _, outcome in found] + [(a.platform, a.outcome()) for a in archived]
+
+
+async def _episodes(
+    session: AsyncSession, conversations: Select[Any], return_hours: float, now: datetime,
+    asks_for_human: Callable[[str], bool], since: datetime | None = None,
+) -> list[tuple[str, Episode, Outcome]]:  # fmt: skip
+    """The episodes of these conversations (turns since `since`), with their platform and outcome as of `now`."""
+    valence = Message.mood_scores["positive"].as_float() - Message.mood_scores["negative"].as_float()
+    columns = (Message.conversation_id, Message.id, Message.role, Message.created_at, valence, Message.mood_label,
+               Message.mood_score, Message.knowledge, Message.text)  # fmt: skip
+    period = (Message.created_at >= since, Message.created_at < now) if since else ()
+    turns_q = select(*columns).where(Message.conversation_id.in_(conversations), *period)
+    opened = (Escalation.opened_at >= since, Escalation.opened_at < now) if since else ()
+    handoffs_q = select(Escalation.conversation_id, Escalation.opened_at, Escalation.reason, Escalation.first_reply_at,
+                        Escalation.resolved_at).where(Escalation.conversation_id.in_(conversations))  # fmt: skip
+    handoffs_q = handoffs_q.where(*opened)
+    feedback_q = select(Feedback.message_id, Feedback.value).where(Feedback.conversation_id.in_(conversations))
+    platforms_q = select(Conversation.id, Conversation.platform).where(Conversation.id.in_(conversations))
+    rows = (await session.execute(turns_q.order_by(Message.conversation_id, Message.id))).tuples().all()
+    handoff_rows = (await session.execute(handoffs_q)).tuples().all()
+    feedback: Counter[int] = Counter()
+    for message_id, value in (await session.execute(feedback_q)).tuples():
+        feedback[message_id] += value
+    platforms = dict((await session.execute(platforms_q)).tuples().all())
+    # the rest is CPU (~50 us an episode): off the event loop, which keeps answering meanwhile
+    return await asyncio.to_thread(_outcomes, rows, handoff_rows, dict(feedback), platforms, return_hours, now,
+                                   asks_for_human)  # fmt: skip
+
+
+def _outcomes(
+    rows: Sequence[Any], handoff_rows: Sequence[Any], feedback: dict[int, int], platforms: dict[int, str],
+    return_hours: float, now: datetime, asks_for_human: Callable[[str], bool],
+) -> list[tuple[str, Episode, Outcome]]:  # fmt: skip
+    turns: dict[int, list[Turn]] = defaultdict(list)
+    for conversation_id, id_, role, at, valence, label, score, knowledge, text in rows:
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite keeps no zone: stored as UTC
+        turns[conversation_id].append(Turn(id_, role, at, valence, label, score, knowledge, text))
+    handoffs: dict[int, list[Handoff]] = defaultdict(list)
+    for conversation_id, at, reason, first, resolved in handoff_rows:
+        handoffs[conversation_id].append(Handoff(as_utc(at), reason, first and as_utc(first),
+                                                 resolved and as_utc(resolved)))  # fmt: skip
+    return [
+        (platforms.get(conversation_id, ""), episode,
+         outcome_of(episode, now, return_hours, feedback, asks_for_human))
+        for conversation_id, found in turns.items()
+        for episode in episodes(found, handoffs.get(conversation_id, []), return_hours)
+    ]  # fmt: skip
+
+
+class Archived(Base):
+    """The outcome of an episode whose turns were deleted (`/forget`): counted in reports, with no
+    text, no person and no conversation to point at."""
+
+    __tablename__ = "forgotten_outcomes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(24))
+    score: Mapped[int]
+    turns: Mapped[int]
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    thumbs_up: Mapped[int]
+    thumbs_down: Mapped[int]
+    first_human_reply_s: Mapped[float | None] = mapped_column(Float)
+    handoff_s: Mapped[float | None] = mapped_column(Float)
+    grounded: Mapped[bool | None]
+    start_valence: Mapped[float | None] = mapped_column(Float)
+    end_valence: Mapped[float | None] = mapped_column(Float)
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            status=self.status, started_at=as_utc(self.started_at), ended_at=as_utc(self.ended_at),  # type: ignore[arg-type]
+            turns=self.turns, score=self.score, parts=(), escalated=bool(self.reasons), reasons=tuple(self.reasons),
+            first_human_reply_s=self.first_human_reply_s, handoff_s=self.handoff_s, grounded=self.grounded,
+            thumbs=(self.thumbs_up, self.thumbs_down), start_valence=self.start_valence, end_valence=self.end_valence,
+            forgotten=True,
+        )  # fmt: skip
+
+
+async def archive(
+    session: AsyncSession, conversation_id: int, deleted: Sequence[int], return_hours: float,
+    asks_for_human: Callable[[str], bool] = lambda text: False,
+) -> int:  # fmt: skip
+    """Before `/forget` deletes the turns `deleted`: keep the outcome (no content) of each episode
+    that goes with them (all of its customer turns), so reports still count it. How many were kept."""
+    gone, kept = set(deleted), 0
+    conversation = select(Conversation.id).where(Conversation.id == conversation_id)
+    for platform, episode, o in await _episodes(session, conversation, return_hours, utcnow(), asks_for_human):
+        if all(t.id in gone for t in episode.turns if t.role == "user"):
+            session.add(Archived(platform=platform, started_at=o.started_at, ended_at=o.ended_at, status=o.status,
+                                 score=o.score, turns=o.turns, reasons=list(o.reasons), thumbs_up=o.thumbs[0],
+                                 thumbs_down=o.thumbs[1], first_human_reply_s=o.first_human_reply_s,
+                                 handoff_s=o.handoff_s, grounded=o.grounded, start_valence=o.start_valence,
+                                 end_valence=o.end_valence))  # fmt: skip
+            kept += 1
+    return kept
+
+
+def summarize(key: str, outcomes: Sequence[Outcome]) -> Group:
+    group = Group(key, conversations=len(outcomes))
+    reasons: Counter[str] = Counter()
+    waits = [o.first_human_reply_s for o in outcomes if o.first_human_reply_s is not None]
+    for o in outcomes:
+        group.outcomes[o.status] += 1
+        group.escalated += o.escalated
+        reasons.update(o.reasons)
+        group.scores[BANDS[min(o.score // 20, 4)]] += 1
+        group.thumbs_up, group.thumbs_down = group.thumbs_up + o.thumbs[0], group.thumbs_down + o.thumbs[1]
+        group.grounded += bool(o.grounded)
+        for when, valence in (("start", o.start_valence), ("end", o.end_valence)):
+            if valence is not None:
+                mood = "negative" if valence <= -0.2 else "positive" if valence >= 0.2 else "neutral"
+                group.moods[when][mood] = group.moods[when].get(mood, 0) + 1
+    group.reasons = dict(reasons.most_common())
+    group.score_mean = statistics.fmean(o.score for o in outcomes) if outcomes else None
+    if waits:
+        group.first_human_reply_p50_s = statistics.median(waits)
+        group.first_human_reply_p90_s = (
+            statistics.quantiles(waits, n=10, method="inclusive")[8] if len(waits) > 1 else waits[0]
+        )
+    return group
