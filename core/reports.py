@@ -127,10 +127,12 @@ async def _episodes(
                Message.mood_score, Message.knowledge, Message.text)  # fmt: skip
     period = (Message.created_at >= since, Message.created_at < now) if since else ()
     turns_q = select(*columns).where(Message.conversation_id.in_(conversations), *period)
-    opened = (Escalation.opened_at >= since, Escalation.opened_at < now) if since else ()
+    # a period's escalations by their time alone: PostgreSQL's generic plan for "IN (the active
+    # conversations)" here ran a nested loop (2 s for 10,000 conversations, against 12 ms)
+    escalated = (Escalation.opened_at >= since, Escalation.opened_at < now) if since else (
+        Escalation.conversation_id.in_(conversations),)  # fmt: skip
     handoffs_q = select(Escalation.conversation_id, Escalation.opened_at, Escalation.reason, Escalation.first_reply_at,
-                        Escalation.resolved_at).where(Escalation.conversation_id.in_(conversations))  # fmt: skip
-    handoffs_q = handoffs_q.where(*opened)
+                        Escalation.resolved_at).where(*escalated)  # fmt: skip
     feedback_q = select(Feedback.message_id, Feedback.value).where(Feedback.conversation_id.in_(conversations))
     platforms_q = select(Conversation.id, Conversation.platform).where(Conversation.id.in_(conversations))
     rows = (await session.execute(turns_q.order_by(Message.conversation_id, Message.id))).tuples().all()
