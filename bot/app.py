@@ -124,6 +124,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         handoff = Handoff(
             memory, escalations, settings.handoff, destinations=notifications.destinations,
             changed=notifications.changed, resolved=learning(memory, knowledge),
+            rating_line=settings.outcome.rating_line if settings.outcome.ask_rating else "",
         )  # fmt: skip
         bot = Bot(
             Loading(),

@@ -9,6 +9,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +20,7 @@ from core.errors import Busy, InvalidMessage, Unavailable, check_text
 from core.escalation import EscalationState, PublicLimit, Route, asks_for_human, decide, route
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
-from core.feedback import FeedbackStore, Given
+from core.feedback import FeedbackStore, Given, parse_rating
 from core.feedback import forget as forget_feedback
 from core.handoff import Handoff, learning
 from core.insights import Insights
@@ -89,6 +90,7 @@ class Bot:
             memory, self.escalations, HandoffSettings(), destinations=notifier.destinations if notifier else (),
             changed=notifier.changed if notifier else lambda _: None,
             resolved=learning(memory, knowledge) if knowledge else None,
+            rating_line=self.outcome.rating_line if self.outcome.ask_rating else "",
         )  # fmt: skip
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -196,6 +198,10 @@ class Bot:
         turn.mood = mood
         metrics.MOODS.labels(turn.msg.platform, mood.label).inc()
         yield mood
+        if await self._rated(turn):  # the answer to the rating question: thanked, nothing else (and its
+            turn.parts.append(self.outcome.rating_thanks)  # mood is not stored: it is no part of the trajectory)
+            yield self.outcome.rating_thanks
+            return
         await self.memory.set_mood(turn.accepted.message_id, mood)
         turn.escalated, state = await self._escalate(turn.msg, turn.accepted, mood)
         turn.route = route(self.policy, state, turn.escalated, mood.label)
@@ -297,6 +303,20 @@ class Bot:
         log.info("conversation escalated", extra=_fields(msg, reason=reason, escalation_id=record.id))
         if self.notifier is not None:
             self.notifier.changed(None)
+        return True
+
+    async def _rated(self, turn: _Turn) -> bool:
+        """Whether the message answers the rating question asked after a hand-off (a 1-5 within
+        `rating_hours`, the first answer only): then it is stored as the rating."""
+        value = parse_rating(turn.accepted.text) if self.outcome.ask_rating else None
+        if value is None:
+            return False
+        since = utcnow() - timedelta(hours=self.outcome.rating_hours)
+        asked = await self.feedback.rating_prompt(turn.accepted.conversation_id, since)
+        if asked is None or not await self.feedback.rate(asked, turn.accepted.conversation_id, turn.msg.user_id, value):
+            return False
+        metrics.RATINGS.labels(turn.msg.platform, str(value)).inc()
+        log.info("rating after a hand-off", extra=_fields(turn.msg, rating=value))
         return True
 
     def _asks_for_human(self, text: str) -> bool:

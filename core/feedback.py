@@ -2,6 +2,9 @@
 given in the channel (buttons under the answer, where the platform has them). A click that arrives
 twice (a redelivery, a double click) changes nothing; a change of mind replaces the earlier thumb.
 
+After a hand-off, when `outcome.ask_rating` is on, the customer is asked once for a rating (1-5);
+their reply is stored here too (`kind` "rating", on the question's message).
+
 A row goes with the answer it is on (ON DELETE CASCADE) and with the person who gave it (`/forget`
 deletes theirs: `forget` below). A thumb down on an answer the knowledge base gave puts
 its sources on the review list (`FeedbackStore.to_review`; `tonebot report` prints it).
@@ -9,6 +12,7 @@ its sources on the review list (`FeedbackStore.to_review`; `tonebot report` prin
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,9 +25,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base, Database
 from core.errors import InvalidMessage
 from core.events import ConversationKey, utcnow
+from core.ledger import ProcessedEvent
 from core.memory import Conversation, Message
 
 THUMBS = {"up": 1, "down": -1}
+RATING_EVENT = "handoff:rating:"  # the ledger's event id of the rating question, and the escalation's id
+RATING = re.compile(r"\s*([1-5])\s*(?:/\s*5|stars?|⭐+)?\s*[.!]*\s*", re.IGNORECASE)
+
+
+def parse_rating(text: str) -> int | None:
+    """A reply that is a rating: "4", "4/5", "5 stars", "3!", or only stars ("⭐⭐⭐⭐"); else None."""
+    if found := RATING.fullmatch(text):
+        return int(found[1])
+    stars = text.strip()
+    return len(stars) if stars and set(stars) == {"⭐"} and len(stars) <= 5 else None
 
 
 class Feedback(Base):
@@ -34,7 +49,8 @@ class Feedback(Base):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[str] = mapped_column(String(128))
-    value: Mapped[int] = mapped_column(SmallInteger)  # +1 up, -1 down
+    kind: Mapped[str] = mapped_column(String(8), default="thumb")  # thumb (on an answer) | rating (the question)
+    value: Mapped[int] = mapped_column(SmallInteger)  # thumb: +1 up, -1 down; rating: 1-5
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -64,7 +80,7 @@ class FeedbackStore:
             answer = await session.scalar(select(Message).join(Conversation).where(Message.id == message_id, *here))
             if answer is None or answer.role != "assistant":
                 raise InvalidMessage("feedback is given on the bot's answers in this conversation only (that is none)")
-            query = select(Feedback).filter_by(message_id=message_id, author_id=author_id)
+            query = select(Feedback).filter_by(message_id=message_id, author_id=author_id, kind="thumb")
             row = await session.scalar(query)
             if row is None:
                 try:
@@ -79,18 +95,30 @@ class FeedbackStore:
             row.value, row.updated_at = value, utcnow()
             return Given(message_id, value, changed=True)
 
-    async def of(self, conversation_ids: list[int]) -> dict[int, int]:
-        """Each answer's net thumbs (up less down) in these conversations."""
-        query = select(Feedback.message_id, Feedback.value).where(Feedback.conversation_id.in_(conversation_ids))
-        net: Counter[int] = Counter()
+    async def rating_prompt(self, conversation_id: int, since: datetime) -> int | None:
+        """The rating question asked in the conversation since `since` and not answered yet (its message id)."""
+        rated = select(Feedback.message_id).where(Feedback.kind == "rating")
+        query = (select(ProcessedEvent.message_id).where(
+            ProcessedEvent.conversation_id == conversation_id, ProcessedEvent.event_id.like(f"{RATING_EVENT}%"),
+            ProcessedEvent.created_at >= since, ProcessedEvent.message_id.not_in(rated),
+        ).order_by(ProcessedEvent.id.desc()).limit(1))  # fmt: skip
         async with self.db.reader() as session:
-            for message_id, value in (await session.execute(query)).tuples():
-                net[message_id] += value
-        return dict(net)
+            return await session.scalar(query)
+
+    async def rate(self, message_id: int, conversation_id: int, author_id: str, value: int) -> bool:
+        """Store the answer to the rating question `message_id`: False when it was answered before."""
+        try:
+            async with self.db.session() as session, session.begin():
+                session.add(Feedback(message_id=message_id, conversation_id=conversation_id, author_id=author_id,
+                                     kind="rating", value=value))  # fmt: skip
+        except IntegrityError:
+            return False
+        return True
 
     async def to_review(self, since: datetime | None = None) -> list[tuple[str, str, int]]:
         """Knowledge-base sources of answers given a thumb down, most first: (id, title, thumbs down)."""
-        query = select(Message.sources).join(Feedback, Feedback.message_id == Message.id).where(Feedback.value < 0)
+        query = select(Message.sources).join(Feedback, Feedback.message_id == Message.id)
+        query = query.where(Feedback.kind == "thumb", Feedback.value < 0)
         if since is not None:
             query = query.where(Feedback.updated_at >= since)
         found: Counter[tuple[str, str]] = Counter()

@@ -21,6 +21,7 @@ from core import metrics
 from core.errors import BotError
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import Agent, AgentMessage, as_utc, utcnow
+from core.feedback import RATING_EVENT
 from core.knowledge import Knowledge
 from core.ledger import Ledger
 from core.memory import Memory, StoredMessage
@@ -54,6 +55,7 @@ class Handoff:
         destinations: Sequence[str] = (),
         changed: Callable[[EscalationRecord | None], None] = lambda _: None,
         resolved: Callable[[EscalationRecord], Awaitable[None]] | None = None,
+        rating_line: str = "",
     ) -> None:
         self.memory, self.escalations, self.settings = memory, escalations, settings
         self.ledger = Ledger(memory.db)  # a turn nobody answers is stored once per event id too
@@ -61,6 +63,7 @@ class Handoff:
         self.relayed_to = list(destinations)  # where a customer's turns are relayed (the console reads the database)
         self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
         self.transcript_messages = 100
+        self.rating_line = rating_line  # asked once after a hand-back (outcome.ask_rating)
 
     async def cases(self, open_only: bool = True, limit: int = 100) -> list[Case]:
         records = await self.escalations.all(open_only=open_only, limit=limit)
@@ -117,12 +120,23 @@ class Handoff:
         if record is not None and record.taken_at is not None and record.resolved_at is not None:
             metrics.HANDOFF_SECONDS.observe((as_utc(record.resolved_at) - as_utc(record.taken_at)).total_seconds())
         self.changed(record)
+        if record is not None and record.resolved_at is not None and self.rating_line:
+            await self._ask_rating(record)
         if record is not None and self.resolved is not None:
             try:
                 await self.resolved(record)
             except Exception:  # learning is a bonus: the hand-back itself is done
                 log.exception("escalation #%s: learning from the hand-off failed", record.id)
         return record
+
+    async def _ask_rating(self, record: EscalationRecord) -> None:
+        """The rating question, once per escalation (its event id), and never to a customer whose
+        latest message is negative (asking an upset person to rate is asking for a 1)."""
+        mood = await self.memory.last_mood(record.conversation_id)
+        if mood is not None and mood.label == "negative":
+            log.info("no rating asked: the customer is upset", extra={"escalation_id": record.id})
+            return
+        await self._to_customer(record, BOT, self.rating_line, f"{RATING_EVENT}{record.id}", role="assistant")
 
     async def check_idle(self) -> int:
         """Escalations no agent acted on for `idle_minutes` while the customer waits: the customer is

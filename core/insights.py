@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from core import metrics
 from core.errors import InvalidMessage
 from core.events import utcnow
+from core.figures import Report
 from core.memory import Memory
 from core.outcomes import STATUSES
-from core.reports import By, Report, build
+from core.reports import By, build
 from core.settings import OutcomeSettings
 
 log = logging.getLogger(__name__)

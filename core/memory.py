@@ -250,6 +250,11 @@ class Memory:
         """The moods of a user's latest messages in one conversation, oldest first."""
         return await self._moods(limit, Message.conversation_id == conversation_id, Message.author_id == user_id)
 
+    async def last_mood(self, conversation_id: int) -> Mood | None:
+        """The mood of the conversation's latest customer message (any customer's)."""
+        found = await self._moods(1, Message.conversation_id == conversation_id)
+        return found[-1] if found else None
+
     async def _moods(self, limit: int, *where: Any) -> list[Mood]:
         query = (
             select(Message.mood_scores)

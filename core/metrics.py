@@ -45,3 +45,4 @@ OUTCOMES = Gauge(
     "tonebot_conversations_recent", "Conversation episodes of the last 7 days by outcome (README Outcomes)", ["outcome"]
 )
 SATISFACTION = Gauge("tonebot_satisfaction_score_mean", "Mean satisfaction score (0-100) of the last 7 days' episodes")
+RATINGS = Counter("tonebot_ratings_total", "Ratings (1-5) given after a hand-off", ["platform", "rating"])

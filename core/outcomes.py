@@ -93,6 +93,7 @@ class Outcome:
     start_valence: float | None = None
     end_valence: float | None = None
     forgotten: bool = False  # its turns were deleted (/forget): counted, no content kept
+    rating: int | None = None  # the customer's answer (1-5) to the rating question after a hand-off
 
     @property
     def explanation(self) -> str:
@@ -124,9 +125,10 @@ def episodes(turns: Sequence[Turn], handoffs: Sequence[Handoff], return_hours: f
 
 def outcome_of(
     episode: Episode, now: datetime, return_hours: float, feedback: dict[int, int] | None = None,
-    asks_for_human: Callable[[str], bool] = lambda text: False,
+    asks_for_human: Callable[[str], bool] = lambda text: False, ratings: dict[int, int] | None = None,
 ) -> Outcome:  # fmt: skip
-    """The episode's outcome and satisfaction score; `feedback` is each bot turn's net thumbs (id -> +n / -n)."""
+    """The episode's outcome and satisfaction score; `feedback` is each bot turn's net thumbs (id -> +n / -n),
+    `ratings` the answers to rating questions (the question's id -> 1-5), not part of the score (they check it)."""
     turns, handoffs, feedback = episode.turns, episode.handoffs, feedback or {}
     users = [t for t in turns if t.role == "user"]
     last_user = users[-1] if users else None
@@ -156,6 +158,7 @@ def outcome_of(
         handoff_s=_seconds(first.opened_at, handoffs[-1].resolved_at) if first else None,
         grounded=any(k != "none" for k in consulted) if consulted else None, thumbs=(up, down),
         start_valence=moods[0].valence if moods else None, end_valence=moods[-1].valence if moods else None,
+        rating=next((ratings[t.id] for t in turns if ratings and t.id in ratings), None),
     )  # fmt: skip
 
 

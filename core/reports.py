@@ -1,15 +1,14 @@
 """The outcome report: what `tonebot report` prints and the console's Insights page draws, from the
 episodes (core/outcomes.py) that started in a period. Read with a few plain queries (no ORM rows) and
-computed here, so SQLite and PostgreSQL give the same numbers. Counts only: a forgotten conversation
-(its turns deleted) is no longer in any episode, and nothing here leaves the deployment."""
+computed here, so SQLite and PostgreSQL give the same numbers (core/figures.py sums them up). An
+episode whose turns were forgotten is kept as its outcome with no content (`Archived`), so it is
+still counted; nothing here leaves the deployment."""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -21,64 +20,11 @@ from core.db import Base, Database
 from core.escalations import Escalation
 from core.events import as_utc, utcnow
 from core.feedback import Feedback, FeedbackStore
+from core.figures import Report, summarize
 from core.memory import Conversation, Memory, Message
-from core.outcomes import STATUSES, Episode, Handoff, Outcome, Turn, episodes, outcome_of
+from core.outcomes import Episode, Handoff, Outcome, Turn, episodes, outcome_of
 
 By = Literal["day", "platform", "none"]
-BANDS = ("0-19", "20-39", "40-59", "60-79", "80-100")  # satisfaction score distribution
-
-
-@dataclass
-class Group:
-    """The figures of one group of episodes (a day, a platform, or all)."""
-
-    key: str
-    conversations: int = 0
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
-    escalated: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-    score_mean: float | None = None
-    scores: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BANDS, 0))
-    thumbs_up: int = 0
-    thumbs_down: int = 0
-    first_human_reply_p50_s: float | None = None
-    first_human_reply_p90_s: float | None = None
-    grounded: int = 0  # episodes the knowledge base answered in
-    moods: dict[str, dict[str, int]] = field(default_factory=lambda: {"start": {}, "end": {}})
-
-    def rate(self, status: str) -> float | None:
-        return self.outcomes[status] / self.conversations if self.conversations else None
-
-    def row(self) -> dict[str, Any]:
-        """One flat row (CSV): counts, rates and the score."""
-        done = {f"{s}_rate": _round(self.rate(s)) for s in ("resolved_by_bot", "resolved_by_person", "abandoned")}
-        escalation = self.escalated / self.conversations if self.conversations else None
-        waits = {"first_human_reply_p50_s": self.first_human_reply_p50_s, "first_human_reply_p90_s":
-                 self.first_human_reply_p90_s}  # fmt: skip
-        return {"group": self.key, "conversations": self.conversations, **self.outcomes, **done,
-                "escalation_rate": _round(escalation), "satisfaction_mean": _round(self.score_mean, 1),
-                "thumbs_up": self.thumbs_up, "thumbs_down": self.thumbs_down,
-                **{k: _round(v, 1) for k, v in waits.items()}, "grounded": self.grounded}  # fmt: skip
-
-
-@dataclass
-class Report:
-    since: datetime
-    until: datetime
-    total: Group
-    groups: list[Group]
-    unanswered: list[tuple[str, int]]  # questions the knowledge base had no answer for, most asked first
-    to_review: list[tuple[str, str, int]]  # knowledge sources of answers given a thumb down
-    lowest: list[dict[str, Any]] = field(default_factory=list)  # the least satisfied episodes, explained
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "total": asdict(self.total),
-                "groups": [asdict(g) for g in self.groups], "unanswered": self.unanswered,
-                "to_review": self.to_review, "lowest": self.lowest}  # fmt: skip
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 async def build(
@@ -133,21 +79,27 @@ async def _episodes(
         Escalation.conversation_id.in_(conversations),)  # fmt: skip
     handoffs_q = select(Escalation.conversation_id, Escalation.opened_at, Escalation.reason, Escalation.first_reply_at,
                         Escalation.resolved_at).where(*escalated)  # fmt: skip
-    feedback_q = select(Feedback.message_id, Feedback.value).where(Feedback.conversation_id.in_(conversations))
+    feedback_q = select(Feedback.message_id, Feedback.kind, Feedback.value).where(
+        Feedback.conversation_id.in_(conversations))  # fmt: skip
     platforms_q = select(Conversation.id, Conversation.platform).where(Conversation.id.in_(conversations))
     rows = (await session.execute(turns_q.order_by(Message.conversation_id, Message.id))).tuples().all()
     handoff_rows = (await session.execute(handoffs_q)).tuples().all()
     feedback: Counter[int] = Counter()
-    for message_id, value in (await session.execute(feedback_q)).tuples():
-        feedback[message_id] += value
+    ratings: dict[int, int] = {}
+    for message_id, kind, value in (await session.execute(feedback_q)).tuples():
+        if kind == "rating":
+            ratings[message_id] = value
+        else:
+            feedback[message_id] += value
     platforms = dict((await session.execute(platforms_q)).tuples().all())
     # the rest is CPU (~50 us an episode): off the event loop, which keeps answering meanwhile
-    return await asyncio.to_thread(_outcomes, rows, handoff_rows, dict(feedback), platforms, return_hours, now,
-                                   asks_for_human)  # fmt: skip
+    return await asyncio.to_thread(_outcomes, rows, handoff_rows, dict(feedback), ratings, platforms, return_hours,
+                                   now, asks_for_human)  # fmt: skip
 
 
 def _outcomes(
-    rows: Sequence[Any], handoff_rows: Sequence[Any], feedback: dict[int, int], platforms: dict[int, str],
+    rows: Sequence[Any], handoff_rows: Sequence[Any], feedback: dict[int, int], ratings: dict[int, int],
+    platforms: dict[int, str],
     return_hours: float, now: datetime, asks_for_human: Callable[[str], bool],
 ) -> list[tuple[str, Episode, Outcome]]:  # fmt: skip
     turns: dict[int, list[Turn]] = defaultdict(list)
@@ -160,7 +112,7 @@ def _outcomes(
                                                  resolved and as_utc(resolved)))  # fmt: skip
     return [
         (platforms.get(conversation_id, ""), episode,
-         outcome_of(episode, now, return_hours, feedback, asks_for_human))
+         outcome_of(episode, now, return_hours, feedback, asks_for_human, ratings))
         for conversation_id, found in turns.items()
         for episode in episodes(found, handoffs.get(conversation_id, []), return_hours)
     ]  # fmt: skip
@@ -215,28 +167,3 @@ async def archive(
                                  end_valence=o.end_valence))  # fmt: skip
             kept += 1
     return kept
-
-
-def summarize(key: str, outcomes: Sequence[Outcome]) -> Group:
-    group = Group(key, conversations=len(outcomes))
-    reasons: Counter[str] = Counter()
-    waits = [o.first_human_reply_s for o in outcomes if o.first_human_reply_s is not None]
-    for o in outcomes:
-        group.outcomes[o.status] += 1
-        group.escalated += o.escalated
-        reasons.update(o.reasons)
-        group.scores[BANDS[min(o.score // 20, 4)]] += 1
-        group.thumbs_up, group.thumbs_down = group.thumbs_up + o.thumbs[0], group.thumbs_down + o.thumbs[1]
-        group.grounded += bool(o.grounded)
-        for when, valence in (("start", o.start_valence), ("end", o.end_valence)):
-            if valence is not None:
-                mood = "negative" if valence <= -0.2 else "positive" if valence >= 0.2 else "neutral"
-                group.moods[when][mood] = group.moods[when].get(mood, 0) + 1
-    group.reasons = dict(reasons.most_common())
-    group.score_mean = statistics.fmean(o.score for o in outcomes) if outcomes else None
-    if waits:
-        group.first_human_reply_p50_s = statistics.median(waits)
-        group.first_human_reply_p90_s = (
-            statistics.quantiles(waits, n=10, method="inclusive")[8] if len(waits) > 1 else waits[0]
-        )
-    return group

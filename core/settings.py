@@ -133,6 +133,12 @@ class OutcomeSettings:
     return_hours: float = 24.0  # a customer back within this is the same episode; silence this long ends it
     feedback_buttons: bool = True  # thumbs up / down under the bot's answers where the platform has buttons
     refresh_seconds: float = 300.0  # the last week's report (Insights page, gauges) is recomputed this often
+    # one question when an escalation is resolved, in the conversation (never twice, never to an upset
+    # customer); a reply of 1-5 within rating_hours is stored as the rating and thanked, not answered
+    ask_rating: bool = False
+    rating_line: str = "Thanks for your patience. How did we do? Reply with a number from 1 (poor) to 5 (great)."
+    rating_thanks: str = "Thank you for your rating!"
+    rating_hours: float = 24.0
 
 
 @dataclass(frozen=True)

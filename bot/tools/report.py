@@ -11,8 +11,9 @@ from pathlib import Path
 from bot.config import Settings
 from core.escalation import asks_for_human
 from core.events import utcnow
+from core.figures import Report
 from core.insights import since_of
-from core.reports import By, Report, build
+from core.reports import By, build
 
 
 async def run(settings: Settings, since: str, by: By) -> Report:
@@ -49,6 +50,9 @@ def table(report: Report) -> str:
         f"  satisfaction mean {t.score_mean:.1f} / 100" if t.score_mean is not None else "  satisfaction: -",
         "    " + "  ".join(f"{band}: {n}" for band, n in t.scores.items()),
         f"  feedback 👍 {t.thumbs_up}  👎 {t.thumbs_down}",
+        f"  ratings after a hand-off: {t.ratings}"
+        + (f", mean {t.rating_mean:.2f} / 5" if t.rating_mean is not None else "")
+        + (f", Spearman with the score {t.score_vs_rating:.2f}" if t.score_vs_rating is not None else ""),
         f"  first human reply p50 {seconds(t.first_human_reply_p50_s)}, p90 {seconds(t.first_human_reply_p90_s)}",
         f"  answered from the knowledge base in {t.grounded} ({pct(t.grounded)})",
     ]

@@ -1,4 +1,4 @@
-"""feedback: a thumb per person on the bot's answers; outcomes of forgotten episodes (counts, no
+"""feedback: a thumb per person on the bot's answers, a rating (1-5) after a hand-off; outcomes of forgotten episodes (counts, no
 content); messages indexed by time (the outcome report)
 
 Revision ID: 0014
@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.Integer(), nullable=False),
         sa.Column("conversation_id", sa.Integer(), nullable=False),
         sa.Column("author_id", sa.String(length=128), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("value", sa.SmallInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -59,8 +59,10 @@ async def write(memory: Memory, now: datetime) -> None:
         await connection.execute(Escalation.__table__.insert(), [{"conversation_id": 2, "reason": "high_negative",
             "scores": [], "opened_at": at[2] + timedelta(minutes=1), "first_reply_at": at[2] + timedelta(minutes=6),
             "resolved_at": at[2] + timedelta(minutes=31)}])  # fmt: skip
-        await connection.execute(Feedback.__table__.insert(), [{"message_id": 11, "conversation_id": 1,
-            "author_id": "u1", "value": -1, "created_at": at[1], "updated_at": at[1]}])  # fmt: skip
+        given = [(11, 1, "thumb", -1), (21, 2, "rating", 5), (41, 4, "rating", 3), (33, 3, "rating", 1)]
+        await connection.execute(Feedback.__table__.insert(), [
+            {"message_id": m, "conversation_id": c, "author_id": f"u{c}", "kind": kind, "value": v,
+             "created_at": at[c], "updated_at": at[c]} for m, c, kind, v in given])  # fmt: skip
 
 
 async def test_the_report_counts_each_outcome_and_keeps_forgotten_ones_without_content(
@@ -82,6 +84,8 @@ async def test_the_report_counts_each_outcome_and_keeps_forgotten_ones_without_c
     assert report.to_review == [("kb:1", "Shipping", 1)]
     assert report.lowest[0]["status"] == "abandoned" and "ended negative 0.90" in report.lowest[0]["why"]
     assert "resolved by person 1 (25%)" in table(report)
+    assert (total.ratings, total.rating_mean) == (3, 3.0)  # the ratings agree with the scores' order:
+    assert total.score_vs_rating == 1.0 and "Spearman with the score 1.00" in table(report)
 
     write_csv(report, tmp_path / "report.csv")
     rows = list(csv.DictReader((tmp_path / "report.csv").open()))
