@@ -64,6 +64,7 @@ class Report:
     unanswered: list[tuple[str, int]]  # questions the knowledge base had no answer for, most asked first
     to_review: list[tuple[str, str, int]]  # knowledge sources of answers given a thumb down
     lowest: list[dict[str, Any]] = field(default_factory=list)  # the least satisfied episodes, explained
+    episodes: list[tuple[str, Outcome]] = field(default_factory=list, repr=False)  # (platform, outcome): not shown
 
     def as_dict(self) -> dict[str, Any]:
         return {"since": self.since.isoformat(), "until": self.until.isoformat(), "total": asdict(self.total),

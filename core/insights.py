@@ -40,6 +40,7 @@ class Insights:
     def __init__(self, memory: Memory, settings: OutcomeSettings, asks_for_human: Callable[[str], bool]) -> None:
         self.memory, self.settings, self.asks_for_human = memory, settings, asks_for_human
         self._week: tuple[float, Report] | None = None  # (when computed, monotonic), the last week's by day
+        self._logged_until = utcnow()  # episodes settled since then get their log line at the next refresh
 
     async def report(self, since: str = WEEK, by: By = "day") -> Report:
         """The report since `since`, by day or platform: the last week's as computed at most
@@ -68,7 +69,25 @@ class Insights:
         log.info("outcomes of the last 7 days", extra={"conversations": total.conversations, **total.outcomes,
                  "satisfaction_mean": round(total.score_mean, 1) if total.score_mean is not None else None,
                  "thumbs_up": total.thumbs_up, "thumbs_down": total.thumbs_down})  # fmt: skip
+        self._log_settled(found)
         return found
+
+    def _log_settled(self, found: Report) -> None:
+        """A line per episode whose outcome became final since the last refresh (`return_hours` after
+        its last turn): the outcome, score and why (moods and counts, no text), for log pipelines."""
+        now, wait = utcnow(), timedelta(hours=self.settings.return_hours)
+        for platform, o in found.episodes:
+            if (
+                o.status not in ("open", "with_person")
+                and not o.forgotten
+                and self._logged_until < o.ended_at + wait <= now
+            ):
+                log.info("conversation outcome", extra={
+                    "platform": platform, "outcome": o.status, "score": o.score, "why": o.explanation,
+                    "turns": o.turns, "escalated": o.escalated, "reasons": list(o.reasons), "thumbs_up": o.thumbs[0],
+                    "thumbs_down": o.thumbs[1], "rating": o.rating, "first_human_reply_s": o.first_human_reply_s,
+                    "grounded": o.grounded, "started_at": o.started_at.isoformat()})  # fmt: skip
+        self._logged_until = now
 
     async def run(self) -> None:
         """Refresh every `refresh_seconds` until cancelled (a failed round is logged and retried)."""

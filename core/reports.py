@@ -46,7 +46,7 @@ async def build(
         since, until, summarize("all", [o for _, o in found]), groups,
         await memory.unanswered(20, since=since), await FeedbackStore(memory.db).to_review(since),
         [{"started_at": o.started_at.isoformat(), "status": o.status, "score": o.score, "why": o.explanation}
-         for o in lowest],
+         for o in lowest], found,
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -167,6 +168,7 @@ async def timed(url: str, runs: int = 3) -> None:
     from bot.app import Loading
     from bot.config import Secrets, load_settings
     from core.bot import Bot
+    from core.escalation import asks_for_human
     from core.memory import Memory
     from core.reports import build
 
@@ -174,7 +176,8 @@ async def timed(url: str, runs: int = 3) -> None:
     memory = Memory.open(url)
     for n in range(runs):
         now, started = utcnow(), time.perf_counter()
-        report = await build(memory, now - timedelta(days=14), now, 24, "day")
+        asks = partial(asks_for_human, settings=settings.escalation)  # as `tonebot report` checks them
+        report = await build(memory, now - timedelta(days=14), now, 24, "day", asks)
         print(f"report run {n + 1}: {time.perf_counter() - started:.2f} s ({report.total.conversations} conversations)")
     bot = Bot(Loading(), memory, settings.prompts, settings.memory, settings.escalation)  # type: ignore[arg-type]
     flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.tools.report import table, write_csv
+from core import metrics
 from core.bot import Bot
 from core.errors import InvalidMessage
 from core.escalations import Escalation
@@ -105,3 +106,19 @@ def test_since_takes_a_span_or_a_date(text: str, days: float) -> None:
     assert since_of("2026-12-01", now).isoformat().startswith("2026-12-01T00:00:00")
     with pytest.raises(InvalidMessage, match="7d"):
         since_of("last week", now)
+
+
+async def test_each_settled_episode_gets_one_log_line_and_the_gauges_the_week(
+    memory: Memory, scriptbot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = utcnow()
+    await write(memory, now)
+    scriptbot.insights._logged_until = now - timedelta(days=10)  # as if serving since then
+    with caplog.at_level("INFO", logger="core.insights"):
+        await scriptbot.insights.refresh()
+        await scriptbot.insights.refresh()  # nothing settled since: no line twice
+    lines = [r for r in caplog.records if r.getMessage() == "conversation outcome"]
+    assert sorted((r.platform, r.outcome) for r in lines) == [  # type: ignore[attr-defined]
+        ("slack", "resolved_by_person"), ("telegram", "resolved_by_bot"), ("web", "abandoned")]  # fmt: skip
+    assert all("hello" not in r.why and "gift" not in r.why for r in lines)  # type: ignore[attr-defined]
+    assert metrics.OUTCOMES.labels("open")._value.get() == 1 and metrics.SATISFACTION._value.get() > 0
