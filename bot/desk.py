@@ -121,9 +121,14 @@ async def from_agent(
         if not send:
             return
     try:
-        await handoff.say(message)
+        if await handoff.say(message) and handoff.note_text(message.text) is not None:
+            with contextlib.suppress(Exception):  # a note: kept for the team, said so where it was written
+                await desk.say(target, thread, NOTE_KEPT)
     except HandoffClosed as exc:
         await not_sent(desk, target, thread, str(exc))
+
+
+NOTE_KEPT = "📝 Note kept for the team (not sent to the customer)."
 
 
 async def not_sent(desk: Desk, target: str, thread: str, why: str) -> None:

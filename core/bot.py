@@ -27,6 +27,7 @@ from core.insights import Insights
 from core.knowledge import Answer, Knowledge, is_question
 from core.ledger import Accepted, Ledger, Seen
 from core.memory import Memory
+from core.notes import forget as forget_notes
 from core.outbox import erase
 from core.prompts import build_chat
 from core.settings import EscalationSettings, HandoffSettings, MemorySettings, OutcomeSettings, PromptSettings
@@ -355,6 +356,7 @@ class Bot:
             async def copies(session: AsyncSession, conversation_id: int, ids: list[int]) -> None:
                 await erase(session, conversation_id, ids, user_id)  # where the support side showed them
                 await forget_feedback(session, conversation_id, user_id)  # their thumbs on any answer
+                await forget_notes(session, conversation_id)  # what agents noted about them
                 await reports.archive(session, conversation_id, ids, self.outcome.return_hours, self._asks_for_human)
 
             async with self._locks.setdefault(key, asyncio.Lock()), self.memory.turn_lock(key):

@@ -16,6 +16,7 @@ from core.db import Base, Database
 from core.escalation import EscalationState
 from core.events import ConversationKey, utcnow
 from core.memory import Conversation
+from core.notes import Note
 from core.outbox import Delivery
 
 
@@ -231,12 +232,12 @@ class EscalationStore:
             return _record(row, await session.get_one(Conversation, row.conversation_id)) if row else None
 
     async def fingerprint(self) -> tuple[object, ...]:
-        """Changes whenever an escalation is opened, acknowledged, taken, acted on or resolved (a cheap
-        read, without SQLite's write lock: live views poll it)."""
+        """Changes whenever an escalation is opened, acknowledged, taken, acted on, resolved or noted on
+        (a cheap read, without SQLite's write lock: live views poll it)."""
         query = select(
             func.count(Escalation.id), func.max(Escalation.id), func.max(Escalation.acknowledged_at),
             func.max(Escalation.taken_at), func.max(Escalation.agent_active_at), func.max(Escalation.resolved_at),
-        )  # fmt: skip
+            select(func.max(Note.id)).scalar_subquery())  # fmt: skip
         async with self.db.reader() as session:
             return tuple((await session.execute(query)).one())
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ from core.feedback import RATING_EVENT
 from core.knowledge import Knowledge
 from core.ledger import Ledger
 from core.memory import Memory, StoredMessage
+from core.notes import NoteRecord, NoteStore, note_text
 from core.outbox import CUSTOMER, queue
 from core.settings import HandoffSettings
 
@@ -37,6 +38,7 @@ BOT = ("tonebot", "tonebot")
 class Case:
     escalation: EscalationRecord
     transcript: list[StoredMessage]
+    notes: list[NoteRecord] = field(default_factory=list)  # the team's private notes on it
 
 
 class HandoffClosed(BotError):
@@ -63,11 +65,14 @@ class Handoff:
         self.relayed_to = list(destinations)  # where a customer's turns are relayed (the console reads the database)
         self.changed = changed  # new rows in the outbox, or an escalation changed: deliver and update notices
         self.transcript_messages = 100
+        self.notes = NoteStore(memory.db)
         self.rating_line = rating_line  # asked once after a hand-back (outcome.ask_rating)
 
     async def cases(self, open_only: bool = True, limit: int = 100) -> list[Case]:
         records = await self.escalations.all(open_only=open_only, limit=limit)
-        return [Case(r, await self.memory.messages(r.key, limit=self.transcript_messages)) for r in records]
+        notes = await self.notes.of([r.id for r in records])
+        return [Case(r, await self.memory.messages(r.key, limit=self.transcript_messages), notes[r.id])
+                for r in records]  # fmt: skip
 
     async def get(self, escalation_id: int) -> EscalationRecord | None:
         return await self.escalations.get(escalation_id)
@@ -98,9 +103,31 @@ class Handoff:
             self.changed(record)
         return record
 
+    def note_text(self, text: str) -> str | None:
+        """The private note in an agent's message (it starts with a `note_prefixes`), else None."""
+        return note_text(text, self.settings.note_prefixes)
+
+    async def note(self, message: AgentMessage) -> bool:
+        """Keep a private note on the case (never relayed): False when this event id was kept before."""
+        record = await self.escalations.get(message.escalation_id)
+        text = (self.note_text(message.text) or message.text).strip()
+        if record is None:
+            raise HandoffClosed(f"no escalation #{message.escalation_id}")
+        if not text:
+            raise HandoffClosed("the note has no text")
+        kept = await self.notes.add(record.id, record.conversation_id, (message.agent.id, message.agent.name), text,
+                                    message.event_id)  # fmt: skip
+        if kept:
+            log.info("note kept on an escalation", extra={"escalation_id": record.id, "via": message.agent.via})
+            self.changed(record)
+        return kept
+
     async def say(self, message: AgentMessage) -> bool:
         """Relay an agent's message to the customer (taking the conversation over if nobody has):
-        False when this message was relayed before (a redelivery, a double submit)."""
+        False when this message was relayed before (a redelivery, a double submit). A message that
+        starts with a note prefix is a private note instead: kept, never relayed."""
+        if self.note_text(message.text) is not None:
+            return await self.note(message)
         record = await self.escalations.get(message.escalation_id)
         if record is None or record.status == "resolved":
             raise HandoffClosed(f"escalation #{message.escalation_id} is not open: resolved or unknown")

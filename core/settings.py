@@ -122,6 +122,9 @@ class HandoffSettings:
         "Sorry for the wait: a person from our team has your messages and will answer here as soon as they can."
     )
     agent_prefix: str = "{agent}: "  # before each agent message the customer sees
+    # an agent's message starting with one of these is a private note on the case: kept for the team,
+    # never relayed to the customer (a desk thread, the console, the helpdesk API alike)
+    note_prefixes: tuple[str, ...] = ("//", "note:")
     idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
     renotify: bool = True  # and the support destinations are reminded in their thread
 

@@ -1,4 +1,5 @@
-"""feedback: a thumb per person on the bot's answers, a rating (1-5) after a hand-off; outcomes of forgotten episodes (counts, no
+"""feedback: a thumb per person on the bot's answers, a rating (1-5) after a hand-off; agents' private
+notes on escalations; outcomes of forgotten episodes (counts, no
 content); messages indexed by time (the outcome report)
 
 Revision ID: 0014
@@ -64,9 +65,37 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_forgotten_outcomes")),
     )
     op.create_index(op.f("ix_forgotten_outcomes_started_at"), "forgotten_outcomes", ["started_at"], unique=False)
+    op.create_table(
+        "escalation_notes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("escalation_id", sa.Integer(), nullable=False),
+        sa.Column("conversation_id", sa.Integer(), nullable=False),
+        sa.Column("author_id", sa.String(length=128), nullable=False),
+        sa.Column("author_name", sa.String(length=256), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["escalation_id"],
+            ["escalations.id"],
+            name=op.f("fk_escalation_notes_escalation_id_escalations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_escalation_notes_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_escalation_notes")),
+        sa.UniqueConstraint("escalation_id", "event_id", name=op.f("uq_escalation_notes_escalation_id_event_id")),
+    )
+    op.create_index(op.f("ix_escalation_notes_escalation_id"), "escalation_notes", ["escalation_id"], unique=False)
+    op.create_index(op.f("ix_escalation_notes_conversation_id"), "escalation_notes", ["conversation_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("escalation_notes")
     op.drop_table("forgotten_outcomes")
     op.drop_index(op.f("ix_messages_created_at"), table_name="messages")
     op.drop_table("feedback")

@@ -28,6 +28,7 @@ from bot.adapters.telegram import TelegramSettings
 from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.adapters.web import create_app
 from bot.config import Secrets, Settings
+from bot.desk import NOTE_KEPT
 from bot.notify import Notifications
 from core.bot import Bot
 from core.escalations import EscalationStore
@@ -177,6 +178,18 @@ async def test_a_telegram_customer_is_answered_by_a_slack_agent_and_handed_back(
         await w.slack_post(reply, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})  # redelivered
         words = "Hi, I am Dana from support. Your parcel left our warehouse today & arrives Friday."
         await eventually(lambda: f"Dana: {words}" in w.to_alice(), what="the agent's words in the Telegram chat")
+
+        note = json.loads(json.dumps(reply))  # a private note in the thread: kept for the team, never relayed
+        note["event"].update(text="// refund approved by finance, do not promise more", ts="1800000021.000300")
+        note["event_id"] = "Ev0AGENTNOTE"
+        await w.slack_post(note)
+        await w.slack_post(note, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})  # redelivered
+        await eventually(lambda: [m for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"]) if m["text"] == NOTE_KEPT],
+                         what="the note acknowledged in the thread")  # fmt: skip
+        [case] = await w.bot.handoff.cases()
+        assert [(n.author, n.text) for n in case.notes] == [("Dana", "refund approved by finance, do not promise more")]
+        assert not [t for t in w.to_alice() if "finance" in t] and "finance" not in str(await memory.messages(
+            ConversationKey("telegram", str(ALICE))))  # fmt: skip
 
         chats = len(w.spy.chats)
         w.telegram.push(private("Great, thank you! <!channel>", message_id=2))

@@ -118,10 +118,16 @@ async def test_an_agent_reply_typed_in_the_console_appears_in_the_customers_chat
         await expect(customer.locator(".turn.bot").last).to_contain_text("Dana from our support team has joined")
 
         await card.locator("textarea").fill("Hi, I am Dana. I will check your order <b>now</b>.")
-        await card.locator("form.reply button").click()
+        await card.locator("form.reply button[type=submit]").click()
         shown = customer.locator(".turn.agent")
         await expect(shown).to_have_text("Dana: Hi, I am Dana. I will check your order <b>now</b>.")  # as text
         assert await customer.locator(".turn.agent b").count() == 0
+
+        await card.locator("textarea").fill("order 4471 was lost by the carrier <i>again</i>")  # for the team only
+        await card.locator("form.reply button.note").click()
+        await expect(card.locator(".notes li")).to_contain_text("Dana: order 4471 was lost by the carrier <i>again</i>")
+        await customer.wait_for_timeout(500)
+        await expect(customer.locator(".turn")).not_to_contain_text(["order 4471"])  # never the customer's
 
         chats = len(scriptbot.engine.chats)  # type: ignore[attr-defined]
         await customer.fill("#text", "Thank you so much!")

@@ -5,6 +5,7 @@ own inbox), acknowledge, resolve. The operator console (operator.html) is its br
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,13 +21,16 @@ from core.escalations import EscalationRecord
 from core.events import Agent, AgentMessage
 from core.handoff import HandoffClosed
 from core.memory import StoredMessage
+from core.notes import NoteRecord
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def escalation_json(record: EscalationRecord, transcript: list[StoredMessage]) -> dict[str, Any]:
+def escalation_json(
+    record: EscalationRecord, transcript: list[StoredMessage], notes: Sequence[NoteRecord] = ()
+) -> dict[str, Any]:
     key = record.key
     return {
         "id": record.id,
@@ -43,6 +47,7 @@ def escalation_json(record: EscalationRecord, transcript: list[StoredMessage]) -
         "status": record.status,
         "actions": list(record.actions),
         "transcript": [turn_json(m) for m in transcript],
+        "notes": [{"author": n.author, "text": n.text, "at": _iso(n.at)} for n in notes],  # the team's only
     }
 
 
@@ -72,7 +77,7 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           403: {description: the operator API is off (OPERATOR_TOKEN unset)}
         """
         cases = await bot.handoff.cases(open_only=request.query_params.get("status", "open") == "open")
-        return JSONResponse({"escalations": [escalation_json(c.escalation, c.transcript) for c in cases]})
+        return JSONResponse({"escalations": [escalation_json(c.escalation, c.transcript, c.notes) for c in cases]})
 
     async def act(request: Request) -> Response:
         """
@@ -124,8 +129,10 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
                   text: {type: string}
                   by: {type: string, description: "the agent's name, shown to the customer"}
                   event_id: {type: string, description: "idempotency key: a repeated id relays nothing twice"}
+                  note: {type: boolean, description: "a private note for the team, never relayed (as is a text
+                    starting with a note prefix: // or note:)"}
         responses:
-          200: {description: "relayed (`duplicate` when this event id was relayed before)"}
+          200: {description: "relayed, or `noted` (`duplicate` when this event id was handled before)"}
           404: {description: no such escalation}
           409: {description: the escalation is resolved}
           422: {description: no text}
@@ -138,11 +145,15 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         bot.validate(text, "the message")
         by = agent_name(body)
         event_id = field(body, "event_id", required=False) or uuid.uuid4().hex
+        message = AgentMessage(escalation_id, Agent(by, by, "console"), text, event_id)
+        noted = body.get("note") is True or bot.handoff.note_text(text) is not None
         try:
-            new = await bot.handoff.say(AgentMessage(escalation_id, Agent(by, by, "console"), text, event_id))
+            new = await (bot.handoff.note(message) if noted else bot.handoff.say(message))
         except HandoffClosed as exc:
             raise HTTPException(409 if await bot.handoff.get(escalation_id) else 404, str(exc)) from None
-        return JSONResponse({"escalation_id": escalation_id, "relayed": True, "duplicate": not new})
+        return JSONResponse(
+            {"escalation_id": escalation_id, "relayed": not noted, "noted": noted, "duplicate": not new}
+        )
 
     return [
         Route("/v1/escalations", escalations),
