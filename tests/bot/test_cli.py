@@ -95,3 +95,15 @@ def test_json_logs_carry_library_warnings_as_json_lines(env: dict[str, str]) -> 
     records = [json.loads(line) for line in done.stderr.splitlines()]  # every line is one JSON object
     assert [r["name"] for r in records] == ["py.warnings", "transformers.modeling_utils"]
     assert "x is deprecated" in records[0]["message"] and records[1]["message"] == "a transformers warning"
+
+
+def test_report_after_a_chat_counts_it_as_open_and_writes_csv(env: dict[str, str], tmp_path: Path) -> None:
+    assert tonebot("chat", env=env, stdin="Do you ship to Canada?\n").returncode == 0
+    done = tonebot("report", "--since", "1d", "--by", "platform", "--csv", str(tmp_path / "r.csv"), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["total"]["conversations"] == 1 and report["total"]["outcomes"]["open"] == 1
+    assert [g["key"] for g in report["groups"]] == ["console"]
+    assert (tmp_path / "r.csv").read_text().splitlines()[1].startswith("console,1,")
+    wrong = tonebot("report", "--since", "last week", env=env)
+    assert wrong.returncode != 0 and "7d" in wrong.stderr and "Traceback" not in wrong.stderr
