@@ -150,6 +150,7 @@ def summary(payload: dict[str, Any]) -> str:
         f"🚨 Escalation #{payload['escalation_id']} ({payload['reason']}) in {key['platform']} {key['chat_id']}"
         + (f" / {key['thread_id']}" if key["thread_id"] else ""),
         f"Negative mood trend: {trend}",
+        *payload.get("summary", []),
         "",
         *(f"{m['role']} {m['author']}: {m['text'][:300]}" for m in payload["transcript"]),
         "",

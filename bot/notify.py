@@ -29,6 +29,7 @@ from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, utcnow
 from core.memory import Memory, StoredMessage
 from core.outbox import CUSTOMER, LEASE_SECONDS, DeliveryRecord, Outbox, pieces
+from core.summary import brief
 
 log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600.0
@@ -145,12 +146,11 @@ class Notifications:
             "conversation": conversation(escalation.key),
             "reason": escalation.reason,
             "mood_trend": escalation.scores,
+            "summary": brief(turns),  # wants / tried / mood, in three lines
             "opened_at": escalation.opened_at.isoformat(),
-            "transcript": [
-                {"role": m.role, "author": m.author_id, "text": m.text, "mood": m.mood.label if m.mood else None}
-                for m in turns
-            ],
-        }
+            "transcript": [{"role": m.role, "author": m.author_id, "text": m.text,
+                            "mood": m.mood.label if m.mood else None} for m in turns],
+        }  # fmt: skip
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
         """One attempt, fenced (skipped when another claim holds the row now) and recorded."""

@@ -162,6 +162,7 @@ async def test_a_telegram_customer_is_answered_by_a_slack_agent_and_handed_back(
         w.telegram.push(private(ASK, message_id=1))
         [notice] = await eventually(w.in_support, what="the notice in the support channel")
         assert buttons_of(notice) == ["tonebot_take", "tonebot_resolve"]
+        assert f"Wants: {ASK}" in notice["text"] and "\nTried: " in notice["text"]  # the brief on the notice
         [escalation] = await w.bot.escalations.all()
         await eventually(lambda: len(w.to_alice()) == 1, what="the bot's answer that it asked a person")
 

@@ -1,0 +1,42 @@
+"""A case in three lines for the people it is handed to: what the customer wants, what was tried,
+how the mood went. Extractive (the customer's own words, counts, the stored moods): no model call,
+so it is there on every notice at once, whatever the model is doing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.memory import StoredMessage
+
+WANTS_CHARS = 200
+
+
+def brief(turns: Sequence[StoredMessage]) -> list[str]:
+    """Up to three lines: "Wants: …", "Tried: …", "Mood: …" (none for an empty transcript)."""
+    customer = [t for t in turns if t.role == "user"]
+    if not customer:
+        return []
+    asked = next((t for t in customer if "?" in t.text or "？" in t.text), None) or max(
+        customer, key=lambda t: len(t.text)
+    )
+    wants = " ".join(asked.text.split())
+    lines = [f"Wants: {wants[:WANTS_CHARS]}{'…' if len(wants) > WANTS_CHARS else ''}"]
+    answers = [t for t in turns if t.role == "assistant"]
+    known = sum(t.knowledge in ("curated", "passages") for t in answers)
+    missing = sum(t.knowledge == "none" for t in answers)
+    agents = sum(t.role == "agent" for t in turns)
+    tried = [f"{len(answers)} answer{'s' * (len(answers) != 1)} from the bot"]
+    if known or missing:
+        tried.append(f"{known} from the knowledge base, {missing} it had no answer for")
+    if agents:
+        tried.append(f"{agents} message{'s' * (agents != 1)} from an agent")
+    lines.append("Tried: " + "; ".join(tried))
+    moods = [t.mood for t in customer if t.mood is not None]
+    if moods:
+        first, last = moods[0], moods[-1]
+        worst = max(moods, key=lambda m: m.scores.get("negative", 0.0))
+        trend = f"started {first.label} {first.score:.2f}, now {last.label} {last.score:.2f}"
+        if len(moods) > 2 and worst is not first and worst is not last and worst.label == "negative":
+            trend += f" (worst negative {worst.score:.2f})"
+        lines.append(f"Mood: {trend}")
+    return lines
