@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import JSON, DateTime, Float, Select, String, select
@@ -36,9 +36,8 @@ async def build(
     found = [(platform, o) for platform, o in found if since <= o.started_at < until]
     buckets: dict[str, list[Outcome]] = defaultdict(list)
     for platform, outcome in found:
-        buckets[outcome.started_at.date().isoformat() if by == "day" else platform if by == "platform" else ""].append(
-            outcome
-        )
+        key = {"day": outcome.started_at.date().isoformat(), "platform": platform}.get(by, "")
+        buckets[key].append(outcome)
     groups = [summarize(key, outcomes) for key, outcomes in sorted(buckets.items())] if by != "none" else []
     final = (o for _, o in found if o.status not in ("open", "with_person") and not o.forgotten)
     lowest = sorted(final, key=lambda o: o.score)[:10]
@@ -99,13 +98,11 @@ async def _episodes(
 
 def _outcomes(
     rows: Sequence[Any], handoff_rows: Sequence[Any], feedback: dict[int, int], ratings: dict[int, int],
-    platforms: dict[int, str],
-    return_hours: float, now: datetime, asks_for_human: Callable[[str], bool],
+    platforms: dict[int, str], return_hours: float, now: datetime, asks_for_human: Callable[[str], bool],
 ) -> list[tuple[str, Episode, Outcome]]:  # fmt: skip
     turns: dict[int, list[Turn]] = defaultdict(list)
     for conversation_id, id_, role, at, valence, label, score, knowledge, text in rows:
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite keeps no zone: stored as UTC
-        turns[conversation_id].append(Turn(id_, role, at, valence, label, score, knowledge, text))
+        turns[conversation_id].append(Turn(id_, role, as_utc(at), valence, label, score, knowledge, text))
     handoffs: dict[int, list[Handoff]] = defaultdict(list)
     for conversation_id, at, reason, first, resolved in handoff_rows:
         handoffs[conversation_id].append(Handoff(as_utc(at), reason, first and as_utc(first),
