@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics, reports
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
-from core.escalation import EscalationState, PublicLimit, Route, asks_for_human, decide, route
+from core.escalation import EscalationState, PublicLimit, Route, decide, route
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.feedback import FeedbackStore, Given, parse_rating
@@ -28,7 +28,9 @@ from core.knowledge import Answer, Knowledge, is_question
 from core.ledger import Accepted, Ledger, Seen
 from core.memory import Memory
 from core.notes import forget as forget_notes
+from core.offers import OfferStore
 from core.outbox import erase
+from core.phrases import asks_for_human
 from core.prompts import build_chat
 from core.settings import EscalationSettings, HandoffSettings, MemorySettings, OutcomeSettings, PromptSettings
 
@@ -84,6 +86,7 @@ class Bot:
             escalation.public_per_user_hour if escalation else 0, escalation.public_per_origin_hour if escalation else 0
         )
         self.escalations = escalations or EscalationStore(memory.db)
+        self.offers = OfferStore(memory.db)  # a person offered before escalating, and the answers
         self.ledger = Ledger(memory.db)  # every event once: accepted, answered, delivered
         # the hand-off service is built by the composition root (bot/app.py) and given to whoever needs it;
         # without one (a bare Bot), one with the default settings relays to the notifier's destinations
@@ -204,15 +207,21 @@ class Bot:
             yield self.outcome.rating_thanks
             return
         await self.memory.set_mood(turn.accepted.message_id, mood)
-        turn.escalated, state = await self._escalate(turn.msg, turn.accepted, mood)
+        state = await self._escalate(turn, mood)
         turn.route = route(self.policy, state, turn.escalated, mood.label)
         if state.open and not turn.escalated and state.escalation_id is not None:
             await self.handoff.customer_turn(state.escalation_id, turn.accepted.message_id)
         if turn.route.paused:
             parts = [turn.route.line] if turn.route.line else []
+        elif turn.escalated and turn.took_offer:
+            parts = []  # "yes" to the offer: the escalation's line is the answer
         elif found := await self._knowledge(turn.accepted.text):
-            if not found.grounded and turn.route.soothing and not state.open:  # no answer for an upset customer
-                turn.escalated = await self._open(turn.msg, turn.accepted, "no_answer", [mood])
+            if not found.grounded and not state.open:  # no answer: the line offers a person
+                if turn.route.soothing:  # an upset customer is handed to one at once
+                    turn.escalated = await self._open(turn.msg, turn.accepted, "no_answer", [mood])
+                elif not turn.offered:
+                    await self.offers.offer(turn.accepted.conversation_id, turn.accepted.message_id, "no_answer")
+                turn.offered = ""  # the line asks already
             assert self.knowledge is not None
             opening = (
                 f"{self.knowledge.settings.soothing_opening}\n\n" if found.grounded and turn.route.soothing else ""
@@ -229,8 +238,9 @@ class Bot:
                                                                              turn.accepted.text))):  # fmt: skip
                 turn.parts.append(chunk)
                 yield chunk
-        if turn.escalated and not turn.route.paused and self.policy is not None:
-            parts.append(f"\n\n{self.policy.notify_line}")
+        if self.policy is not None and not turn.route.paused:
+            line = self.policy.notify_line if turn.escalated else self.policy.offer_line if turn.offered else ""
+            parts += [("\n\n" if turn.parts or parts else "") + line] if line else []
         for part in parts:
             turn.parts.append(part)
             yield part
@@ -257,8 +267,8 @@ class Bot:
             **({"text": turn.accepted.text} if self.log_text else {}),
         ))  # fmt: skip
         grounded = answer is not None and answer.grounded and not failed
-        return Reply(text, mood, escalated=turn.escalated, failed=failed, paused=paused and not text, sources=sources,
-                     grounded=grounded, answer_id=answer_id)  # fmt: skip
+        return Reply(text, mood, escalated=turn.escalated, offered=turn.offered, failed=failed,
+                     paused=paused and not text, sources=sources, grounded=grounded, answer_id=answer_id)  # fmt: skip
 
     async def intake(self, msg: IncomingMessage) -> bool:
         """Store a platform's message before the platform is told it arrived (webhooks answer 200,
@@ -277,18 +287,29 @@ class Bot:
                             ("the event id", msg.event_id), ("the conversation's reference", msg.ref)):  # fmt: skip
             check_text(value, what)
 
-    async def _escalate(self, msg: IncomingMessage, accepted: Accepted, mood: Mood) -> tuple[bool, EscalationState]:
-        """(escalated by this message, the conversation's escalation state after it)."""
-        if self.policy is None or not self.policy.enabled:
-            return False, EscalationState()
+    async def _escalate(self, turn: _Turn, mood: Mood) -> EscalationState:
+        """The policy's decision on this message: escalate (`turn.escalated`), offer a person (recorded,
+        `turn.offered`) or neither; the conversation's escalation state after it."""
+        msg, accepted, policy = turn.msg, turn.accepted, self.policy
+        if policy is None or not policy.enabled:
+            return EscalationState()
         state = await self.escalations.state(accepted.conversation_id)
-        window = self.policy.window + self.policy.reset_streak
-        moods = await self.memory.conversation_moods(accepted.conversation_id, msg.user_id, window)
-        decision = decide(self.policy, moods, accepted.text, state, utcnow())
+        conversation, now = accepted.conversation_id, utcnow()
+        moods = await self.memory.conversation_moods(conversation, msg.user_id, policy.window + policy.reset_streak)
+        offers = await self.offers.state(conversation, accepted.message_id, now - timedelta(hours=policy.offer_hours))
+        earlier = await self.memory.customer_texts(conversation, msg.user_id, accepted.message_id, policy.loop_window)
+        decision = decide(policy, moods, accepted.text, state, now, offers, earlier)
+        if offers.pending_id is not None and not state.open:
+            await self.offers.answered(offers.pending_id, "yes" if decision.escalate else "no")
+        if decision.action == "offer":
+            await self.offers.offer(conversation, accepted.message_id, decision.reason)
+            turn.offered = decision.reason
+            log.info("a person offered", extra=_fields(msg, reason=decision.reason))
         if not decision.escalate:
-            return False, state
-        opened = await self._open(msg, accepted, decision.reason, moods[-self.policy.window :])
-        return opened, await self.escalations.state(accepted.conversation_id)
+            return state
+        turn.escalated = await self._open(msg, accepted, decision.reason, moods[-policy.window :])
+        turn.took_offer = offers.pending_id is not None
+        return await self.escalations.state(conversation)
 
     async def _open(self, msg: IncomingMessage, accepted: Accepted, reason: str, moods: Sequence[Mood]) -> bool:
         """Open an escalation (False when one is open already, or the visitor's limit is spent)."""
@@ -320,7 +341,7 @@ class Bot:
         log.info("rating after a hand-off", extra=_fields(turn.msg, rating=value))
         return True
 
-    def _asks_for_human(self, text: str) -> bool:
+    def _asks_for_human(self, text: str) -> bool:  # a direct request or a bare "agent"
         return self.policy is not None and asks_for_human(text, self.policy)
 
     async def _knowledge(self, text: str) -> Answer | None:
@@ -397,6 +418,8 @@ class _Turn:
     accepted: Accepted
     mood: Mood | None = None
     escalated: bool = False
+    offered: str = ""  # the reason a person was offered in this answer
+    took_offer: bool = False  # the message said yes to an offer
     route: Route = field(default_factory=Route)
     answer: Answer | None = None
     parts: list[str] = field(default_factory=list)  # what the customer was shown, in order

@@ -1,28 +1,41 @@
-"""When a conversation needs a human: a pure policy over one user's mood history.
+"""When a conversation needs a human: a pure policy over one user's mood history and words.
 
-Escalate when the current message is negative with high confidence, when N of the user's last
-M messages are negative (the current one among them), or when the user asks for a person.
+A direct request for a person escalates. A bare "agent", the same question a third time, a message
+negative with high confidence, or N of the user's last M messages negative (the current one among
+them) offer a person once; the customer's yes escalates (README "Escalation and handoff").
 Hysteresis: never while an escalation is open, not within the cooldown after one was resolved,
 and a streak of non-negative messages clears the earlier negatives.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from core.events import Mood, as_utc
+from core.offers import OfferState
+from core.phrases import answer_of, human_request, loops
 from core.settings import EscalationSettings
+
+NO_OFFERS = OfferState()
 
 
 @dataclass(frozen=True)
 class Decision:
-    escalate: bool
-    reason: str = ""  # high_negative | repeated_negative | asked_for_human
+    """What the conversation needs after this message: the bot goes on (`continue`), offers a person
+    (`offer`), or hands it to one now (`escalate`), and why. A pending offer is taken when the
+    decision escalates, declined otherwise."""
+
+    action: Literal["continue", "offer", "escalate"] = "continue"
+    # asked_for_human (a direct request) | vague_request (a bare "agent") | loop (asked 3 times) |
+    # high_negative | repeated_negative (the mood) | no_answer (the knowledge base had none)
+    reason: str = ""
+
+    @property
+    def escalate(self) -> bool:
+        return self.action == "escalate"
 
 
 @dataclass(frozen=True)
@@ -55,69 +68,12 @@ def route(policy: EscalationSettings | None, state: EscalationState, escalated: 
     return Route(soothing=mood == "negative" or state.open)
 
 
-FILLERS = ("a", "an", "the", "your", "some", "one", "of", "real", "live", "actual", "proper", "human")
-POLITE = ("please", "pls", "plz", "now", "asap", "i", "want", "need", "a", "an", "the", "real", "live", "一下",
-          "请", "我", "要", "吧", "啊", "呀", "谢谢")  # fmt: skip
-
-
-def _normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
-
-
-def _alternatives(phrases: Sequence[str], latin: bool) -> str:
-    """A regex alternation of the Latin-script (or the CJK) phrases, longest first; never matches if none."""
-    chosen = {_normalize(p) for p in phrases if p.strip() and p.isascii() == latin}
-    return "|".join(re.escape(p) for p in sorted(chosen, key=len, reverse=True)) or r"(?!x)x"
-
-
-def asks_for_human(text: str, settings: EscalationSettings) -> bool:
-    """A request for a person, as intent, not a word: a way of asking (`request_phrases`: "speak to",
-    "transfer me to", "找", "转") followed by someone to ask for (`human_phrases`: "supervisor",
-    "real person", "人工", "客服"), or a message that is nothing but such a someone ("operator please",
-    "人工"). So "agent" as an ordinary noun, "human skin" or "人工智能" (`not_human_phrases`) do not count."""
-    excluded, latin, cjk, someone, polite, keys = _patterns(settings)
-    low = text.casefold()
-    if text.isascii() and not any(key in low for key in keys):
-        return False  # every match needs a someone, so its longest word: most messages end here (~1 us)
-    said = excluded.sub(" ", _normalize(text)) if excluded else _normalize(text)
-    return bool(latin.search(said) or cjk.search(said.replace(" ", "")) or _only_someone(said, someone, polite))
-
-
-@functools.lru_cache(maxsize=16)
-def _patterns(settings: EscalationSettings) -> tuple[re.Pattern[str] | None, re.Pattern[str], re.Pattern[str],
-                                                    re.Pattern[str] | None, re.Pattern[str], set[str]]:  # fmt: skip
-    """The settings' phrases compiled once (a report checks every customer turn of thousands)."""
-    excluded = sorted(set(filter(None, map(_normalize, settings.not_human_phrases))), key=len, reverse=True)
-    asking, someone = settings.request_phrases, settings.human_phrases
-    fillers = "|".join(FILLERS)
-    latin = (
-        rf"(?<!\w)(?:{_alternatives(asking, True)}) (?:(?:{fillers}) ){{0,3}}(?:{_alternatives(someone, True)})(?!\w)"
-    )
-    cjk = rf"(?:{_alternatives(asking, False)})(?:一个|个|一下|下)?(?:{_alternatives(someone, False)})"
-    persons = sorted({_normalize(p) for p in someone if p.strip()}, key=len, reverse=True)
-    bounded = [rf"(?<!\w){re.escape(p)}(?!\w)" if p.isascii() else re.escape(p) for p in persons]
-    without = re.compile("|".join(map(re.escape, excluded))) if excluded else None
-    persons_re = re.compile("|".join(bounded)) if bounded else None
-    keys = {max(p.split(), key=len) for p in persons if p.isascii()}  # ASCII text: one of these must be in it
-    return without, re.compile(latin), re.compile(cjk), persons_re, re.compile("|".join(map(re.escape, POLITE))), keys
-
-
-def _only_someone(said: str, persons: re.Pattern[str] | None, polite: re.Pattern[str]) -> bool:
-    """The message is a someone and politeness: "operator please", "HUMAN!!", "请转人工" (minus the verb)."""
-    if persons is None:
-        return False
-    marked = persons.sub(" \x00 ", said)
-    if "\x00" not in marked:
-        return False
-    return all(t == "\x00" or t in POLITE or (not t.isascii() and not polite.sub("", t)) for t in marked.split())
-
-
 def recent_negatives(moods: Sequence[Mood], settings: EscalationSettings) -> int:
-    """Negatives among the last `window` moods, counting back only to the last non-negative streak."""
+    """Negatives (at least `repeated_min` sure) among the last `window` moods, counting back only to the
+    last non-negative streak (a less sure negative counts as non-negative)."""
     count = streak = 0
     for mood in list(moods)[::-1][: settings.window]:
-        if mood.label == "negative":
+        if mood.label == "negative" and mood.score >= settings.repeated_min:
             count, streak = count + 1, 0
         else:
             streak += 1
@@ -127,24 +83,55 @@ def recent_negatives(moods: Sequence[Mood], settings: EscalationSettings) -> int
 
 
 def decide(
-    settings: EscalationSettings, moods: Sequence[Mood], text: str, state: EscalationState, now: datetime
+    settings: EscalationSettings,
+    moods: Sequence[Mood],
+    text: str,
+    state: EscalationState,
+    now: datetime,
+    offers: OfferState = NO_OFFERS,
+    earlier: Sequence[str] = (),
 ) -> Decision:
-    """`moods` are this user's moods in the conversation, oldest first, the current message's last."""
+    """`moods` are this user's moods in the conversation, oldest first, the current message's last;
+    `earlier` their texts before this one, oldest first; `offers` what the bot offered them lately.
+
+    A direct request escalates. The answer to an offer: yes escalates (for the offer's reason), else
+    the bot goes on and offers nothing more for `offer_hours` — but a bare "agent" then escalates (they
+    ask again). A bare "agent", a question asked for the third time, or a bad mood offers a person
+    (with `offer_first` off they escalate at once, as a request does)."""
     if not settings.enabled or state.open or not moods:
-        return Decision(False)
+        return Decision()
     cooldown = timedelta(minutes=settings.cooldown_minutes)
     if state.last_resolved_at is not None and now - as_utc(state.last_resolved_at) < cooldown:
-        return Decision(False)
-    if asks_for_human(text, settings):
-        return Decision(True, "asked_for_human")
+        return Decision()
+    request = human_request(text, settings)
+    if request == "direct" or (request == "vague" and offers.made and not offers.pending):
+        return Decision("escalate", "asked_for_human")
+    if offers.pending:  # this message answers the offer
+        taken = request or answer_of(text, settings) == "yes"
+        return Decision("escalate", offers.pending) if taken else Decision()
+    reason = _offer_reason(settings, moods, text, request, earlier)
+    if not reason:
+        return Decision()
+    if not settings.offer_first:
+        return Decision("escalate", reason)
+    return Decision() if offers.made else Decision("offer", reason)
+
+
+def _offer_reason(
+    settings: EscalationSettings, moods: Sequence[Mood], text: str, request: str, earlier: Sequence[str]
+) -> str:
+    if request == "vague":
+        return "vague_request"
+    if loops(text, earlier[-settings.loop_window :], settings):
+        return "loop"
     current = moods[-1]
     if current.label != "negative":
-        return Decision(False)
+        return ""
     if current.score >= settings.high_negative:
-        return Decision(True, "high_negative")
+        return "high_negative"
     if recent_negatives(moods, settings) >= settings.negatives:
-        return Decision(True, "repeated_negative")
-    return Decision(False)
+        return "repeated_negative"
+    return ""
 
 
 class PublicLimit:

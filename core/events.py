@@ -94,6 +94,7 @@ class Reply:
     text: str
     mood: Mood | None
     escalated: bool = False
+    offered: str = ""  # a person was offered in this answer, for this reason (the customer's yes escalates)
     duplicate: bool = False
     failed: bool = False
     paused: bool = False

@@ -250,6 +250,18 @@ class Memory:
         """The moods of a user's latest messages in one conversation, oldest first."""
         return await self._moods(limit, Message.conversation_id == conversation_id, Message.author_id == user_id)
 
+    async def customer_texts(self, conversation_id: int, user_id: str, before_id: int, limit: int) -> list[str]:
+        """What a user wrote in one conversation before message `before_id`, the latest `limit`, oldest first."""
+        query = (
+            select(Message.text)
+            .where(Message.conversation_id == conversation_id, Message.author_id == user_id)
+            .where(Message.role == "user", Message.id < before_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        async with self._session() as session:
+            return list(reversed((await session.scalars(query)).all()))
+
     async def last_mood(self, conversation_id: int) -> Mood | None:
         """The mood of the conversation's latest customer message (any customer's)."""
         found = await self._moods(1, Message.conversation_id == conversation_id)

@@ -86,10 +86,23 @@ class EscalationSettings:
     not_human_phrases: tuple[str, ...]  # look-alikes removed before matching ("人工智能")
     notify_line: str  # appended once to the reply that escalates, in notify mode
     pause_line: str  # the bot's last words until an operator resolves, in pause mode
+    offer_line: str  # appended to the reply that offers a person ("Would you like me to connect you...?")
+    yes_phrases: tuple[str, ...]  # an answer to the offer that opens with one of these takes it
+    no_phrases: tuple[str, ...]  # ... and one of these declines it (as does any other message)
     enabled: bool = True
-    high_negative: float = 0.9  # one message this surely negative escalates
+    # a bare "agent", a loop or a bad mood first offers a person (a direct request always escalates);
+    # false: they escalate at once
+    offer_first: bool = True
+    offer_hours: float = 24.0  # after an offer, none again for this long (a "no" is remembered)
+    loop_repeats: int = 3  # the customer asking the same thing this many times is a loop
+    loop_similarity: float = 0.65  # how alike two messages must be (core/phrases.py similarity)
+    loop_window: int = 6  # among their last this many messages
+    loop_min_chars: int = 10  # shorter messages ("ok", "thanks") never loop
+    # one message this surely negative offers a person (with offer_first off it escalates: then ~0.9)
+    high_negative: float = 0.65
     window: int = 3  # M: the user's last M messages...
-    negatives: int = 2  # N: ...of which N negative escalate
+    negatives: int = 2  # N: ...of which N negative (each at least repeated_min sure) offer a person
+    repeated_min: float = 0.6
     reset_streak: int = 2  # this many non-negative messages in a row clear the count
     cooldown_minutes: float = 30.0  # after a resolve, no new escalation for this long
     mode: Literal["notify", "pause"] = "notify"  # keep answering, soothing | stay silent until resolved

@@ -15,6 +15,7 @@ import core.leases
 import core.ledger
 import core.memory
 import core.notes
+import core.offers
 import core.outbox
 import core.reports  # each store module declares its tables on Base
 from core.db import Base, async_url

@@ -168,8 +168,8 @@ async def timed(url: str, runs: int = 3) -> None:
     from bot.app import Loading
     from bot.config import Secrets, load_settings
     from core.bot import Bot
-    from core.escalation import asks_for_human
     from core.memory import Memory
+    from core.phrases import asks_for_human
     from core.reports import build
 
     settings = load_settings(environ={"TONEBOT_MEMORY__URL": url})

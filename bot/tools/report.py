@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 from bot.config import Settings
-from core.escalation import asks_for_human
 from core.events import utcnow
 from core.figures import Report
 from core.insights import since_of
+from core.phrases import asks_for_human
 from core.reports import By, build
 
 

@@ -86,17 +86,20 @@ async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
     hook, url = receiver
     bot, notifications = make_bot(url)
     async with client_for(bot) as client:
-        replies = [await say(client, text) for text in ANGRY]
-        assert [r["escalated"] for r in replies].count(True) == 1
-        turn = [r["escalated"] for r in replies].index(True)
-        assert replies[turn]["reply"].endswith(settings.escalation.notify_line)
-        assert all(r["reply"] and not r["paused"] for r in replies)  # notify mode keeps answering
-        if turn < len(ANGRY) - 1:
-            assert spy.chats[-1][0].content == settings.prompts.soothing
+        replies = [await say(client, text) for text in ANGRY[:3]]
+        assert not any(r["escalated"] for r in replies)  # the bad mood offers a person first, once
+        assert [bool(r["offered"]) for r in replies] == [False, False, True]
+        assert replies[2]["reply"].endswith(settings.escalation.offer_line)
+        assert replies[2]["offered"] == "repeated_negative"
+        assert all(r["reply"] and not r["paused"] for r in replies)
+        taken = await say(client, "Yes please")  # the yes escalates, for the offer's reason
+        assert taken["escalated"] and taken["reply"] == settings.escalation.notify_line
         await eventually(lambda: hook.received, what="the webhook notice")
+        await say(client, ANGRY[3])
+        assert spy.chats[-1][0].content == settings.prompts.soothing  # an escalation open: soothing
         await say(client, "Still angry. Terrible!")
         # the customer's turns after the escalating one reach the helpdesk as events of the escalation
-        later = [*ANGRY[turn + 1 :], "Still angry. Terrible!"]
+        later = [ANGRY[3], "Still angry. Terrible!"]
         await eventually(lambda: len(hook.received) == 1 + len(later), what="the relayed customer messages")
 
         listed = (await client.get("/v1/escalations", headers={"Authorization": f"Bearer {TOKEN}"})).json()
@@ -111,8 +114,8 @@ async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
     conversation = notice["conversation"]  # web ids live in the caller's namespace (its session here)
     assert (conversation["platform"], conversation["thread_id"]) == ("web", "")
     assert conversation["chat_id"].startswith("s.") and conversation["chat_id"].endswith("/angry-1")
-    assert notice["reason"] in {"high_negative", "repeated_negative"}
-    assert ANGRY[turn] in [m["text"] for m in notice["transcript"]]
+    assert notice["reason"] == "repeated_negative"
+    assert [m["text"] for m in notice["transcript"] if m["role"] == "user"] == [*ANGRY[:3], "Yes please"]
     assert [e["id"] for e in listed["escalations"]] == [notice["escalation_id"]]
 
 

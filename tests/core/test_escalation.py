@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import load_settings
-from core.escalation import Decision, EscalationState, Route, asks_for_human, decide, route
+from core.escalation import Decision, EscalationState, Route, decide, route
 from core.events import Mood
+from core.offers import OfferState
+from core.phrases import answer_of, asks_for_human
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 POLICY = load_settings(environ={}).escalation
@@ -18,31 +20,33 @@ def mood(label: str, p: float = 0.7) -> Mood:
     return Mood.from_scores({name: p if name == label else rest for name in ("negative", "neutral", "positive")})
 
 
-NEG, NEG_SURE, NEU, POS = mood("negative"), mood("negative", 0.95), mood("neutral"), mood("positive")
+NEG, NEG_SURE, NEU, POS = mood("negative", 0.62), mood("negative", 0.95), mood("neutral"), mood("positive")
 
 
 @pytest.mark.parametrize(
     ("moods", "text", "state", "expected"),
     [
-        ([NEG_SURE], "This is a disaster!", EscalationState(), Decision(True, "high_negative")),
-        ([NEG, POS, NEG], "still broken", EscalationState(), Decision(True, "repeated_negative")),
-        ([NEG, NEG], "again broken", EscalationState(), Decision(True, "repeated_negative")),
-        ([POS], "Can I talk to a human please?", EscalationState(), Decision(True, "asked_for_human")),
-        ([NEU], "I want a REAL PERSON.", EscalationState(), Decision(True, "asked_for_human")),
-        ([NEU], "转人工", EscalationState(), Decision(True, "asked_for_human")),
-        ([NEG], "我要人工服务", EscalationState(), Decision(True, "asked_for_human")),
+        ([NEG_SURE], "This is a disaster!", EscalationState(), Decision("offer", "high_negative")),
+        ([NEG, POS, NEG], "still broken", EscalationState(), Decision("offer", "repeated_negative")),
+        ([NEG, NEG], "again broken", EscalationState(), Decision("offer", "repeated_negative")),
+        ([POS], "Can I talk to a human please?", EscalationState(), Decision("escalate", "asked_for_human")),
+        ([NEU], "I want a REAL PERSON.", EscalationState(), Decision("escalate", "asked_for_human")),
+        ([NEU], "agent", EscalationState(), Decision("offer", "vague_request")),  # bare: offered first
+        ([NEU], "人工", EscalationState(), Decision("offer", "vague_request")),
+        ([NEU], "转人工", EscalationState(), Decision("escalate", "asked_for_human")),
+        ([NEG], "我要人工服务", EscalationState(), Decision("escalate", "asked_for_human")),
         # must not escalate
-        ([NEG], "meh, a bit slow today", EscalationState(), Decision(False)),
-        ([POS, POS, NEG], "the colour is a little off", EscalationState(), Decision(False)),
-        ([NEG, NEG, POS], "ok that works now", EscalationState(), Decision(False)),
-        ([NEG, POS, POS, NEG], "hmm, slow again", EscalationState(), Decision(False)),  # the streak reset it
-        ([NEG, NEU, NEU, NEG], "not great", EscalationState(), Decision(False)),
-        ([NEU], "The agents' fees are listed where?", EscalationState(), Decision(False)),
-        ([NEU], "我在学习人工智能", EscalationState(), Decision(False)),
-        ([NEG_SURE], "This is a disaster!", EscalationState(open=True), Decision(False)),  # one open at a time
-        ([NEU], "human please", EscalationState(open=True), Decision(False)),
-        ([NEG_SURE], "awful", EscalationState(last_resolved_at=NOW - timedelta(minutes=5)), Decision(False)),
-        ([], "", EscalationState(), Decision(False)),
+        ([NEG], "meh, a bit slow today", EscalationState(), Decision()),
+        ([POS, POS, NEG], "the colour is a little off", EscalationState(), Decision()),
+        ([NEG, NEG, POS], "ok that works now", EscalationState(), Decision()),
+        ([NEG, POS, POS, NEG], "hmm, slow again", EscalationState(), Decision()),  # the streak reset it
+        ([NEG, NEU, NEU, NEG], "not great", EscalationState(), Decision()),
+        ([NEU], "The agents' fees are listed where?", EscalationState(), Decision()),
+        ([NEU], "我在学习人工智能", EscalationState(), Decision()),
+        ([NEG_SURE], "This is a disaster!", EscalationState(open=True), Decision()),  # one open at a time
+        ([NEU], "human please", EscalationState(open=True), Decision()),
+        ([NEG_SURE], "awful", EscalationState(last_resolved_at=NOW - timedelta(minutes=5)), Decision()),
+        ([], "", EscalationState(), Decision()),
     ],
 )
 def test_policy_table(moods: list[Mood], text: str, state: EscalationState, expected: Decision) -> None:
@@ -51,14 +55,14 @@ def test_policy_table(moods: list[Mood], text: str, state: EscalationState, expe
 
 def test_cooldown_ends() -> None:
     after = EscalationState(last_resolved_at=NOW - timedelta(minutes=31))
-    assert decide(POLICY, [NEG_SURE], "awful", after, NOW).escalate
+    assert decide(POLICY, [NEG_SURE], "awful", after, NOW).action == "offer"
     naive = EscalationState(last_resolved_at=(NOW - timedelta(minutes=1)).replace(tzinfo=None))
-    assert not decide(POLICY, [NEG_SURE], "awful", naive, NOW).escalate
+    assert decide(POLICY, [NEG_SURE], "awful", naive, NOW).action == "continue"
 
 
 def test_thresholds_come_from_settings() -> None:
-    strict = dataclasses.replace(POLICY, high_negative=0.6, negatives=3, window=3)
-    assert decide(strict, [NEG], "bad", EscalationState(), NOW) == Decision(True, "high_negative")
+    strict = dataclasses.replace(POLICY, high_negative=0.6, negatives=3, window=3, offer_first=False)
+    assert decide(strict, [NEG], "bad", EscalationState(), NOW) == Decision("escalate", "high_negative")
     lenient = dataclasses.replace(POLICY, high_negative=0.99, negatives=3, window=3)
     assert not decide(lenient, [NEG, NEG_SURE], "bad", EscalationState(), NOW).escalate
     assert not decide(dataclasses.replace(POLICY, enabled=False), [NEG_SURE], "human", EscalationState(), NOW).escalate
@@ -119,3 +123,50 @@ def test_the_route_of_a_turn() -> None:
     assert route(pause, open_, False, "negative") == Route(paused=True)  # then silence
     assert route(notify, taken, False, "positive") == Route(paused=True)  # a person has it, in every mode
     assert route(None, EscalationState(), False, "negative") == Route(soothing=True)
+
+
+OFFERED = OfferState(pending="high_negative", pending_id=1, made=True)
+DECLINED = OfferState(made=True)
+
+
+@pytest.mark.parametrize(
+    ("moods", "text", "offers", "earlier", "expected"),
+    [
+        # the answer to a pending offer: yes escalates for the offer's reason, anything else declines
+        ([NEU], "yes please", OFFERED, (), Decision("escalate", "high_negative")),
+        ([NEU], "好的，谢谢", OFFERED, (), Decision("escalate", "high_negative")),
+        ([NEU], "agent", OFFERED, (), Decision("escalate", "high_negative")),
+        ([NEU], "no thanks, just tell me where it is", OFFERED, (), Decision()),
+        ([NEG_SURE], "不用了", OFFERED, (), Decision()),
+        ([NEG_SURE], "What a mess.", OFFERED, (), Decision()),  # not a yes: declined, no second offer
+        # declined before: a bad mood or a loop offers nothing more; asking again (even bare) escalates
+        ([NEG_SURE], "This is a disaster!", DECLINED, (), Decision()),
+        ([NEU], "agent please", DECLINED, (), Decision("escalate", "asked_for_human")),
+        ([NEU], "Can I talk to a manager?", OFFERED, (), Decision("escalate", "asked_for_human")),
+        # a loop: the third time the same question
+        ([NEU], "Where is my order #4471?", OfferState(), ("Where is my order?", "where is my order 4471??"),
+         Decision("offer", "loop")),
+        ([NEU], "我的订单到底在哪里？", OfferState(), ("我的订单在哪里", "hello", "我的订单到底在哪里"),
+         Decision("offer", "loop")),
+        ([NEU], "Where is my order #4471?", OfferState(), ("Where is my order?",), Decision()),  # twice
+        ([NEU], "ok thanks", OfferState(), ("ok thanks", "ok thanks"), Decision()),  # short: no loop
+        ([NEU], "How do I reset my password?", OfferState(), ("Where is my order?", "Can I change my address?"),
+         Decision()),
+    ],
+)  # fmt: skip
+def test_offers_and_loops(
+    moods: list[Mood], text: str, offers: OfferState, earlier: tuple[str, ...], expected: Decision
+) -> None:
+    assert decide(POLICY, moods, text, EscalationState(), NOW, offers, earlier) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("yes please", "yes"), ("Sure, go ahead.", "yes"), ("ok", "yes"), ("好的", "yes"), ("要", "yes"),
+        ("no thanks", "no"), ("No, just fix it", "no"), ("不要了吧", "no"), ("不用", "no"),
+        ("yesterday it broke", ""), ("好烦啊我的订单呢", ""), ("where is my order", ""),
+    ],
+)  # fmt: skip
+def test_answers_to_the_offer(text: str, expected: str) -> None:
+    assert answer_of(text, POLICY) == expected

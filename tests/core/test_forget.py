@@ -4,8 +4,11 @@ the SQLite files, and no reply being written meanwhile that survives it."""
 import asyncio
 from pathlib import Path
 
+from sqlalchemy import select
+
 from core.bot import Bot
 from core.events import ConversationKey, IncomingMessage, Mood
+from core.offers import Offer
 from tests.auxil.scripted import NEGATIVE, ScriptedEngine
 
 KEY = ConversationKey("web", "forget-1")
@@ -21,11 +24,14 @@ async def test_forget_closes_the_escalation_it_empties_and_drops_its_moods(
 ) -> None:
     """Regression: forget left the escalation open with an empty transcript."""
     scripted.moods[SECRET] = NEGATIVE
-    assert (await scriptbot.handle(message(SECRET))).escalated
-    assert await scriptbot.forget("web", "alice") == 2
+    assert (await scriptbot.handle(message(SECRET))).offered == "high_negative"
+    assert (await scriptbot.handle(message("yes"))).escalated  # the offer taken
+    assert await scriptbot.forget("web", "alice") == 4
     [record] = await scriptbot.escalations.all(open_only=False)
     assert record.resolved_by == "forget" and record.scores == []
     assert await scriptbot.escalations.all() == []
+    async with scriptbot.memory.db.reader() as session:  # the offer went with the message that drew it
+        assert (await session.scalars(select(Offer))).all() == []
 
 
 async def test_forget_leaves_no_text_in_the_sqlite_files(scriptbot: Bot, db_url: str) -> None:
@@ -56,9 +62,10 @@ async def test_forget_while_a_reply_is_being_written_waits_for_it_and_deletes_it
 async def test_forget_keeps_other_users_turns_and_their_escalation(scriptbot: Bot, scripted: ScriptedEngine) -> None:
     scripted.moods["this is awful"] = NEGATIVE
     await scriptbot.handle(message("hi", user="alice"))
-    assert (await scriptbot.handle(message("this is awful", user="bob"))).escalated
+    await scriptbot.handle(message("this is awful", user="bob"))
+    assert (await scriptbot.handle(message("Yes please", user="bob"))).escalated
     assert await scriptbot.forget("web", "alice") == 2
-    assert [m.author_id for m in await scriptbot.memory.messages(KEY)] == ["bob", "tonebot"]
+    assert [m.author_id for m in await scriptbot.memory.messages(KEY)] == ["bob", "tonebot", "bob", "tonebot"]
     assert len(await scriptbot.escalations.all()) == 1
 
 

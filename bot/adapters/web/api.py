@@ -41,6 +41,7 @@ def reply_json(reply: Reply, conversation_id: str) -> dict[str, Any]:
         "mood": mood_json(reply.mood),
         "reply": reply.text,
         "escalated": reply.escalated,
+        "offered": reply.offered,  # a person offered, for this reason ("" if not): a yes escalates
         "duplicate": reply.duplicate,
         "paused": reply.paused,
         "failed": reply.failed,

@@ -76,6 +76,7 @@ def openapi(max_text_chars: int) -> SchemaGenerator:
             "mood": {"$ref": "#/components/schemas/Mood"},
             "reply": {"type": "string"},
             **{flag: {"type": "boolean"} for flag in flags},
+            "offered": {"type": "string", "description": "a person was offered, for this reason: a yes escalates"},
             "answer_id": {"type": "integer", "nullable": True, "description": "the stored answer (for /v1/feedback)"},
         },
     }
