@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     head.add_argument("--limit", type=int, help="at most N rows from each file (a reproducible sample)")
     head.add_argument("-o", "--output", type=Path, help="where to save it (default: model.cache_dir/heads/)")
     head.add_argument("--json", action="store_true", help="print the full report as JSON")
-    escalation = commands.add_parser("eval-escalation", help="escalation precision and recall on scripted chats")
+    escalation = commands.add_parser("eval-escalation", help="continue / offer / escalate accuracy on scripted chats")
     escalation.add_argument("file", type=Path)
     escalation.add_argument("--json", action="store_true", help="print the full report as JSON")
     bench = commands.add_parser("bench", help="speed and memory of the configured model, with a JSON report")

@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.feedback import FeedbackStore, Given, parse_rating
 from core.feedback import forget as forget_feedback
 from core.handoff import Handoff, learning
+from core.hours import Hours
 from core.insights import Insights
 from core.knowledge import Answer, Knowledge, is_question
 from core.ledger import Accepted, Ledger, Seen
@@ -96,6 +97,7 @@ class Bot:
             resolved=learning(memory, knowledge) if knowledge else None,
             rating_line=self.outcome.rating_line if self.outcome.ask_rating else "",
         )  # fmt: skip
+        self.hours = Hours(self.handoff.settings.hours)  # out of a desk's hours its pages wait
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)
@@ -208,7 +210,8 @@ class Bot:
             return
         await self.memory.set_mood(turn.accepted.message_id, mood)
         state = await self._escalate(turn, mood)
-        turn.route = route(self.policy, state, turn.escalated, mood.label)
+        away = state.open and self.hours.away(self._destinations(), utcnow()) is not None
+        turn.route = route(self.policy, state, turn.escalated, mood.label, away)
         if state.open and not turn.escalated and state.escalation_id is not None:
             await self.handoff.customer_turn(state.escalation_id, turn.accepted.message_id)
         if turn.route.paused:
@@ -218,7 +221,7 @@ class Bot:
         elif found := await self._knowledge(turn.accepted.text):
             if not found.grounded and not state.open:  # no answer: the line offers a person
                 if turn.route.soothing:  # an upset customer is handed to one at once
-                    turn.escalated = await self._open(turn.msg, turn.accepted, "no_answer", [mood])
+                    turn.escalated = await self._open(turn, "no_answer", [mood])
                 elif not turn.offered:
                     await self.offers.offer(turn.accepted.conversation_id, turn.accepted.message_id, "no_answer")
                 turn.offered = ""  # the line asks already
@@ -239,7 +242,7 @@ class Bot:
                 turn.parts.append(chunk)
                 yield chunk
         if self.policy is not None and not turn.route.paused:
-            line = self.policy.notify_line if turn.escalated else self.policy.offer_line if turn.offered else ""
+            line = self._escalated_line(turn) if turn.escalated else self.policy.offer_line if turn.offered else ""
             parts += [("\n\n" if turn.parts or parts else "") + line] if line else []
         for part in parts:
             turn.parts.append(part)
@@ -307,18 +310,36 @@ class Bot:
             log.info("a person offered", extra=_fields(msg, reason=decision.reason))
         if not decision.escalate:
             return state
-        turn.escalated = await self._open(msg, accepted, decision.reason, moods[-policy.window :])
+        turn.escalated = await self._open(turn, decision.reason, moods[-policy.window :])
         turn.took_offer = offers.pending_id is not None
         return await self.escalations.state(conversation)
 
-    async def _open(self, msg: IncomingMessage, accepted: Accepted, reason: str, moods: Sequence[Mood]) -> bool:
-        """Open an escalation (False when one is open already, or the visitor's limit is spent)."""
-        if msg.origin and not self._public.allow(msg.user_id, msg.origin, utcnow()):
+    def _destinations(self) -> Sequence[str]:
+        return self.notifier.destinations if self.notifier else ()
+
+    def _escalated_line(self, turn: _Turn) -> str:
+        """What the customer is told as the conversation escalates: a person will follow up, or out of
+        hours when people are back (and what to have ready for them)."""
+        assert self.policy is not None
+        if turn.back_at is None:
+            return self.policy.notify_line
+        hours = self.hours.settings
+        line = hours.closed_line.format(opens=self.hours.when(turn.back_at, utcnow()))
+        fields = " and ".join(", ".join(hours.ask_for).rsplit(", ", 1))
+        return f"{line} {hours.ask_line.format(fields=fields)}" if fields else line
+
+    async def _open(self, turn: _Turn, reason: str, moods: Sequence[Mood]) -> bool:
+        """Open an escalation (False when one is open already, or the visitor's limit is spent); out of
+        a desk's hours its page waits for opening time (`turn.back_at`: when people are back)."""
+        msg, accepted, now = turn.msg, turn.accepted, utcnow()
+        if msg.origin and not self._public.allow(msg.user_id, msg.origin, now):
             log.warning("escalation refused: this visitor's hourly limit", extra=_fields(msg, reason=reason))
             return False
-        destinations = self.notifier.destinations if self.notifier else ()
+        destinations = self._destinations()
+        held = self.hours.held(destinations, now, reason)
+        turn.back_at = min(held.values()) if destinations and len(held) == len(destinations) else None
         scores = [dict(m.scores) for m in moods]
-        record = await self.escalations.open(accepted.conversation_id, reason, scores, destinations)
+        record = await self.escalations.open(accepted.conversation_id, reason, scores, destinations, held)
         if record is None:
             return False
         metrics.ESCALATIONS.labels(msg.platform, reason).inc()
@@ -420,6 +441,7 @@ class _Turn:
     escalated: bool = False
     offered: str = ""  # the reason a person was offered in this answer
     took_offer: bool = False  # the message said yes to an offer
+    back_at: datetime | None = None  # it escalated out of every desk's hours: when people are back
     route: Route = field(default_factory=Route)
     answer: Answer | None = None
     parts: list[str] = field(default_factory=list)  # what the customer was shown, in order

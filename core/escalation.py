@@ -58,10 +58,13 @@ class Route:
     soothing: bool = False  # the soothing prompt (a negative mood, or an escalation open)
 
 
-def route(policy: EscalationSettings | None, state: EscalationState, escalated: bool, mood: str) -> Route:
+def route(
+    policy: EscalationSettings | None, state: EscalationState, escalated: bool, mood: str, away: bool = False
+) -> Route:
     """The turn's route, from the policy, the conversation's escalation state after this message,
-    whether this message escalated it, and its mood label. Pure."""
-    pause_mode = policy is not None and policy.mode == "pause"
+    whether this message escalated it, its mood label, and whether every desk is out of hours (then
+    the bot keeps helping, in either mode, until people are back). Pure."""
+    pause_mode = policy is not None and policy.mode == "pause" and not away
     if state.with_human or (state.open and pause_mode):  # with a person: the bot writes nothing there
         says = policy is not None and escalated and not state.with_human  # once, as it escalates
         return Route(paused=True, line=policy.pause_line if policy is not None and says else "")

@@ -3,7 +3,7 @@ Opening one queues its notices in the outbox in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -114,10 +114,9 @@ class EscalationStore:
             with_human=is_open and taken_by is not None,
         )  # fmt: skip
 
-    async def open(
-        self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str]
-    ) -> EscalationRecord | None:
-        """Open an escalation and queue its notifications; None when one is already open."""
+    async def open(self, conversation_id: int, reason: str, scores: list[dict[str, float]], destinations: Sequence[str],
+                   held: Mapping[str, datetime] | None = None) -> EscalationRecord | None:  # fmt: skip
+        """Open an escalation and queue its notices (those in `held` due at its time); None when one is open."""
         async with self._session() as session, session.begin():
             conversation = await session.get_one(Conversation, conversation_id, with_for_update=True)
             query = select(Escalation.id).filter_by(conversation_id=conversation_id, resolved_at=None)
@@ -130,7 +129,8 @@ class EscalationStore:
                     await session.flush()
             except IntegrityError:  # opened meanwhile by another session (the unique index above)
                 return None
-            session.add_all(Delivery(escalation_id=row.id, destination=d) for d in destinations)
+            session.add_all(Delivery(escalation_id=row.id, destination=d, next_attempt_at=(held or {}).get(d, utcnow()))
+                            for d in destinations)  # fmt: skip
             return _record(row, conversation)
 
     async def _update(self, escalation_id: int, **values: object) -> EscalationRecord | None:

@@ -125,6 +125,25 @@ class RecoverySettings:
 
 
 @dataclass(frozen=True)
+class HoursSettings:
+    """When people are at the desks (README "Office hours"). Out of hours an escalation's page waits for
+    the desk's opening time, and the customer is told when people are back."""
+
+    weekly: str = ""  # e.g. "mon-fri 09:00-17:30, sat 10:00-14:00"; "" = always open
+    timezone: str = "UTC"  # an IANA zone: Europe/Berlin, Asia/Shanghai
+    holidays: tuple[str, ...] = ()  # ISO dates closed all day: ["2026-12-25", "2027-01-01"]
+    # a destination's own weekly hours: [["slack:C0123", "mon-sun 00:00-24:00"]]
+    desks: tuple[tuple[str, str], ...] = ()
+    urgent_reasons: tuple[str, ...] = ()  # these page at once at any hour, e.g. ["asked_for_human"]
+    closed_line: str = (
+        "Our team is away right now and back {opens}. I will keep helping you here, and a person will"
+        " pick this up as soon as they are back."
+    )
+    ask_for: tuple[str, ...] = ()  # what agents will need, asked out of hours: ["your order number", "your email"]
+    ask_line: str = "So that they can help you quickly, please share {fields}."
+
+
+@dataclass(frozen=True)
 class HandoffSettings:
     """The live hand-off: what the customer is told, and when a silent agent is reported."""
 
@@ -138,6 +157,7 @@ class HandoffSettings:
     # an agent's message starting with one of these is a private note on the case: kept for the team,
     # never relayed to the customer (a desk thread, the console, the helpdesk API alike)
     note_prefixes: tuple[str, ...] = ("//", "note:")
+    hours: HoursSettings = field(default_factory=HoursSettings)
     idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
     renotify: bool = True  # and the support destinations are reminded in their thread
 
