@@ -23,7 +23,6 @@ from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.feedback import FeedbackStore, Given, parse_rating
 from core.feedback import forget as forget_feedback
 from core.handoff import Handoff, learning
-from core.hours import Hours
 from core.insights import Insights
 from core.knowledge import Answer, Knowledge, is_question
 from core.ledger import Accepted, Ledger, Seen
@@ -97,7 +96,7 @@ class Bot:
             resolved=learning(memory, knowledge) if knowledge else None,
             rating_line=self.outcome.rating_line if self.outcome.ask_rating else "",
         )  # fmt: skip
-        self.hours = Hours(self.handoff.settings.hours)  # out of a desk's hours its pages wait
+        self.hours = self.handoff.hours  # out of a desk's hours its pages wait
         self.notifier = notifier
         self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = weakref.WeakValueDictionary()
         self.log_text = log_text  # message text goes into the logs only when configured (log_message_text)

@@ -22,6 +22,7 @@ from core.errors import BotError
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import Agent, AgentMessage, as_utc, utcnow
 from core.feedback import RATING_EVENT
+from core.hours import Hours
 from core.knowledge import Knowledge
 from core.ledger import Ledger
 from core.memory import Memory, StoredMessage
@@ -60,6 +61,7 @@ class Handoff:
         rating_line: str = "",
     ) -> None:
         self.memory, self.escalations, self.settings = memory, escalations, settings
+        self.hours = Hours(settings.hours)  # when people are at the desks (pages wait for them)
         self.ledger = Ledger(memory.db)  # a turn nobody answers is stored once per event id too
         self.resolved = resolved  # after a hand-back: what the bot learns from it (a proposed Q&A entry)
         self.relayed_to = list(destinations)  # where a customer's turns are relayed (the console reads the database)
@@ -168,8 +170,8 @@ class Handoff:
     async def check_idle(self) -> int:
         """Escalations no agent acted on for `idle_minutes` while the customer waits: the customer is
         told they still wait for a person, and the destinations are reminded (once per idle period)."""
-        if self.settings.idle_minutes <= 0:
-            return 0
+        if self.settings.idle_minutes <= 0 or self.hours.away(self.relayed_to, utcnow()) is not None:
+            return 0  # out of every desk's hours nobody is late: the customer was told when people are back
         since = utcnow() - timedelta(minutes=self.settings.idle_minutes)
         reported = 0
         for record in await self.escalations.claim_idle(since):

@@ -44,7 +44,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     frozen = Clock(SATURDAY)
-    for module in ("core.bot", "core.outbox", "core.escalations"):
+    for module in ("core.bot", "core.outbox", "core.escalations", "core.handoff"):
         monkeypatch.setattr(f"{module}.utcnow", frozen)
     return frozen
 
@@ -89,6 +89,7 @@ async def test_out_of_hours_pages_wait_for_opening_and_go_once_across_two_replic
         for hour in range(0, 44, 4):  # all weekend, both replicas deliver what is due: nothing
             clock.now = SATURDAY + timedelta(hours=hour)
             await asyncio.gather(one.deliver_due(), two.deliver_due())
+            assert await bot.handoff.check_idle() == 0  # nobody is late out of hours: no "sorry for the wait"
         await asyncio.sleep(0.2)
         assert receiver.received == []
         clock.now = MONDAY_OPENING + timedelta(seconds=1)
