@@ -14,7 +14,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import metrics, reports
+from core import metrics, reports, waits
 from core.engine import Engine, Health
 from core.errors import Busy, InvalidMessage, Unavailable, check_text
 from core.escalation import EscalationState, PublicLimit, Route, decide, route
@@ -241,7 +241,8 @@ class Bot:
                 turn.parts.append(chunk)
                 yield chunk
         if self.policy is not None and not turn.route.paused:
-            line = self._escalated_line(turn) if turn.escalated else self.policy.offer_line if turn.offered else ""
+            line = self.policy.offer_line if turn.offered else ""
+            line = await self._escalated_line(turn) if turn.escalated else line
             parts += [("\n\n" if turn.parts or parts else "") + line] if line else []
         for part in parts:
             turn.parts.append(part)
@@ -316,12 +317,15 @@ class Bot:
     def _destinations(self) -> Sequence[str]:
         return self.notifier.destinations if self.notifier else ()
 
-    def _escalated_line(self, turn: _Turn) -> str:
-        """What the customer is told as the conversation escalates: a person will follow up, or out of
-        hours when people are back (and what to have ready for them)."""
+    async def _escalated_line(self, turn: _Turn) -> str:
+        """What the customer is told as the conversation escalates: a person will follow up, and the
+        usual wait at this hour; or out of hours when people are back (and what to have ready for them)."""
         assert self.policy is not None
         if turn.back_at is None:
-            return self.policy.notify_line
+            handoff = self.handoff.settings
+            wait = await waits.expected_minutes(self.memory.db, self.hours, handoff, self._destinations(), utcnow())
+            return f"{self.policy.notify_line} {handoff.wait_line.format(wait=waits.spoken(wait))}" if wait else (
+                self.policy.notify_line)  # fmt: skip
         hours = self.hours.settings
         line = hours.closed_line.format(opens=self.hours.when(turn.back_at, utcnow()))
         fields = " and ".join(", ".join(hours.ask_for).rsplit(", ", 1))

@@ -158,6 +158,12 @@ class HandoffSettings:
     # never relayed to the customer (a desk thread, the console, the helpdesk API alike)
     note_prefixes: tuple[str, ...] = ("//", "note:")
     hours: HoursSettings = field(default_factory=HoursSettings)
+    # with the line that escalates, the expected time to a person: the median first reply of the last
+    # wait_samples escalations opened at this weekday and hour (fewer than 3: this hour any day; then
+    # any hour); default_wait_minutes without history (0: the line is left out)
+    wait_line: str = "A person usually answers within {wait} at this time."
+    wait_samples: int = 20
+    default_wait_minutes: float = 0.0
     idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
     renotify: bool = True  # and the support destinations are reminded in their thread
 
