@@ -146,7 +146,7 @@ class Notifications:
             "conversation": conversation(escalation.key),
             "reason": escalation.reason,
             "mood_trend": escalation.scores,
-            "summary": brief(turns),  # wants / tried / mood, in three lines
+            "summary": brief(turns, self.settings.escalation),  # wants / tried / mood, in three lines
             "opened_at": escalation.opened_at.isoformat(),
             "transcript": [{"role": m.role, "author": m.author_id, "text": m.text,
                             "mood": m.mood.label if m.mood else None} for m in turns],

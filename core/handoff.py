@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -130,6 +130,7 @@ class Handoff:
         starts with a note prefix is a private note instead: kept, never relayed."""
         if self.note_text(message.text) is not None:
             return await self.note(message)
+        message = replace(message, text=self.canned(message.text))
         record = await self.escalations.get(message.escalation_id)
         if record is None or record.status == "resolved":
             raise HandoffClosed(f"escalation #{message.escalation_id} is not open: resolved or unknown")
@@ -142,6 +143,17 @@ class Handoff:
         if new and await self.escalations.agent_wrote(record.id):  # its relay logs a line when it is sent
             metrics.FIRST_HUMAN_REPLY_SECONDS.observe((utcnow() - as_utc(record.opened_at)).total_seconds())
         return new
+
+    def canned(self, text: str) -> str:
+        """An agent's "/canned NAME" as that canned reply (`handoff.canned`); other text as it is."""
+        command, _, name = text.strip().partition(" ")
+        if command.casefold() != "/canned":
+            return text
+        replies = dict(self.settings.canned)
+        if (reply := replies.get(name.strip())) is None:
+            known = ", ".join(replies) or "none are configured (handoff.canned)"
+            raise HandoffClosed(f"no canned reply {name.strip()!r}: {known}")
+        return reply
 
     async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
         """Hand the conversation back to the bot (its context keeps what the agent said)."""

@@ -164,6 +164,9 @@ class HandoffSettings:
     wait_line: str = "A person usually answers within {wait} at this time."
     wait_samples: int = 20
     default_wait_minutes: float = 0.0
+    # agents' canned replies, sent by "/canned NAME" in a desk thread, the console or the helpdesk API:
+    # [["refund", "I have refunded your order; it shows on your statement in 3-5 days."], ...]
+    canned: tuple[tuple[str, str], ...] = ()
     idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
     renotify: bool = True  # and the support destinations are reminded in their thread
 

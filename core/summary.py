@@ -1,24 +1,29 @@
 """A case in three lines for the people it is handed to: what the customer wants, what was tried,
 how the mood went. Extractive (the customer's own words, counts, the stored moods): no model call,
-so it is there on every notice at once, whatever the model is doing."""
+so it is there on every notice at once, whatever the model is doing.
+
+"Wants" is the customer's first message that says something: not a greeting, not the request for a
+person ("转人工", "can I talk to a manager") nor a yes to the bot's offer of one — the issue is
+what they wrote before asking. Measured on written key facts (README "The live hand-off")."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from core.memory import StoredMessage
+from core.phrases import answer_of, human_request, normalize
+from core.settings import EscalationSettings
 
 WANTS_CHARS = 200
 
 
-def brief(turns: Sequence[StoredMessage]) -> list[str]:
+def brief(turns: Sequence[StoredMessage], words: EscalationSettings) -> list[str]:
     """Up to three lines: "Wants: …", "Tried: …", "Mood: …" (none for an empty transcript)."""
     customer = [t for t in turns if t.role == "user"]
     if not customer:
         return []
-    asked = next((t for t in customer if "?" in t.text or "？" in t.text), None) or max(
-        customer, key=lambda t: len(t.text)
-    )
+    said = [t for t in customer if _says_something(t.text, words)]
+    asked = said[0] if said else max(customer, key=lambda t: len(t.text))
     wants = " ".join(asked.text.split())
     lines = [f"Wants: {wants[:WANTS_CHARS]}{'…' if len(wants) > WANTS_CHARS else ''}"]
     answers = [t for t in turns if t.role == "assistant"]
@@ -40,3 +45,10 @@ def brief(turns: Sequence[StoredMessage]) -> list[str]:
             trend += f" (worst negative {worst.score:.2f})"
         lines.append(f"Mood: {trend}")
     return lines
+
+
+def _says_something(text: str, words: EscalationSettings) -> bool:
+    """Not a greeting or a thanks (short), not a request for a person, not a yes or no to an offer."""
+    plain = normalize(text)
+    long_enough = len(plain) + sum(not c.isascii() for c in plain) >= words.loop_min_chars
+    return long_enough and not human_request(text, words) and not answer_of(text, words)

@@ -90,6 +90,7 @@ async def world(
         configured = dataclasses.replace(
             settings,
             notify=dataclasses.replace(settings.notify, retry_seconds=0.0),
+            handoff=dataclasses.replace(settings.handoff, canned=(("eta", CANNED_ETA),)),
             platforms={
                 "telegram": TelegramSettings(enabled=True, base_url=f"{telegram_url}/bot", edit_interval=0.2,
                                              rate_limit_per_minute=0, support_chat_id=telegram_support),
@@ -150,6 +151,9 @@ def callback(data: str, notice: dict[str, Any], update_id: int) -> dict[str, Any
     return update
 
 
+CANNED_ETA = "Parcels leave our warehouse within 24 hours; tracking follows by email."
+
+
 def buttons_of(notice: dict[str, Any]) -> list[str]:
     """The action ids (Slack) of a notice's buttons, as it is shown now."""
     return [e["action_id"] for b in notice.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
@@ -191,6 +195,19 @@ async def test_a_telegram_customer_is_answered_by_a_slack_agent_and_handed_back(
         assert [(n.author, n.text) for n in case.notes] == [("Dana", "refund approved by finance, do not promise more")]
         assert not [t for t in w.to_alice() if "finance" in t] and "finance" not in str(await memory.messages(
             ConversationKey("telegram", str(ALICE))))  # fmt: skip
+
+        canned = json.loads(json.dumps(reply))  # "/canned NAME" in the thread: that canned reply is sent
+        canned["event"].update(text="/canned eta", ts="1800000022.000400")
+        canned["event_id"] = "Ev0AGENTCANNED"
+        await w.slack_post(canned)
+        await eventually(lambda: f"Dana: {CANNED_ETA}" in w.to_alice(), what="the canned reply in the Telegram chat")
+        unknown = json.loads(json.dumps(canned))
+        unknown["event"].update(text="/canned nope", ts="1800000023.000500")
+        unknown["event_id"] = "Ev0AGENTUNKNOWN"
+        await w.slack_post(unknown)  # no such reply: the agent is told in the thread, the customer hears nothing
+        await eventually(lambda: [m for m in w.slack.in_thread(SLACK_SUPPORT, notice["ts"]) if "'nope'" in m["text"]],
+                         what="the unknown canned reply refused in the thread")  # fmt: skip
+        assert not [t for t in w.to_alice() if "nope" in t]
 
         chats = len(w.spy.chats)
         w.telegram.push(private("Great, thank you! <!channel>", message_id=2))

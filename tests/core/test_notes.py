@@ -3,17 +3,22 @@ relayed, shown to the model or to the customer; the console posts them too; /for
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
+import pytest
 
 from bot.adapters.web import create_app
 from bot.config import Secrets
 from core.bot import Bot
 from core.events import Agent, AgentMessage, ConversationKey, IncomingMessage
+from core.handoff import HandoffClosed
 from core.notes import note_text
 from tests.auxil.scripted import NEGATIVE, ScriptedEngine
 
 KEY = ConversationKey("web", "notes-1")
 AGENT = Agent("a1", "Dana", "console")
+REFUND = "I have refunded your order; it shows on your statement in 3-5 days."
 
 
 async def escalated(bot: Bot, scripted: ScriptedEngine) -> int:
@@ -59,6 +64,26 @@ async def test_the_console_keeps_notes_and_shows_them_to_agents(scriptbot: Bot, 
         [shown] = (await client.get("/v1/escalations", headers=headers)).json()["escalations"]
     assert [(n["author"], n["text"]) for n in shown["notes"]] == [("Sam", "customer sounds stressed")]
     assert all("stressed" not in t["text"] for t in shown["transcript"])
+
+
+async def test_canned_replies_are_sent_by_name_listed_and_an_unknown_one_refused(
+    scriptbot: Bot, scripted: ScriptedEngine
+) -> None:
+    scriptbot.handoff.settings = dataclasses.replace(scriptbot.handoff.settings, canned=(("refund", REFUND),))
+    escalation_id = await escalated(scriptbot, scripted)
+    await scriptbot.handoff.say(AgentMessage(escalation_id, AGENT, "/canned refund", event_id="c1"))
+    assert (await scriptbot.memory.messages(KEY))[-1].text == REFUND
+    with pytest.raises(HandoffClosed, match="no canned reply 'gone': refund"):
+        await scriptbot.handoff.say(AgentMessage(escalation_id, AGENT, "/canned gone", event_id="c2"))
+    app = create_app(scriptbot, secrets=Secrets(operator_token="op"))
+    headers = {"Authorization": "Bearer op"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        listed = (await client.get("/v1/canned", headers=headers)).json()
+        refused = await client.post(f"/v1/escalations/{escalation_id}/messages", headers=headers,
+                                    json={"text": "/canned gone", "by": "Sam"})  # fmt: skip
+    assert listed == {"canned": [{"name": "refund", "text": REFUND}]}
+    assert refused.status_code == 422 and "refund" in refused.json()["error"]
+    assert (await scriptbot.memory.messages(KEY))[-1].text == REFUND  # nothing more reached the customer
 
 
 def test_what_counts_as_a_note() -> None:

@@ -148,6 +148,10 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         message = AgentMessage(escalation_id, Agent(by, by, "console"), text, event_id)
         noted = body.get("note") is True or bot.handoff.note_text(text) is not None
         try:
+            bot.handoff.canned(text)  # "/canned NAME" with no such reply: the caller's mistake
+        except HandoffClosed as exc:
+            raise HTTPException(422, str(exc)) from None
+        try:
             new = await (bot.handoff.note(message) if noted else bot.handoff.say(message))
         except HandoffClosed as exc:
             raise HTTPException(409 if await bot.handoff.get(escalation_id) else 404, str(exc)) from None
@@ -155,7 +159,17 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
             {"escalation_id": escalation_id, "relayed": not noted, "noted": noted, "duplicate": not new}
         )
 
+    async def canned(_: Request) -> Response:
+        """
+        summary: The agents' canned replies ("/canned NAME" in a message sends one) (operator token)
+        security: [{operator: []}]
+        responses:
+          200: {description: "canned: [{name, text}]"}
+        """
+        return JSONResponse({"canned": [{"name": n, "text": t} for n, t in bot.handoff.settings.canned]})
+
     return [
+        Route("/v1/canned", canned),
         Route("/v1/escalations", escalations),
         Route("/v1/escalations/{id:int}/messages", message, methods=["POST"]),
         Route("/v1/escalations/{id:int}/{action:str}", act, methods=["POST"]),
