@@ -105,8 +105,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         _merge(data, _read(path))
     for name, value in (environ or {}).items():
         if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG":
-            keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-            _merge(data, _nested(keys, _FromEnv(value)))
+            nested: Any = _FromEnv(value)
+            for key in reversed(name[len(ENV_PREFIX) :].lower().split("__")):  # A__B: {"a": {"b": value}}
+                nested = {key: nested}
+            _merge(data, nested)
     if "secrets" in data:
         raise ConfigError("secrets are read from the environment only, never from a config file")
     platforms = {name: _build(p.settings, _platform_section(data, p), name) for name, p in PLATFORMS.items()}
@@ -165,6 +167,8 @@ def _toml(value: Any) -> str:
         return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # a table in a section ([handoff.hours]), inline
+        return "{" + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + "}"
     return json.dumps(str(value), ensure_ascii=False)
 
 
@@ -181,10 +185,6 @@ def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
-
-
-def _nested(keys: list[str], value: Any) -> dict[str, Any]:
-    return {keys[0]: _nested(keys[1:], value) if len(keys) > 1 else value}
 
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:

@@ -132,7 +132,7 @@ class HoursSettings:
     weekly: str = ""  # e.g. "mon-fri 09:00-17:30, sat 10:00-14:00"; "" = always open
     timezone: str = "UTC"  # an IANA zone: Europe/Berlin, Asia/Shanghai
     holidays: tuple[str, ...] = ()  # ISO dates closed all day: ["2026-12-25", "2027-01-01"]
-    # a destination's own weekly hours: [["slack:C0123", "mon-sun 00:00-24:00"]]
+    # a destination's own weekly hours: [["<desk>:<target>", "mon-sun 00:00-24:00"]] (README "Office hours")
     desks: tuple[tuple[str, str], ...] = ()
     urgent_reasons: tuple[str, ...] = ()  # these page at once at any hour, e.g. ["asked_for_human"]
     closed_line: str = (

@@ -8,6 +8,8 @@ what they wrote before asking. Measured on written key facts (README "The live h
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 
 from core.memory import StoredMessage
@@ -17,7 +19,7 @@ from core.settings import EscalationSettings
 WANTS_CHARS = 200
 
 
-def brief(turns: Sequence[StoredMessage], words: EscalationSettings) -> list[str]:
+def brief(turns: Sequence[StoredMessage], words: EscalationSettings | None) -> list[str]:
     """Up to three lines: "Wants: …", "Tried: …", "Mood: …" (none for an empty transcript)."""
     customer = [t for t in turns if t.role == "user"]
     if not customer:
@@ -47,8 +49,29 @@ def brief(turns: Sequence[StoredMessage], words: EscalationSettings) -> list[str
     return lines
 
 
-def _says_something(text: str, words: EscalationSettings) -> bool:
+def _says_something(text: str, words: EscalationSettings | None) -> bool:
     """Not a greeting or a thanks (short), not a request for a person, not a yes or no to an offer."""
     plain = normalize(text)
-    long_enough = len(plain) + sum(not c.isascii() for c in plain) >= words.loop_min_chars
-    return long_enough and not human_request(text, words) and not answer_of(text, words)
+    long_enough = len(plain) + sum(not c.isascii() for c in plain) >= (words.loop_min_chars if words else 10)
+    return long_enough and not (words and (human_request(text, words) or answer_of(text, words)))
+
+
+HANDLE_AFTER = 16  # characters of an id shown as it is (platform user ids are shorter; session hashes longer)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def names(turns: Sequence[StoredMessage]) -> dict[str, str]:
+    """A readable name for each customer of a transcript, by author id: their display name on the
+    platform; without one, a short id as it is, a long one (a web visitor's session hash) as a stable
+    handle, "Visitor 6b8e"; with the first email address they wrote, if any: "Visitor 6b8e (cora@…)"."""
+    found: dict[str, str] = {}
+    for turn in turns:
+        if turn.role != "user" or turn.author_id in found:
+            continue
+        named = turn.author_name if turn.author_name and turn.author_name != turn.author_id else ""
+        if not named:
+            digest = hashlib.sha256(turn.author_id.encode()).hexdigest()[:4]
+            named = f"Visitor {digest}" if len(turn.author_id) > HANDLE_AFTER else turn.author_id
+        email = next((m.group(0) for t in turns if t.author_id == turn.author_id and (m := EMAIL.search(t.text))), "")
+        found[turn.author_id] = f"{named} ({email})" if email else named
+    return found

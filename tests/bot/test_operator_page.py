@@ -2,6 +2,7 @@
 
 import shutil
 from collections.abc import AsyncIterator
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 HOSTILE = "<script>window.pwned = true</script><b>bold?</b>"
+VISITOR = "s.6b8eb7383e0c4f1a/9dca598e-4659-4c1e-9b0e-0d3c2f1a7b65"  # a web visitor's id: a session hash
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ async def browser() -> AsyncIterator[Browser]:
 async def open_escalation(testbot: Bot, memory: Memory) -> int:
     from core.events import ConversationKey, IncomingMessage, Mood
 
-    msg = IncomingMessage(ConversationKey("web", "hostile-1"), user_id="mallory", text=HOSTILE)
+    msg = IncomingMessage(ConversationKey("web", "hostile-1"), user_id=VISITOR, text=HOSTILE)
     accepted = await testbot.ledger.accept(msg)
     assert isinstance(accepted, Accepted)
     await memory.set_mood(accepted.message_id, Mood.from_scores({"negative": 0.97, "neutral": 0.01, "positive": 0.02}))
@@ -67,6 +69,14 @@ async def test_operator_page_lists_escapes_and_resolves(browser: Browser, testbo
         assert await page.evaluate("window.pwned") is None
         assert await card.locator("b").count() == 0
         await expect(card.locator("svg.mood-chart polyline")).to_have_count(1)
+        # people, not hashes: the case is titled with who (a long visitor id becomes a short handle) and
+        # what they want; the chart has its bands, its times and the escalation marked
+        handle = f"Visitor {sha256(VISITOR.encode()).hexdigest()[:4]}"
+        await expect(card.locator(".title")).to_have_text(f"{handle} — {HOSTILE}")
+        await expect(card.locator("td.who").first).to_have_text(handle)
+        await expect(card.locator("svg.mood-chart text")).to_contain_text(["positive", "neutral", "negative"])
+        await expect(card.locator("svg.mood-chart line")).to_have_count(1)
+        await expect(card.locator("svg.mood-chart circle")).to_have_count(1)
 
         await card.locator("button.resolve").click()
         await expect(page.locator("#status")).to_contain_text(f"#{escalation_id} resolved")

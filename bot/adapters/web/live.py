@@ -119,7 +119,7 @@ def message_event(turn: StoredMessage) -> dict[str, str]:
 
 async def escalations_event(bot: Bot) -> dict[str, str]:
     cases = await bot.handoff.cases(open_only=False, limit=50)
-    body = {"escalations": [escalation_json(c.escalation, c.transcript, c.notes) for c in cases]}
+    body = {"escalations": [escalation_json(c.escalation, c.transcript, c.notes, bot.policy) for c in cases]}
     return {"event": "escalations", "data": json.dumps(body)}
 
 

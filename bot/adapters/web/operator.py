@@ -22,6 +22,8 @@ from core.events import Agent, AgentMessage
 from core.handoff import HandoffClosed
 from core.memory import StoredMessage
 from core.notes import NoteRecord
+from core.settings import EscalationSettings
+from core.summary import brief, names
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -29,11 +31,18 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def escalation_json(
-    record: EscalationRecord, transcript: list[StoredMessage], notes: Sequence[NoteRecord] = ()
-) -> dict[str, Any]:
+    record: EscalationRecord, transcript: list[StoredMessage], notes: Sequence[NoteRecord] = (),
+    words: EscalationSettings | None = None,
+) -> dict[str, Any]:  # fmt: skip
     key = record.key
+    people, lines = names(transcript), brief(transcript, words)
+    customer = next(iter(people.values()), "")
+    wants = lines[0].removeprefix("Wants: ") if lines else ""
     return {
         "id": record.id,
+        "customer": customer,  # readable: a display name, or "Visitor 6b8e (email)" for the web chat
+        "title": " — ".join(filter(None, (customer, wants))) or f"#{record.id}",
+        "summary": lines,
         "conversation": {"platform": key.platform, "chat_id": key.chat_id, "thread_id": key.thread_id},
         "reason": record.reason,
         "scores": record.scores,
@@ -46,13 +55,14 @@ def escalation_json(
         "first_reply_at": _iso(record.first_reply_at),
         "status": record.status,
         "actions": list(record.actions),
-        "transcript": [turn_json(m) for m in transcript],
+        "transcript": [turn_json(m, people) for m in transcript],
         "notes": [{"author": n.author, "text": n.text, "at": _iso(n.at)} for n in notes],  # the team's only
     }
 
 
-def turn_json(m: StoredMessage) -> dict[str, Any]:
-    author = m.author_name or m.author_id
+def turn_json(m: StoredMessage, people: dict[str, str] | None = None) -> dict[str, Any]:
+    author = (people or {}).get(m.author_id) if m.role == "user" else None
+    author = author or m.author_name or m.author_id
     return {
         "role": m.role,
         "author": author,
@@ -77,7 +87,8 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
           403: {description: the operator API is off (OPERATOR_TOKEN unset)}
         """
         cases = await bot.handoff.cases(open_only=request.query_params.get("status", "open") == "open")
-        return JSONResponse({"escalations": [escalation_json(c.escalation, c.transcript, c.notes) for c in cases]})
+        shown = [escalation_json(c.escalation, c.transcript, c.notes, bot.policy) for c in cases]
+        return JSONResponse({"escalations": shown})
 
     async def act(request: Request) -> Response:
         """
