@@ -3,7 +3,8 @@
 # with uv from pyproject.toml's ranges for CPython 3.11 on Linux x86_64 (what CI and the Dockerfile
 # run). torch is left out: scripts/setup.sh pins it (2.13.0, the CPU build), resolved here against
 # that CPU wheel so none of the CUDA build's packages come in. Run it after changing a range in
-# pyproject.toml, or to take newer releases; then run the tests and commit the lock.
+# pyproject.toml (the pins already locked are kept where they still fit; delete requirements.lock
+# first to take newer releases); then run the tests and commit the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools=$(mktemp -d)
@@ -13,6 +14,7 @@ echo "torch==2.13.0" > "$tools/torch.txt"
 # the CPU torch wheel: from this workplace's disk if it is there, else from PyTorch's CPU index
 cpu_torch=(--extra-index-url https://download.pytorch.org/whl/cpu)
 [ -d /opt/wheels ] && cpu_torch=(--find-links /opt/wheels)
+[ -f requirements.lock ] && cp requirements.lock requirements.lock.new  # uv prefers the pins in its output file
 "$tools/venv/bin/uv" pip compile pyproject.toml --extra dev --python-version 3.11 \
     --python-platform x86_64-manylinux_2_28 "${cpu_torch[@]}" \
     -c "$tools/torch.txt" --no-emit-package torch --no-emit-package tonebot --no-header --quiet -o requirements.lock.new
