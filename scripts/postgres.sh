@@ -18,6 +18,9 @@ password=pg-test-secret-41
 as_postgres "psql -q -p $port -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'tonebot'\" | grep -q 1 \
     || psql -q -p $port -c \"CREATE ROLE tonebot LOGIN CREATEDB\""
 as_postgres "psql -q -p $port -c \"ALTER ROLE tonebot PASSWORD '$password'\""
+# DROP DATABASE ... WITH (FORCE) ends the sessions left on a test database; an autovacuum worker
+# there is nobody's, and ending it takes pg_signal_backend (without it the drop failed in CI)
+as_postgres "psql -q -p $port -c \"GRANT pg_signal_backend TO tonebot\""
 url="postgresql://tonebot:$password@127.0.0.1:$port/postgres"
 psql "$url" -qtAc "SELECT 1" >/dev/null
 echo "$url" >&3

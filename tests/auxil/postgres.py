@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -35,8 +36,23 @@ async def postgres_database() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         yield make_url(url).set(database=name).render_as_string(hide_password=False)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        try:
+            await drop(admin, name)
+        finally:
+            await admin.close()
+
+
+async def drop(admin: asyncpg.Connection, name: str) -> None:
+    """Drop a test database; an autovacuum worker that just started on it may refuse to end for a role
+    without pg_signal_backend (scripts/postgres.sh grants it): try again as it finishes."""
+    for attempt in range(20):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], name="db_url")
