@@ -31,13 +31,13 @@ from core.engine import Engine, Health
 from core.errors import Busy
 from core.escalations import EscalationStore
 from core.events import ChatMessage, Mood
-from core.handoff import Handoff, learning
+from core.handoff import Handoff
+from core.learning import learning
 from core.memory import Memory
 from core.outbox import Outbox
 from core.settings import ModelSettings, SentimentSettings
 
 log = logging.getLogger(__name__)
-
 
 FOLLOWED = {web.PLATFORM: Followed(), console.PLATFORM: Followed()}
 """Conversations whose pages follow the database: agents' messages reach them by being stored."""
@@ -150,7 +150,7 @@ async def running_bot(settings: Settings, upgrade: bool = True) -> AsyncIterator
         warming = asyncio.create_task(warm(knowledge))
         stack.callback(warming.cancel)
         stack.push_async_callback(_close_engine, bot, loading)
-        retries = asyncio.create_task(notifications.run_retries(bot.handoff.check_idle))
+        retries = asyncio.create_task(notifications.run_retries(bot.handoff.tick))
         stack.callback(retries.cancel)
         insights = asyncio.create_task(bot.insights.run())  # the week's outcomes: gauges, the Insights page
         stack.callback(insights.cancel)

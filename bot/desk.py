@@ -32,6 +32,10 @@ class Desk(Protocol):
     async def say(self, target: str, thread: str, text: str) -> str:
         """Post a plain text in the thread (a warning for the agents); its ref."""
 
+    async def mention(self, target: str, thread: str, agent: str, text: str) -> str:
+        """Post `text` in the thread with "{who}" as an @-mention of `agent` (an id at this desk: it
+        notifies them; "": no one); its ref."""
+
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         """Update the notice: its text and the buttons that still apply (taken, resolved)."""
 
@@ -62,6 +66,9 @@ class ChatDesk:
         where, reply_to = self.place(target, thread)
         sent = await self.channel.send(where, text, reply_to=reply_to)
         return ",".join(piece.id for piece in sent)  # every piece, so that /forget deletes them all
+
+    async def mention(self, target: str, thread: str, agent: str, text: str) -> str:
+        return await self.say(target, thread, text.replace("{who}", agent))  # "@sam" mentions in plain text
 
     async def notice(self, target: str, escalation: EscalationRecord, payload: dict[str, Any]) -> str | None:
         return await self.post_notice(target, escalation, summary(payload))
@@ -150,6 +157,7 @@ def summary(payload: dict[str, Any]) -> str:
         f"🚨 Escalation #{payload['escalation_id']} ({payload['reason']}) in {key['platform']} {key['chat_id']}"
         + (f" / {key['thread_id']}" if key["thread_id"] else ""),
         f"Negative mood trend: {trend}",
+        *([f"👤 Assigned to {who['agent']}"] if (who := payload.get("assignee") or {}).get("agent") else []),
         *payload.get("summary", []),
         "",
         *(f"{m['role']} {m['author']}: {m['text'][:300]}" for m in payload["transcript"]),

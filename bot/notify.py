@@ -1,11 +1,9 @@
 """The outbox's one dispatcher: answers their live sender did not finish (it died), escalation
-notices (a webhook, a Slack channel, a Telegram group), customer turns relayed into each
-escalation's thread there, agents' turns (and hand-off lines) relayed to the customer.
-
-Every send is a row before it is attempted; a failed attempt is recorded and retried with backoff
-(`run_retries`), so a dead destination never blocks a reply and nothing is lost; what an attempt
-posted is noted at once, and the next attempt edits it instead of posting again. Desks
-(bot/desk.py) post the notices with their buttons and keep one thread per escalation.
+notices (a webhook, a Slack channel, a Telegram group), customer turns relayed into each escalation's
+thread there, lines for the agents (assigned, reminded), agents' turns relayed to the customer. Every
+send is a row before it is attempted; a failure is recorded and retried with backoff (`run_retries`),
+so a dead destination never blocks a reply and nothing is lost; what an attempt posted is noted at
+once, and the next attempt edits it. Desks (bot/desk.py) post notices with buttons, one thread each.
 """
 
 from __future__ import annotations
@@ -31,8 +29,7 @@ from core.memory import Memory, StoredMessage
 from core.outbox import CUSTOMER, LEASE_SECONDS, DeliveryRecord, Outbox, pieces
 from core.summary import brief
 
-log = logging.getLogger(__name__)
-MAX_RETRY_SECONDS = 3600.0
+log, MAX_RETRY_SECONDS = logging.getLogger(__name__), 3600.0
 
 
 class Notifications:
@@ -148,6 +145,7 @@ class Notifications:
             "mood_trend": escalation.scores,
             "summary": brief(turns, self.settings.escalation),  # wants / tried / mood, in three lines
             "opened_at": escalation.opened_at.isoformat(),
+            "assignee": {"agent": escalation.assignee, "desk": escalation.assignee_desk},  # core/assignment.py
             "transcript": [{"role": m.role, "author": m.author_id, "text": m.text,
                             "mood": m.mood.label if m.mood else None} for m in turns],
         }  # fmt: skip
@@ -186,6 +184,9 @@ class Notifications:
             return await self._notice(delivery.destination, escalation)
         if delivery.kind == "relay":
             return await self._relay(delivery, escalation)
+        if delivery.kind == "say":  # a line for the agents in the thread (assigned, reminded), once
+            where, desk = self._desk(delivery.destination)
+            return await desk.mention(where.target, delivery.thread or "", delivery.mention or "", delivery.text or "")
         await self._erase(delivery, escalation)
         return delivery.ref
 

@@ -61,6 +61,9 @@ class WebhookDesk:
     async def say(self, target: str, thread: str, text: str) -> str:
         return ""  # no thread: a helpdesk sees a failed delivery in its own inbox
 
+    async def mention(self, target: str, thread: str, agent: str, text: str) -> str:
+        return ""  # no thread (a notice's payload names the assignee)
+
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         return None
 

@@ -22,9 +22,10 @@ from core.escalations import EscalationRecord, EscalationStore
 from core.events import ConversationKey, IncomingMessage, Mood, Reply, utcnow
 from core.feedback import FeedbackStore, Given, parse_rating
 from core.feedback import forget as forget_feedback
-from core.handoff import Handoff, learning
+from core.handoff import Handoff
 from core.insights import Insights
 from core.knowledge import Answer, Knowledge, is_question
+from core.learning import learning
 from core.ledger import Accepted, Ledger, Seen
 from core.memory import Memory
 from core.notes import forget as forget_notes
@@ -347,6 +348,7 @@ class Bot:
             return False
         metrics.ESCALATIONS.labels(msg.platform, reason).inc()
         log.info("conversation escalated", extra=_fields(msg, reason=reason, escalation_id=record.id))
+        await self.handoff.assignments.assign(record.id)  # to an on-shift agent (none: the first one back)
         if self.notifier is not None:
             self.notifier.changed(None)
         return True

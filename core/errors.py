@@ -9,6 +9,11 @@ class ConfigError(BotError):
     """The configuration or environment is invalid."""
 
 
+class HandoffClosed(BotError):
+    """The escalation is resolved (or does not exist), or an agent's command cannot be done: nothing
+    is relayed to the customer (core/handoff.py)."""
+
+
 class ModelNotFound(BotError):
     """The configured model is not on this machine."""
 

@@ -49,6 +49,13 @@ class Escalation(Base):
     first_reply_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     agent_active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # assignment (core/assignment.py): the agent it is assigned to at which desk, since when, whether
+    # they were reminded (the SLA), and how many times it went to the next agent
+    assignee: Mapped[str | None] = mapped_column(String(256))
+    assignee_desk: Mapped[str | None] = mapped_column(String(512))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_stage: Mapped[int] = mapped_column(default=0, server_default="0")
+    reassigned: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class EscalationRecord:
     first_reply_at: datetime | None = None
     conversation_id: int = 0
     agent_active_at: datetime | None = None
+    assignee: str | None = None  # the agent it is assigned to (core/assignment.py), at assignee_desk
+    assignee_desk: str | None = None
 
     @property
     def status(self) -> Status:
@@ -87,11 +96,12 @@ Action = Literal["take", "resolve"]
 ACTIONS: dict[Status, tuple[Action, ...]] = {"open": ("take", "resolve"), "with_human": ("resolve",), "resolved": ()}
 
 
-def _record(row: Escalation, conversation: Conversation) -> EscalationRecord:
+def record_of(row: Escalation, conversation: Conversation) -> EscalationRecord:
     key = ConversationKey(conversation.platform, conversation.chat_id, conversation.thread_id)
     return EscalationRecord(
         row.id, key, row.reason, row.scores, row.opened_at, row.acknowledged_at, row.resolved_at, row.resolved_by,
-        row.taken_by, row.taken_at, row.first_reply_at, row.conversation_id, row.agent_active_at,
+        row.taken_by, row.taken_at, row.first_reply_at, row.conversation_id, row.agent_active_at, row.assignee,
+        row.assignee_desk,
     )  # fmt: skip
 
 
@@ -131,7 +141,7 @@ class EscalationStore:
                 return None
             session.add_all(Delivery(escalation_id=row.id, destination=d, next_attempt_at=(held or {}).get(d, utcnow()))
                             for d in destinations)  # fmt: skip
-            return _record(row, conversation)
+            return record_of(row, conversation)
 
     async def _update(self, escalation_id: int, **values: object) -> EscalationRecord | None:
         """Set the fields that are not set yet (a second resolve keeps the first one's time and name)."""
@@ -142,7 +152,7 @@ class EscalationStore:
             for name, value in values.items():
                 if getattr(row, name) is None:
                     setattr(row, name, value)
-            return _record(row, await session.get_one(Conversation, row.conversation_id))
+            return record_of(row, await session.get_one(Conversation, row.conversation_id))
 
     async def acknowledge(self, escalation_id: int) -> EscalationRecord | None:
         return await self._update(escalation_id, acknowledged_at=utcnow())
@@ -159,7 +169,7 @@ class EscalationStore:
                 now = utcnow()
                 row.taken_by, row.taken_at, row.agent_active_at = by, now, now
                 row.acknowledged_at = row.acknowledged_at or now
-            return _record(row, await session.get_one(Conversation, row.conversation_id)), took
+            return record_of(row, await session.get_one(Conversation, row.conversation_id)), took
 
     async def agent_wrote(self, escalation_id: int) -> bool:
         """Note an agent's message: whether it is the first one to the customer in this escalation."""
@@ -169,24 +179,6 @@ class EscalationStore:
             row.agent_active_at = utcnow()
             row.first_reply_at = row.first_reply_at or row.agent_active_at
             return first
-
-    async def claim_idle(self, before: datetime) -> list[EscalationRecord]:
-        """Open escalations no agent has acted on since `before` (taken or not), reported at most once
-        per idle period: claimed here for this caller (SKIP LOCKED keeps replicas apart)."""
-        active = func.coalesce(Escalation.agent_active_at, Escalation.opened_at)
-        query = (
-            select(Escalation, Conversation)
-            .join(Conversation, Conversation.id == Escalation.conversation_id)
-            .where(Escalation.resolved_at.is_(None), active < before)
-            .where(or_(Escalation.reminded_at.is_(None), Escalation.reminded_at < before))
-            .order_by(Escalation.id)
-            .with_for_update(of=Escalation, skip_locked=True)
-        )
-        async with self._session() as session, session.begin():
-            rows = (await session.execute(query)).tuples().all()
-            for row, _ in rows:
-                row.reminded_at = utcnow()
-            return [_record(row, conversation) for row, conversation in rows]
 
     async def find(self, destination: str, ref: str) -> EscalationRecord | None:
         """The escalation whose notice (or a relay under it) has this ref at this destination, exactly
@@ -210,7 +202,7 @@ class EscalationStore:
         )
         async with self._session() as session:
             found = (await session.execute(query)).tuples().first()
-        return _record(*found) if found else None
+        return record_of(*found) if found else None
 
     async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
         now = utcnow()
@@ -229,7 +221,7 @@ class EscalationStore:
     async def get(self, escalation_id: int) -> EscalationRecord | None:
         async with self._session() as session:
             row = await session.get(Escalation, escalation_id)
-            return _record(row, await session.get_one(Conversation, row.conversation_id)) if row else None
+            return record_of(row, await session.get_one(Conversation, row.conversation_id)) if row else None
 
     async def fingerprint(self) -> tuple[object, ...]:
         """Changes whenever an escalation is opened, acknowledged, taken, acted on, resolved or noted on
@@ -247,4 +239,4 @@ class EscalationStore:
             query = query.where(Escalation.resolved_at.is_(None))
         async with self._session() as session:
             rows = (await session.execute(query.order_by(Escalation.id.desc()).limit(limit))).all()
-        return [_record(e, c) for e, c in rows]
+        return [record_of(e, c) for e, c in rows]

@@ -18,15 +18,15 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
-from core.errors import BotError
+from core.assignment import Assignments, UnknownAgent, claim_idle
+from core.errors import HandoffClosed
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import Agent, AgentMessage, as_utc, utcnow
 from core.feedback import RATING_EVENT
 from core.hours import Hours
-from core.knowledge import Knowledge
 from core.ledger import Ledger
 from core.memory import Memory, StoredMessage
-from core.notes import NoteRecord, NoteStore, note_text
+from core.notes import NoteRecord, NoteStore, canned, note_text
 from core.outbox import CUSTOMER, queue
 from core.settings import HandoffSettings
 
@@ -40,10 +40,6 @@ class Case:
     escalation: EscalationRecord
     transcript: list[StoredMessage]
     notes: list[NoteRecord] = field(default_factory=list)  # the team's private notes on it
-
-
-class HandoffClosed(BotError):
-    """The escalation is resolved (or does not exist): nothing is relayed to the customer."""
 
 
 class Handoff:
@@ -69,6 +65,7 @@ class Handoff:
         self.transcript_messages = 100
         self.notes = NoteStore(memory.db)
         self.rating_line = rating_line  # asked once after a hand-back (outcome.ask_rating)
+        self.assignments = Assignments(memory.db, settings, self.hours, self.relayed_to)
 
     async def cases(self, open_only: bool = True, limit: int = 100) -> list[Case]:
         records = await self.escalations.all(open_only=open_only, limit=limit)
@@ -130,6 +127,10 @@ class Handoff:
         starts with a note prefix is a private note instead: kept, never relayed."""
         if self.note_text(message.text) is not None:
             return await self.note(message)
+        command, _, name = message.text.strip().partition(" ")
+        if command.casefold() == "/assign":
+            await self.assign(message.escalation_id, name, message.agent)
+            return True
         message = replace(message, text=self.canned(message.text))
         record = await self.escalations.get(message.escalation_id)
         if record is None or record.status == "resolved":
@@ -146,14 +147,42 @@ class Handoff:
 
     def canned(self, text: str) -> str:
         """An agent's "/canned NAME" as that canned reply (`handoff.canned`); other text as it is."""
-        command, _, name = text.strip().partition(" ")
-        if command.casefold() != "/canned":
-            return text
-        replies = dict(self.settings.canned)
-        if (reply := replies.get(name.strip())) is None:
-            known = ", ".join(replies) or "none are configured (handoff.canned)"
-            raise HandoffClosed(f"no canned reply {name.strip()!r}: {known}")
-        return reply
+        return canned(text, self.settings.canned)
+
+    async def assign(self, escalation_id: int, name: str, by: Agent | None = None) -> EscalationRecord:
+        """Assign the case to a configured agent by name (`/assign @name`, the console, the API); with
+        no name, to the next on-shift agent (a new escalation). Said in the desks' threads."""
+        record = await self.escalations.get(escalation_id)
+        if record is None or record.status == "resolved":
+            raise HandoffClosed(f"escalation #{escalation_id} is not open: resolved or unknown")
+        if record.taken_by is not None:
+            raise HandoffClosed(f"escalation #{escalation_id} is taken over by {record.taken_by}: nobody to assign")
+        try:
+            to = self.assignments.find(name) if name.strip() else None
+        except UnknownAgent as exc:
+            raise HandoffClosed(str(exc)) from None
+        changed = await self.assignments.assign(escalation_id, to, by=(by.name or by.id) if by else "")
+        if changed is not None:
+            log.info("escalation assigned", extra={"escalation_id": escalation_id, "assignee": changed.assignee})
+            self.changed(changed)
+        return changed or record
+
+    async def check_assignments(self) -> int:
+        """A round of assignment and the SLA (core/assignment.py): the unassigned get an on-shift agent,
+        the late a reminder, then the next agent; with `assign.hand_back`, the bot takes the case back."""
+        changed, back = await self.assignments.check()
+        for record in changed:
+            self.changed(record)
+        for record in back:
+            resolved = await self.escalations.resolve(record.id, "sla")
+            log.info("escalation handed back to the bot: nobody took it", extra={"escalation_id": record.id})
+            self.changed(resolved)
+            line = self.settings.assign.hand_back_line
+            await self._to_customer(record, BOT, line, f"handoff:{record.id}:sla", role="assistant")
+        return len(changed) + len(back)
+
+    async def tick(self) -> int:  # the periodic round: assignment and the SLA, then the idle report
+        return await self.check_assignments() + await self.check_idle()
 
     async def resolve(self, escalation_id: int, by: str) -> EscalationRecord | None:
         """Hand the conversation back to the bot (its context keeps what the agent said)."""
@@ -186,7 +215,7 @@ class Handoff:
             return 0  # out of every desk's hours nobody is late: the customer was told when people are back
         since = utcnow() - timedelta(minutes=self.settings.idle_minutes)
         reported = 0
-        for record in await self.escalations.claim_idle(since):
+        for record in await claim_idle(self.memory.db, since):
             last = await self.memory.last_user_turn_at(record.conversation_id)
             if last is None or last <= as_utc(record.agent_active_at or record.opened_at):
                 continue  # nobody is waiting: the customer has not written since an agent last acted
@@ -217,22 +246,3 @@ class Handoff:
 def _name(agent: Agent) -> str:
     """How an agent is recorded (taken_by, resolved_by): cut to the columns' size, a long name is no error."""
     return f"{agent.via}:{agent.name or agent.id}"[:128]
-
-
-def learning(memory: Memory, knowledge: Knowledge) -> Callable[[EscalationRecord], Awaitable[None]]:
-    """What the bot learns from a hand-back (`Handoff`'s `resolved`): after a question the knowledge
-    base could not answer, the customer's question and what the agents answered become a proposed
-    Q&A entry (a person approves or edits it)."""
-
-    async def learn(record: EscalationRecord) -> None:
-        turns = await memory.messages(record.key, limit=200)
-        missed = [n for n, t in enumerate(turns) if t.role == "assistant" and t.knowledge == "none"]
-        if not missed:
-            return
-        question = next((t.text for t in reversed(turns[: missed[-1]]) if t.role == "user"), "")
-        answer = "\n".join(t.text for t in turns[missed[-1] :] if t.role == "agent")
-        if question and answer:
-            await knowledge.propose(question, answer, f"handoff#handoff-{record.id}")
-            log.info("knowledge: a Q&A entry proposed from a hand-off", extra={"escalation_id": record.id})
-
-    return learn

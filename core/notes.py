@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Database
+from core.errors import HandoffClosed
 from core.events import as_utc, utcnow
 
 
@@ -78,3 +79,14 @@ class NoteStore:
 async def forget(session: AsyncSession, conversation_id: int) -> None:
     """/forget: the notes kept on the conversation's escalations (they are about the person)."""
     await session.execute(delete(Note).where(Note.conversation_id == conversation_id))
+
+
+def canned(text: str, replies: Sequence[tuple[str, str]]) -> str:
+    """An agent's "/canned NAME" as that canned reply (`handoff.canned`); other text as it is."""
+    command, _, name = text.strip().partition(" ")
+    if command.casefold() != "/canned":
+        return text
+    if (reply := dict(replies).get(name.strip())) is None:
+        known = ", ".join(n for n, _ in replies) or "none are configured (handoff.canned)"
+        raise HandoffClosed(f"no canned reply {name.strip()!r}: {known}")
+    return reply

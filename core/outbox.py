@@ -24,16 +24,13 @@ from core import leases
 from core.db import Base, Database
 from core.events import as_utc, utcnow
 
-LEASE_SECONDS = 120.0
-"""How long a claim holds a row; each send is cut off well before (bot/notify.py), so a claim never
-expires under a send in progress."""
+LEASE_SECONDS = 120.0  # how long a claim holds a row; each send is cut off well before (bot/notify.py)
 CUSTOMER = "customer"
 """The destination of a relay to the customer, on the customer's own platform."""
 
 
 class Delivery(Base):
-    """One send to one destination: an event's `reply`, a `notice` of an escalation, or a `relay` of
-    one stored turn."""
+    """One send to one destination: an event's `reply`, an escalation's `notice`, a `relay` of a turn."""
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("escalation_id", "destination", "message_id"),)
@@ -43,10 +40,12 @@ class Delivery(Base):
     # a reply: the ledger's event it answers (the text is the event's reply turn, read when it is sent)
     ledger_id: Mapped[int | None] = mapped_column(ForeignKey("processed_events.id", ondelete="CASCADE"), unique=True)
     destination: Mapped[str] = mapped_column(String(512))  # customer | desk:target (bot/destinations.py)
-    # reply | notice | relay | erase (delete `ref` where it was sent: /forget) | forget (tell a webhook: /forget)
+    # reply | notice | relay | say | erase (delete `ref` where sent: /forget) | forget (tell a webhook: /forget)
     kind: Mapped[str] = mapped_column(String(16), default="notice")
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     ref: Mapped[str | None] = mapped_column(Text)  # the platform's ids of what was sent, comma-separated
+    text: Mapped[str | None] = mapped_column(Text)  # a `say` to the agents' thread (an assignment, a reminder)
+    mention: Mapped[str | None] = mapped_column(String(256))  # ... @-mentioning this agent there
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | dead
     attempts: Mapped[int] = mapped_column(default=0)
     claim: Mapped[str | None] = mapped_column(String(32))  # the fence token of the latest claim
@@ -79,10 +78,12 @@ class DeliveryRecord:
     thread: str | None = None  # a relay to an agents' destination: the ref of the notice it goes under
     claim: str = ""  # the fence token of this claim: only its holder may send and record the row
     reply_to: str | None = None  # a reply: the platform's id of the user's message (message_id: the answer's turn)
+    text: str | None = None  # a say: what to post in the thread, and whom to mention there
+    mention: str | None = None
 
 
 def _record(row: Delivery, thread: str | None = None, **reply: Any) -> DeliveryRecord:
-    fields = {"message_id": row.message_id, **reply}
+    fields = {"message_id": row.message_id, "text": row.text, "mention": row.mention, **reply}
     return DeliveryRecord(
         row.id, row.escalation_id, row.destination, row.status, row.attempts, row.last_error,
         row.kind, ref=row.ref, thread=thread, claim=row.claim or "", **fields,
@@ -167,7 +168,7 @@ class Outbox:
                 if row.kind == "reply":
                     claimed.append(await _reply(session, row))
                     continue
-                if row.kind == "relay" and row.destination != CUSTOMER:
+                if row.kind in ("relay", "say") and row.destination != CUSTOMER:
                     refs = select(Delivery.ref).filter_by(
                         escalation_id=row.escalation_id, destination=row.destination, kind="notice"
                     )

@@ -144,6 +144,24 @@ class HoursSettings:
 
 
 @dataclass(frozen=True)
+class AssignSettings:
+    """Who gets an escalation (README "Assignment"): one on-shift agent of its desks, mentioned there."""
+
+    # agents per desk: [["<desk>:<target>", "<agent>"], ["console", "dana"]] (README "Assignment")
+    # (the platform's user id or @username there, a console operator's name)
+    agents: tuple[tuple[str, str], ...] = ()
+    # an agent's own shift, in handoff.hours' zone: [["@sam", "mon-fri 13:00-21:00"]]; else the desk's hours
+    shifts: tuple[tuple[str, str], ...] = ()
+    method: Literal["round_robin", "least_open"] = "round_robin"
+    reassign: int = 1  # after the reminder, how many times the case goes to the next agent
+    hand_back: bool = False  # then the bot hands itself back to the customer, with hand_back_line
+    hand_back_line: str = (
+        "I am sorry: nobody from our team could answer in time. I will keep helping you here, and you can ask"
+        " for a person again at any time."
+    )
+
+
+@dataclass(frozen=True)
 class HandoffSettings:
     """The live hand-off: what the customer is told, and when a silent agent is reported."""
 
@@ -167,6 +185,10 @@ class HandoffSettings:
     # agents' canned replies, sent by "/canned NAME" in a desk thread, the console or the helpdesk API:
     # [["refund", "I have refunded your order; it shows on your statement in 3-5 days."], ...]
     canned: tuple[tuple[str, str], ...] = ()
+    assign: AssignSettings = field(default_factory=AssignSettings)
+    # an assigned escalation nobody took this long: a reminder to the assignee; as long again: the next
+    # agent (assign.reassign times), then (assign.hand_back) the bot hands itself back; 0 = no SLA
+    sla_minutes: float = 0.0
     idle_minutes: float = 10.0  # an open escalation no agent acted on this long is reported; 0 = never
     renotify: bool = True  # and the support destinations are reminded in their thread
 

@@ -87,6 +87,13 @@ class SlackDesk(ChatDesk):
     def place(self, target: str, thread: str) -> tuple[ConversationKey, str | None]:
         return ConversationKey(SLACK.name, target, thread), None  # the notice's thread
 
+    async def mention(self, target: str, thread: str, agent: str, text: str) -> str:
+        """The line escaped like any text, then the one real mention (`<@U…>` notifies the agent)."""
+        who = f"<@{agent}>" if re.fullmatch(r"[UW][A-Z0-9]+", agent) else escape(agent)
+        posted = await self.client.chat_postMessage(channel=target, thread_ts=thread,
+                                                    text=escape(text).replace("{who}", who))  # fmt: skip
+        return str(posted["ts"])
+
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         await self.client.chat_update(
             channel=target, ts=thread, text=escape(text)[:SECTION_LIMIT], blocks=blocks(escalation, text)

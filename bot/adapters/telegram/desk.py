@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from html import escape
 
 import telegram
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.constants import MessageLimit
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.constants import MessageLimit, ParseMode
 from telegram.error import BadRequest
 
 from bot.adapters.telegram import PLATFORM as TELEGRAM
@@ -79,6 +80,19 @@ class TelegramDesk(ChatDesk):
         if topic:
             return ConversationKey(TELEGRAM.name, target, str(topic)), None
         return ConversationKey(TELEGRAM.name, target), str(notice) if notice else None
+
+    async def mention(self, target: str, thread: str, agent: str, text: str) -> str:
+        """An @username mentions in plain text; a numeric user id is mentioned by a link to the user."""
+        if not agent.lstrip("-").isdigit():
+            return await super().mention(target, thread, agent, text)
+        where, reply_to = self.place(target, thread)
+        html = escape(text).replace("{who}", f'<a href="tg://user?id={agent}">{agent}</a>')
+        quote = ReplyParameters(int(reply_to), allow_sending_without_reply=True) if reply_to else None
+        topic = int(where.thread_id) if where.thread_id else None
+        sent = await self.bot.send_message(
+            int(target), html, parse_mode=ParseMode.HTML, reply_parameters=quote, message_thread_id=topic
+        )
+        return str(sent.message_id)
 
     async def show(self, target: str, thread: str, escalation: EscalationRecord, text: str) -> None:
         _, notice = _parse(thread)

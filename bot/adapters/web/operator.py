@@ -15,10 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.adapters.web.api import MAX_ID, field, mood_json, read_json
+from core.assignment import UnknownAgent
 from core.bot import Bot
 from core.errors import check_text
 from core.escalations import EscalationRecord
-from core.events import Agent, AgentMessage
+from core.events import Agent, AgentMessage, utcnow
 from core.handoff import HandoffClosed
 from core.memory import StoredMessage
 from core.notes import NoteRecord
@@ -53,6 +54,8 @@ def escalation_json(
         "taken_by": record.taken_by,
         "taken_at": _iso(record.taken_at),
         "first_reply_at": _iso(record.first_reply_at),
+        "assignee": record.assignee,  # the agent it is assigned to (core/assignment.py), at assignee_desk
+        "assignee_desk": record.assignee_desk,
         "status": record.status,
         "actions": list(record.actions),
         "transcript": [turn_json(m, people) for m in transcript],
@@ -96,22 +99,33 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         security: [{operator: []}]
         parameters:
           - {name: id, in: path, required: true, schema: {type: integer}}
-          - {name: action, in: path, required: true, schema: {type: string, enum: [take, acknowledge, resolve]}}
+          - {name: action, in: path, required: true, schema: {type: string, enum: [take, acknowledge, resolve, assign]}}
         requestBody:
-          content: {application/json: {schema: {type: object, properties: {by: {type: string}}}}}
+          content:
+            application/json:
+              schema: {type: object, properties: {by: {type: string}, to: {type: string, description: "assign: an
+                agent of handoff.assign.agents (GET /v1/agents)"}}}
         responses:
           200: {description: the escalation after the change}
           404: {description: no such escalation}
-          409: {description: the escalation is resolved}
+          409: {description: the escalation is resolved (or, to assign, taken over)}
+          422: {description: "assign: no such agent"}
         """
         escalation_id, action = int(request.path_params["id"]), request.path_params["action"]
-        if action not in ("take", "resolve", "acknowledge"):
-            raise HTTPException(404, f"unknown action {action!r}: take, resolve or acknowledge")
+        if action not in ("take", "resolve", "acknowledge", "assign"):
+            raise HTTPException(404, f"unknown action {action!r}: take, resolve, acknowledge or assign")
         body = await read_json(request, max_body, empty_ok=True)
         by = agent_name(body)
         record: EscalationRecord | None
         try:
-            if action == "take":
+            if action == "assign":
+                to = field(body, "to")
+                try:
+                    bot.handoff.assignments.find(to)
+                except UnknownAgent as exc:
+                    raise HTTPException(422, str(exc)) from None
+                record = await bot.handoff.assign(escalation_id, to, Agent(by, by, "console"))
+            elif action == "take":
                 record = await bot.handoff.take(escalation_id, Agent(by, by, "console"))
             elif action == "resolve":
                 record = await bot.handoff.resolve(escalation_id, by)
@@ -179,7 +193,19 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         """
         return JSONResponse({"canned": [{"name": n, "text": t} for n, t in bot.handoff.settings.canned]})
 
+    async def agents(_: Request) -> Response:
+        """
+        summary: The agents escalations are assigned to, and who is on shift now (operator token)
+        security: [{operator: []}]
+        responses:
+          200: {description: "agents: [{agent, desk, on_shift}]"}
+        """
+        on = bot.handoff.assignments.on_shift(utcnow())
+        return JSONResponse({"agents": [{"agent": a.agent, "desk": a.desk, "on_shift": a in on}
+                                        for a in bot.handoff.assignments.pool]})  # fmt: skip
+
     return [
+        Route("/v1/agents", agents),
         Route("/v1/canned", canned),
         Route("/v1/escalations", escalations),
         Route("/v1/escalations/{id:int}/messages", message, methods=["POST"]),
