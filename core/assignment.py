@@ -54,8 +54,9 @@ class Assignments:
         zone, holidays = hours.default.zone, hours.default.holidays
         self.shifts = {agent: Schedule(weekly(spec), zone, holidays) for agent, spec in settings.assign.shifts}
 
-    def on_shift(self, at: datetime) -> list[Assignee]:
-        """The configured agents on shift at `at` (their own shift, else their desk's office hours)."""
+    def on_shift(self, at: datetime | None = None) -> list[Assignee]:
+        """The configured agents on shift at `at` (now; their own shift, else their desk's office hours)."""
+        at = at or utcnow()
 
         def here(a: Assignee) -> bool:
             return (self.shifts[a.agent].opens(at) if a.agent in self.shifts else self.hours.opens(a.desk, at)) is None

@@ -19,7 +19,7 @@ from core.assignment import UnknownAgent
 from core.bot import Bot
 from core.errors import check_text
 from core.escalations import EscalationRecord
-from core.events import Agent, AgentMessage, utcnow
+from core.events import Agent, AgentMessage
 from core.handoff import HandoffClosed
 from core.memory import StoredMessage
 from core.notes import NoteRecord
@@ -200,7 +200,7 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         responses:
           200: {description: "agents: [{agent, desk, on_shift}]"}
         """
-        on = bot.handoff.assignments.on_shift(utcnow())
+        on = bot.handoff.assignments.on_shift()
         return JSONResponse({"agents": [{"agent": a.agent, "desk": a.desk, "on_shift": a in on}
                                         for a in bot.handoff.assignments.pool]})  # fmt: skip
 
