@@ -19,6 +19,7 @@ from core.events import ConversationKey
 from core.handoff import Handoff
 from core.memory import Memory
 from core.settings import AssignSettings
+from tests.auxil.clock import Clock, freeze
 from tests.auxil.servers import eventually
 from tests.auxil.spy import SpyEngine
 from tests.bot.test_handoff_e2e import ALICE, ASK, DATA, SLACK_SUPPORT, TELEGRAM_SUPPORT, World, private, world
@@ -31,20 +32,9 @@ AGENTS = (
 )
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock(START)
-    for module in ("core.bot", "core.outbox", "core.escalations", "core.handoff", "core.assignment"):
-        monkeypatch.setattr(f"{module}.utcnow", frozen)
-    return frozen
+    return freeze(monkeypatch, START)
 
 
 def assigning(settings: Settings, **assign: Any) -> Settings:

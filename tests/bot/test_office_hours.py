@@ -21,6 +21,7 @@ from core.hours import Hours
 from core.memory import Memory
 from core.outbox import Outbox
 from core.settings import HoursSettings
+from tests.auxil.clock import Clock, freeze
 from tests.auxil.receiver import Receiver
 from tests.auxil.scripted import ScriptedEngine
 from tests.auxil.servers import serve_asgi
@@ -33,20 +34,9 @@ HOURS = HoursSettings(
 ASK = "I want to speak to a human agent now!"
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock(SATURDAY)
-    for module in ("core.bot", "core.outbox", "core.escalations", "core.handoff"):
-        monkeypatch.setattr(f"{module}.utcnow", frozen)
-    return frozen
+    return freeze(monkeypatch, SATURDAY)
 
 
 @pytest.fixture

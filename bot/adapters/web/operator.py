@@ -108,7 +108,7 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         responses:
           200: {description: the escalation after the change}
           404: {description: no such escalation}
-          409: {description: the escalation is resolved (or, to assign, taken over)}
+          409: {description: "the escalation is resolved (or, to assign, taken over)"}
           422: {description: "assign: no such agent"}
         """
         escalation_id, action = int(request.path_params["id"]), request.path_params["action"]
