@@ -20,11 +20,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
+from core.errors import HandoffClosed
 from core.escalations import Escalation, EscalationRecord, record_of
 from core.events import as_utc, utcnow
 from core.hours import Hours, Schedule, weekly
 from core.memory import Conversation
-from core.outbox import CUSTOMER, Delivery
+from core.outbox import Delivery
 from core.settings import HandoffSettings
 
 WHO = "{who}"
@@ -42,14 +43,14 @@ class Assignee:
     agent: str  # the agent's id there (a platform's user id or @username, a console name)
 
 
-class UnknownAgent(ValueError):
-    """An /assign to nobody in `handoff.assign.agents`."""
+class UnknownAgent(HandoffClosed):
+    """An /assign to nobody in `handoff.assign.agents` (refused where it was typed; 422 on the API)."""
 
 
 class Assignments:
     def __init__(self, db: Database, settings: HandoffSettings, hours: Hours, destinations: Sequence[str]) -> None:
         self.db, self.settings, self.sla = db, settings.assign, settings.sla_minutes
-        self.hours, self.destinations = hours, [d for d in destinations if d != CUSTOMER]
+        self.hours, self.destinations = hours, list(destinations)
         self.pool = [Assignee(desk, agent) for desk, agent in settings.assign.agents]
         zone, holidays = hours.default.zone, hours.default.holidays
         self.shifts = {agent: Schedule(weekly(spec), zone, holidays) for agent, spec in settings.assign.shifts}
@@ -151,7 +152,7 @@ class Assignments:
     async def _pick(self, session: AsyncSession, exclude: Assignee | None) -> Assignee | None:
         """The next on-shift agent other than `exclude`: least recently assigned (round robin), or with
         the fewest open cases first (least open); ties go in the configured order."""
-        candidates = [a for a in self.on_shift(utcnow()) if a != exclude]
+        candidates = [a for a in self.on_shift() if a != exclude]
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         who = (Escalation.assignee_desk, Escalation.assignee)

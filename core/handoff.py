@@ -18,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
-from core.assignment import Assignments, UnknownAgent, claim_idle
+from core.assignment import Assignments, claim_idle
 from core.errors import HandoffClosed
 from core.escalations import EscalationRecord, EscalationStore
 from core.events import Agent, AgentMessage, as_utc, utcnow
@@ -150,17 +150,14 @@ class Handoff:
         return canned(text, self.settings.canned)
 
     async def assign(self, escalation_id: int, name: str, by: Agent | None = None) -> EscalationRecord:
-        """Assign the case to a configured agent by name (`/assign @name`, the console, the API); with
-        no name, to the next on-shift agent (a new escalation). Said in the desks' threads."""
+        """Assign the case to a configured agent by name (`/assign @name`, the console, the API), said in
+        the desks' threads; a name not in `handoff.assign.agents` raises UnknownAgent."""
         record = await self.escalations.get(escalation_id)
         if record is None or record.status == "resolved":
             raise HandoffClosed(f"escalation #{escalation_id} is not open: resolved or unknown")
         if record.taken_by is not None:
             raise HandoffClosed(f"escalation #{escalation_id} is taken over by {record.taken_by}: nobody to assign")
-        try:
-            to = self.assignments.find(name) if name.strip() else None
-        except UnknownAgent as exc:
-            raise HandoffClosed(str(exc)) from None
+        to = self.assignments.find(name)
         changed = await self.assignments.assign(escalation_id, to, by=(by.name or by.id) if by else "")
         if changed is not None:
             log.info("escalation assigned", extra={"escalation_id": escalation_id, "assignee": changed.assignee})

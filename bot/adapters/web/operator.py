@@ -119,18 +119,15 @@ def routes(bot: Bot, max_body: int) -> list[BaseRoute]:
         record: EscalationRecord | None
         try:
             if action == "assign":
-                to = field(body, "to")
-                try:
-                    bot.handoff.assignments.find(to)
-                except UnknownAgent as exc:
-                    raise HTTPException(422, str(exc)) from None
-                record = await bot.handoff.assign(escalation_id, to, Agent(by, by, "console"))
+                record = await bot.handoff.assign(escalation_id, field(body, "to"), Agent(by, by, "console"))
             elif action == "take":
                 record = await bot.handoff.take(escalation_id, Agent(by, by, "console"))
             elif action == "resolve":
                 record = await bot.handoff.resolve(escalation_id, by)
             else:
                 record = await bot.handoff.acknowledge(escalation_id)
+        except UnknownAgent as exc:
+            raise HTTPException(422, str(exc)) from None
         except HandoffClosed as exc:
             raise HTTPException(409 if await bot.handoff.get(escalation_id) else 404, str(exc)) from None
         if record is None:
