@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bench.add_argument(
         "--soak", type=float, metavar="MINUTES", help="chat continuously this long: RSS and p95 over time"
     )
+    bench.add_argument(
+        "--capacity", metavar="N,N,...", help="customers at once per level: tonebot serve vs llama.cpp's server"
+    )
+    bench.add_argument("--duration", type=float, default=90.0, help="--capacity: seconds per level")
+    bench.add_argument("--think", type=float, default=5.0, help="--capacity, --soak: a customer's mean think time")
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the JSON report goes")
     kb = commands.add_parser("kb", help="the knowledge base: add, list, proposed, approve, remove, search, gaps")
     kb.add_argument("action", choices=["add", "list", "proposed", "approve", "remove", "search", "gaps"])
@@ -145,9 +150,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.soak:
             from bot.tools import soak
 
-            report = asyncio.run(soak.run(settings, args.soak))
+            report = asyncio.run(soak.run(settings, args.soak, args.think))
             print(soak.table(report))
             print(f"report: {bench.write(report, args.out, 'soak')}")
+        elif args.capacity:
+            from bot.tools import capacity
+
+            levels = [int(n) for n in args.capacity.split(",")]
+            report = asyncio.run(capacity.run(settings, levels, args.duration, args.think, 64))
+            print(capacity.table(report))
+            print(f"report: {bench.write(report, args.out, 'capacity')}")
         else:
             report = asyncio.run(bench.run(settings, args.quick, args.vs_llamacpp))
             print(bench.table(report))

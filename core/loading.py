@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -191,59 +190,4 @@ def _converted(source: ModelSource, cache_dir: Path, dtype: Any) -> Path:
         tokenizer.save_pretrained(staging)
 
     _publish(target, "config.json", write)
-    return target
-
-
-# Legacy GGUF block types with no repacked ("extra buffer") kernels in llama.cpp's CPU backend: a
-# file of them runs ~2x slower there than Q8_0 (measured on the embedded Q4_1 file, 2-core EPYC:
-# prompt 236 -> 448 tok/s, decode 85 -> 121 tok/s).
-SLOW_ON_CPU = ("Q4_1", "Q5_0", "Q5_1")
-
-
-def slow_on_cpu(reader: Any) -> bool:
-    """Whether a GGUF file (its `gguf.GGUFReader`) has tensors in a type in SLOW_ON_CPU."""
-    return any(tensor.tensor_type.name in SLOW_ON_CPU for tensor in reader.tensors)
-
-
-def requantized(gguf_path: Path, cache_dir: Path) -> Path:
-    """The GGUF file llama.cpp should serve: `gguf_path` itself, or, when its weights are in a type
-    in SLOW_ON_CPU, a copy with those tensors requantized to Q8_0 (8.5 bits/weight: the 4/5-bit
-    values carry over almost exactly), written once into `cache_dir` (~6 s for the embedded model)."""
-    import gguf
-    from gguf import GGMLQuantizationType as Q
-
-    target = cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
-    as_it_is = target.with_suffix(".as-it-is")  # a file found fast already: reading its tensors takes seconds
-    if target.exists() or as_it_is.exists():
-        return target if target.exists() else gguf_path
-    reader = gguf.GGUFReader(gguf_path)
-    if not slow_on_cpu(reader):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        as_it_is.touch()
-        return gguf_path
-    log.info("requantizing %s once to Q8_0 into %s (llama.cpp's fast CPU kernels)", gguf_path.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".staging-", suffix=".gguf")
-    os.close(fd)
-    try:
-        architecture = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-        writer = gguf.GGUFWriter(staging, architecture, endianess=reader.endianess)
-        for field in reader.fields.values():  # every key as it is; the writer adds its own GGUF.* ones
-            if field.name != gguf.Keys.General.ARCHITECTURE and not field.name.startswith("GGUF."):
-                kind = field.types[0]
-                sub_type = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-                writer.add_key_value(field.name, field.contents(), kind, sub_type=sub_type)
-        for tensor in reader.tensors:
-            if tensor.tensor_type.name in SLOW_ON_CPU:
-                values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-                writer.add_tensor(tensor.name, gguf.quants.quantize(values, Q.Q8_0), raw_dtype=Q.Q8_0)
-            else:
-                writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(staging, target)  # atomic: a half-written file is never picked up
-    finally:
-        Path(staging).unlink(missing_ok=True)
     return target

@@ -13,24 +13,33 @@ from core.settings import PromptSettings, SentimentSettings
 _PLACEHOLDER = "\u2063TONEBOT_TEXT\u2063"
 
 
-def system_prompt(prompts: PromptSettings, mood: Mood) -> str:
-    """Soothing for a negative message, normal otherwise."""
-    return prompts.soothing if mood.label == "negative" else prompts.normal
-
-
 def build_chat(prompts: PromptSettings, mood: Mood, history: Sequence[ChatMessage], text: str) -> list[ChatMessage]:
-    """System prompt, then the stored turns oldest first, then the current message."""
-    return [ChatMessage("system", system_prompt(prompts, mood)), *history, ChatMessage("user", text)]
+    """The normal system prompt, the stored turns oldest first, then for an upset customer the
+    soothing one, then the current message. The mood's instruction comes after the history, so a
+    conversation begins alike whatever its mood: the model's cache of its turns serves every next
+    turn (a mood that changed at the top made llama.cpp compute the whole history again)."""
+    steer = [ChatMessage("system", prompts.soothing)] if mood.label == "negative" else []
+    return [ChatMessage("system", prompts.normal), *history, *steer, ChatMessage("user", text)]
 
 
 def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tuple[list[int], list[ChatMessage]]:
     """(token ids, the messages kept): the oldest history turns are dropped until the chat fits `budget`
-    tokens; the system prompt and the newest message always stay (a too-long one is cut from the left)."""
+    tokens; the system prompts and the newest message always stay (a too-long one is cut from the left).
+    A chat template that takes a system prompt only first gets the last one there instead."""
     system, *history, last = messages
+    steer: list[ChatMessage] = []
+    while history and history[-1].role == "system":
+        steer.insert(0, history.pop())
     while True:
-        kept = [system, *history, last]
+        kept = [system, *history, *steer, last]
         chat = [{"role": m.role, "content": m.content} for m in kept]
-        ids = list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=False))
+        try:
+            ids = list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=False))
+        except Exception:  # e.g. jinja2's TemplateError: "System role only supported at the beginning"
+            if not steer:
+                raise
+            system, steer = steer[-1], []
+            continue
         if len(ids) <= budget or not history:
             return ids[-budget:], kept
         history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]

@@ -28,7 +28,7 @@ from core import loading, metrics
 from core.engine import Health
 from core.errors import Busy, ConfigError, EngineError
 from core.events import LABELS, ChatMessage, Mood
-from core.local import head
+from core.local import head, requantize
 from core.local.head import MoodHead
 from core.local.llamacpp import TOP_FEATURES, gguf_identity
 from core.prompts import capped, fit_chat, label_of_token, label_scores, sentiment_prompt
@@ -174,7 +174,7 @@ def _gguf_head(source: loading.ModelSource, settings: ModelSettings, sentiment: 
     tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
     import gguf
 
-    requantized = loading.slow_on_cpu(gguf.GGUFReader(original))  # the head tonebot fits is on its Q8_0 copy
+    requantized = requantize.slow_on_cpu(gguf.GGUFReader(original))  # the head tonebot fits is on its Q8_0 copy
     identity = gguf_identity(source.name, original, requantized, tokenizer, sentiment)
     return tokenizer, head.find(sentiment.head, identity, settings.cache_dir / "heads")
 

@@ -36,7 +36,7 @@ from core import loading, metrics
 from core.engine import Health
 from core.errors import Busy, ConfigError, EngineError
 from core.events import LABELS, ChatMessage, Mood
-from core.local import head
+from core.local import head, requantize
 from core.local.chat_tokenizer import ChatTokenizer
 from core.local.head import Identity
 from core.prompts import capped, fit_chat, label_scores, sentiment_prompt
@@ -59,6 +59,7 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+RUN_STEP = 8  # a prompt's runs of 16 tokens are compared with a slot's every RUN_STEP tokens
 SAME_START = 32  # tokens: past the chat template's header, into the system prompt's own words
 
 
@@ -100,22 +101,25 @@ class Slots:
         self._turn = itertools.count(1)
         self._changed = asyncio.Condition()
 
-    def _reusable(self, slot: int, prompt: list[int], mine: set[tuple[int, ...]]) -> int:
-        """What of `prompt` the slot's cache can give: nothing unless they begin alike for SAME_START
-        tokens (llama.cpp reuses runs after the shared beginning only if the prompt's next tokens are
-        in the cache: a different system prompt — the mood's — rules that out), then the shared runs.
-        So a conversation whose mood changes goes to a free slot instead of overwriting the cache of
-        its other system prompt, which its next turn in that mood finds again."""
+    def _worth(self, slot: int, prompt: list[int], mine: set[tuple[int, ...]]) -> int:
+        """Tokens of `prompt` the slot's cache gives, less the tokens of it the prompt throws away.
+        Nothing is given unless they begin alike for SAME_START tokens (llama.cpp reuses runs after
+        the shared beginning only if the prompt's next tokens are in the cache: a different system
+        prompt rules that out), then the shared runs (one per RUN_STEP tokens). So a conversation
+        finds its own slot; a new one takes an empty slot rather than another conversation's (sharing
+        only a system prompt gains ~40 tokens and throws away that conversation's whole history);
+        with no empty slot it takes the one whose loss is least."""
         last, last_runs = self._last[slot]
-        return len(last_runs & mine) if shared_prefix(last, prompt) >= SAME_START else 0
+        given = RUN_STEP * len(last_runs & mine) if shared_prefix(last, prompt) >= SAME_START else 0
+        return min(given, len(last)) - max(0, len(last) - given)
 
     @contextlib.asynccontextmanager
     async def take(self, prompt: list[int]) -> AsyncIterator[int]:
-        mine = runs(prompt, step=8)  # a stretch of 23 tokens both share holds one of these
+        mine = runs(prompt, step=RUN_STEP)  # a stretch of 23 tokens both share holds one of these
         async with self._changed:
             await self._changed.wait_for(lambda: len(self._busy) < len(self._last))
             free = [i for i in self._last if i not in self._busy]
-            slot = max(free, key=lambda i: (self._reusable(i, prompt, mine), -self._used[i]))
+            slot = max(free, key=lambda i: (self._worth(i, prompt, mine), -self._used[i]))
             self._busy.add(slot)
         try:
             yield slot
@@ -178,7 +182,7 @@ class LlamaCppEngine:
         import xllamacpp
 
         original = source.path / source.gguf_file
-        gguf = loading.requantized(original, settings.cache_dir)
+        gguf = requantize.requantized(original, settings.cache_dir)
         tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)

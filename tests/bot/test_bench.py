@@ -49,15 +49,37 @@ def test_quick_bench_of_a_gguf_by_path_writes_a_complete_report(tmp_path: Path) 
 
 
 def test_soak_prints_a_table_of_intervals_and_writes_its_report(tmp_path: Path) -> None:
-    done = bench("--soak", "0.4", "--model", "embedded", "--out", str(tmp_path))
+    done = bench("--soak", "0.4", "--think", "1", "--model", "embedded", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "RSS at the end vs after the first interval" in done.stdout
     [path] = tmp_path.glob("soak-*.json")
     report = json.loads(path.read_text())
-    assert report["minutes"] == 0.4 and report["conversations"] >= 2
+    assert report["minutes"] == 0.4 and report["conversations"] >= 2 and report["think_s"] == 1
     intervals = report["intervals"]
     assert len(intervals) == 3 and [row["at_s"] for row in intervals] == sorted(row["at_s"] for row in intervals)
     assert sum(row["messages"] for row in intervals) > 0
     assert all(row["rss_bytes"] > 0 for row in intervals)
     first, last = intervals[0], intervals[-1]
     assert report["rss_growth_after_first_interval"] == last["rss_bytes"] / first["rss_bytes"] - 1
+
+
+def test_capacity_runs_the_same_closed_loop_on_tonebot_serve_and_llamacpp_server(tmp_path: Path) -> None:
+    args = ("--capacity", "1,2", "--duration", "6", "--think", "0.5", "--model", "embedded", "--out", str(tmp_path))
+    done = bench(*args)
+    assert done.returncode == 0, done.stderr
+    assert "most customers with p95 <= 3 s" in done.stdout
+    [path] = tmp_path.glob("capacity-*.json")
+    report = json.loads(path.read_text())
+    assert report["model"] == "SmolLM2-135M-Instruct (embedded)" and report["reply_tokens"] == 64
+    assert [level["customers"] for level in report["levels"]] == [1, 2]
+    for level in report["levels"]:
+        ours, theirs = level["tonebot"], level["llamacpp"]
+        for side in (ours, theirs):  # every answer through HTTP, streamed: none failed, each timed
+            assert side["answers"] > 0 and side["errors"] == 0, side["error_sample"]
+            assert side["first_token_p95_s"] > 0 and side["p50_s"] <= side["p95_s"]
+            assert side["answer_chars_mean"] > 0
+        assert level["throughput_ratio"] == ours["answers_per_min"] / theirs["answers_per_min"]
+        # tonebot's own split of its time, from its /metrics: every answer had a mood pass and a reply
+        assert ours["classify_mean_s"] > 0 and 0 < ours["first_token_mean_s"] < ours["reply_mean_s"]
+    assert set(report["served_within_target"]) == {"tonebot", "llamacpp"}
+    assert report["tonebot_peak_rss_bytes"] > 0

@@ -96,7 +96,7 @@ async def test_an_angry_conversation_escalates_once_with_one_signed_notice(
         assert taken["escalated"] and taken["reply"] == settings.escalation.notify_line
         await eventually(lambda: hook.received, what="the webhook notice")
         await say(client, ANGRY[3])
-        assert spy.chats[-1][0].content == settings.prompts.soothing  # an escalation open: soothing
+        assert spy.chats[-1][-2].content == settings.prompts.soothing  # an escalation open: soothing
         await say(client, "Still angry. Terrible!")
         # the customer's turns after the escalating one reach the helpdesk as events of the escalation
         later = [ANGRY[3], "Still angry. Terrible!"]

@@ -19,7 +19,12 @@ def message(text: str, event_id: str | None = None, user: str = "alice", key: Co
 async def test_negative_message_gets_the_soothing_prompt(testbot: Bot, spy: SpyEngine, settings: Settings) -> None:
     reply = await testbot.handle(message("This is the worst service ever. I am furious and want my money back!"))
     assert reply.mood is not None and reply.mood.label == "negative"
-    assert spy.chats[-1][0].content == settings.prompts.soothing
+    # after the history, right before the message: the conversation's beginning (cached) stays as it was
+    chat = spy.chats[-1]
+    assert [(m.role, m.content) for m in (chat[0], chat[-2])] == [
+        ("system", settings.prompts.normal),
+        ("system", settings.prompts.soothing),
+    ]
     assert reply.text and not reply.failed
 
 
@@ -27,6 +32,7 @@ async def test_positive_message_gets_the_normal_prompt(testbot: Bot, spy: SpyEng
     reply = await testbot.handle(message("Thank you so much, everything works perfectly. You are great!"))
     assert reply.mood is not None and reply.mood.label == "positive"
     assert spy.chats[-1][0].content == settings.prompts.normal
+    assert [m.role for m in spy.chats[-1]] == ["system", "user"]
 
 
 async def test_second_turn_sees_the_first(testbot: Bot, spy: SpyEngine) -> None:
