@@ -72,7 +72,8 @@ async def customers(n: int, duration: float, think: float, send: Send) -> dict[s
     deadline = time.monotonic() + duration
 
     async def customer(k: int) -> None:
-        rng, chat, history = random.Random(k), CHATS[k % len(CHATS)], []
+        rng, chat = random.Random(k), CHATS[k % len(CHATS)]
+        history: list[dict[str, str]] = []
         await asyncio.sleep(rng.uniform(0, think))  # customers do not all arrive in the same instant
         i = 0
         while time.monotonic() < deadline:
