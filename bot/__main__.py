@@ -61,15 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bench = commands.add_parser("bench", help="speed and memory of the configured model, with a JSON report")
     bench.add_argument("--quick", action="store_true", help="a few seconds' smoke run (numbers not meaningful)")
     bench.add_argument("--vs-llamacpp", action="store_true", help="also decode the same GGUF with llama.cpp")
-    bench.add_argument(
-        "--model", help="a hub id (in the cache), a local directory or a .gguf file, instead of model.id"
-    )
-    bench.add_argument(
-        "--soak", type=float, metavar="MINUTES", help="chat continuously this long: RSS and p95 over time"
-    )
-    bench.add_argument(
-        "--capacity", metavar="N,N,...", help="customers at once per level: tonebot serve vs llama.cpp's server"
-    )
+    bench.add_argument("--model", help="a hub id (in the cache), a local directory or a .gguf file, not model.id")
+    bench.add_argument("--soak", type=float, metavar="MINUTES", help="chat this long: RSS and p95 over time")
+    bench.add_argument("--capacity", metavar="N,N,...", help="customers at once: tonebot serve vs llama.cpp's server")
     bench.add_argument("--duration", type=float, default=90.0, help="--capacity: seconds per level")
     bench.add_argument("--think", type=float, default=5.0, help="--capacity, --soak: a customer's mean think time")
     bench.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the JSON report goes")

@@ -172,9 +172,7 @@ def _gguf_head(source: loading.ModelSource, settings: ModelSettings, sentiment: 
 
     original = source.path / source.gguf_file
     tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
-    import gguf
-
-    requantized = requantize.slow_on_cpu(gguf.GGUFReader(original))  # the head tonebot fits is on its Q8_0 copy
+    requantized = requantize.slow_on_cpu(original)  # the head tonebot fits is on its Q8_0 copy
     identity = gguf_identity(source.name, original, requantized, tokenizer, sentiment)
     return tokenizer, head.find(sentiment.head, identity, settings.cache_dir / "heads")
 

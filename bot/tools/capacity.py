@@ -127,7 +127,7 @@ async def tonebot_server(settings: Settings, tokens: int) -> AsyncIterator[tuple
                "TONEBOT_MODEL__ENGINE": model.engine, "TONEBOT_MODEL__CACHE_DIR": str(model.cache_dir),
                "TONEBOT_MODEL__MAX_NEW_TOKENS": str(tokens), "TONEBOT_MEMORY__URL": f"sqlite:///{tmp}/bench.db",
                "TONEBOT_WEB__PORT": str(port), "TONEBOT_WEB__RATE_LIMIT": ""}  # fmt: skip
-        log = Path(os.environ.get("CAPACITY_SERVE_LOG") or Path(tmp) / "serve.log")
+        log = Path(tmp) / "serve.log"
         with log.open("wb") as out:
             server = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, stdout=out, stderr=out)
         base = f"http://127.0.0.1:{port}"

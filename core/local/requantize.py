@@ -10,12 +10,16 @@ Q4_1 and Q5_1 (a scale and a minimum) have no exact Q8_0 form: they go through f
 from __future__ import annotations
 
 import logging
+import math
 import os
+import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as Q
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +28,6 @@ log = logging.getLogger(__name__)
 # prompt 236 -> 448 tok/s, decode 85 -> 121 tok/s).
 SLOW_ON_CPU = ("Q4_1", "Q5_0", "Q5_1")
 Q5_0_BYTES, Q8_0_BYTES = 22, 34  # per 32-value block: f16 scale (+ 4 bytes of high bits) + the values
-
-
-def slow_on_cpu(reader: Any) -> bool:
-    """Whether a GGUF file (its `gguf.GGUFReader`) has tensors in a type in SLOW_ON_CPU."""
-    return any(tensor.tensor_type.name in SLOW_ON_CPU for tensor in reader.tensors)
 
 
 def q5_0_to_q8_0(data: np.ndarray) -> np.ndarray:
@@ -49,43 +48,132 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
     """The GGUF file llama.cpp should serve: `gguf_path` itself, or, when its weights are in a type
     in SLOW_ON_CPU, a copy with those tensors as Q8_0 (8.5 bits/weight: the 4/5-bit values carry over,
     Q5_0's exactly), written once into `cache_dir`."""
-    import gguf
-    from gguf import GGMLQuantizationType as Q
-
     target = cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
-    as_it_is = target.with_suffix(".as-it-is")  # a file found fast already: reading its tensors takes seconds
+    as_it_is = target.with_suffix(".as-it-is")  # a file found fast already
     if target.exists() or as_it_is.exists():
         return target if target.exists() else gguf_path
-    reader = gguf.GGUFReader(gguf_path)
-    if not slow_on_cpu(reader):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    layout = Layout.read(gguf_path)
+    if not layout.slow_on_cpu():
         as_it_is.touch()
         return gguf_path
     log.info("requantizing %s once to Q8_0 into %s (llama.cpp's fast CPU kernels)", gguf_path.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".staging-", suffix=".gguf")
     os.close(fd)
     try:
-        architecture = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-        writer = gguf.GGUFWriter(staging, architecture, endianess=reader.endianess)
-        for field in reader.fields.values():  # every key as it is; the writer adds its own GGUF.* ones
-            if field.name != gguf.Keys.General.ARCHITECTURE and not field.name.startswith("GGUF."):
-                kind = field.types[0]
-                sub_type = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-                writer.add_key_value(field.name, field.contents(), kind, sub_type=sub_type)
-        for tensor in reader.tensors:
-            if tensor.tensor_type == Q.Q5_0:
-                writer.add_tensor(tensor.name, q5_0_to_q8_0(tensor.data), raw_dtype=Q.Q8_0)
-            elif tensor.tensor_type.name in SLOW_ON_CPU:
-                values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-                writer.add_tensor(tensor.name, gguf.quants.quantize(values, Q.Q8_0), raw_dtype=Q.Q8_0)
-            else:
-                writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        layout.write_q8_0(Path(staging))
         os.replace(staging, target)  # atomic: a half-written file is never picked up
     finally:
         Path(staging).unlink(missing_ok=True)
     return target
+
+
+def slow_on_cpu(gguf_path: Path) -> bool:
+    """Whether a GGUF file has tensors in a type in SLOW_ON_CPU."""
+    return Layout.read(gguf_path).slow_on_cpu()
+
+
+# GGUF value types of a fixed size (bytes); 8 is a string, 9 an array
+FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+@dataclass
+class Tensor:
+    name: bytes
+    dims: tuple[int, ...]
+    kind: int  # GGMLQuantizationType
+    offset: int  # from the start of the data
+
+
+@dataclass
+class Layout:
+    """A GGUF file as llama.cpp reads it (header, metadata, tensor infos, aligned data), parsed just
+    far enough to rewrite its tensors: the metadata (~300,000 strings of vocabulary and merges in a
+    Qwen file) is copied as bytes, not decoded (gguf-py's reader takes ~12 s to decode it)."""
+
+    data: np.ndarray  # the file, memory-mapped
+    metadata_end: int
+    tensors: list[Tensor]
+    alignment: int
+    data_start: int
+
+    @classmethod
+    def read(cls, path: Path) -> Layout:
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+        buf = data.data  # a memoryview of the mapped bytes
+        if bytes(buf[:4]) != b"GGUF" or struct.unpack_from("<I", buf, 4)[0] < 2:
+            raise ValueError(f"{path} is not a GGUF file of version 2 or later")
+        n_tensors, n_kv = struct.unpack_from("<QQ", buf, 8)
+        at, alignment = 24, 32
+
+        def string(at: int) -> tuple[bytes, int]:
+            (n,) = struct.unpack_from("<Q", buf, at)
+            return bytes(buf[at + 8 : at + 8 + n]), at + 8 + n
+
+        def skip(kind: int, at: int) -> int:
+            if kind in FIXED:
+                return at + FIXED[kind]
+            if kind == 8:
+                return at + 8 + struct.unpack_from("<Q", buf, at)[0]
+            item, count = struct.unpack_from("<IQ", buf, at)
+            at += 12
+            if item in FIXED:
+                return at + FIXED[item] * count
+            for _ in range(count):
+                at = skip(item, at)
+            return at
+
+        for _ in range(n_kv):
+            key, at = string(at)
+            (kind,) = struct.unpack_from("<I", buf, at)
+            if key == b"general.alignment":
+                (alignment,) = struct.unpack_from("<I", buf, at + 4)
+            at = skip(kind, at + 4)
+        metadata_end, tensors = at, []
+        for _ in range(n_tensors):
+            name, at = string(at)
+            (n_dims,) = struct.unpack_from("<I", buf, at)
+            dims = struct.unpack_from(f"<{n_dims}Q", buf, at + 4)
+            kind, offset = struct.unpack_from("<IQ", buf, at + 4 + 8 * n_dims)
+            tensors.append(Tensor(name, dims, kind, offset))
+            at += 4 + 8 * n_dims + 12
+        return cls(data, metadata_end, tensors, alignment, -(-at // alignment) * alignment)
+
+    def slow_on_cpu(self) -> bool:
+        return any(Q(t.kind).name in SLOW_ON_CPU for t in self.tensors)
+
+    def raw(self, tensor: Tensor) -> np.ndarray:
+        """A tensor's bytes, one row (of dims[0] values) per row."""
+        block, size = GGML_QUANT_SIZES[Q(tensor.kind)]
+        rows, row_bytes = math.prod(tensor.dims[1:]), tensor.dims[0] // block * size
+        start = self.data_start + tensor.offset
+        return np.asarray(self.data[start : start + rows * row_bytes]).reshape(rows, row_bytes)
+
+    def write_q8_0(self, path: Path) -> None:
+        """This file with its SLOW_ON_CPU tensors as Q8_0: the header and metadata as they are, new
+        tensor infos (types, offsets), each tensor's data aligned."""
+        import gguf
+
+        converted: list[tuple[Tensor, np.ndarray]] = []
+        for tensor in self.tensors:
+            raw, kind = self.raw(tensor), Q(tensor.kind)
+            if kind == Q.Q5_0:
+                raw, kind = q5_0_to_q8_0(raw), Q.Q8_0
+            elif kind.name in SLOW_ON_CPU:
+                raw, kind = gguf.quants.quantize(gguf.quants.dequantize(raw, kind), Q.Q8_0), Q.Q8_0
+            converted.append((Tensor(tensor.name, tensor.dims, int(kind), 0), raw))
+        pad = self.alignment
+        with path.open("wb") as out:
+            out.write(self.data[: self.metadata_end].tobytes())
+            offset = 0
+            for tensor, raw in converted:
+                dims = tensor.dims
+                out.write(
+                    struct.pack("<Q", len(tensor.name)) + tensor.name + struct.pack(f"<I{len(dims)}Q", len(dims), *dims)
+                )
+                out.write(struct.pack("<IQ", tensor.kind, offset))
+                offset += -(-raw.nbytes // pad) * pad
+            out.write(b"\0" * (-out.tell() % pad))
+            for _, raw in converted:
+                out.write(raw.tobytes())
+                out.write(b"\0" * (-raw.nbytes % pad))

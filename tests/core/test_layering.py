@@ -14,6 +14,7 @@ ROOT = Path(core.__path__[0]).parent
 FORBIDDEN = {"bot", "telegram", "slack_bolt", "slack_sdk", "starlette", "fastapi", "uvicorn", "sse_starlette", "httpx"}
 LONG_MODULES = {  # module -> why it is longer than ~250 lines
     "bot/tools/bench.py": "one benchmark report: each measure is a short function, the table prints them together",
+    "bot/tools/capacity.py": "one benchmark read in order: the closed loop, the two servers it drives, the table",
     "core/bot.py": "the one entry point, read in order: validate, admit, accept or take over, classify, reply, record",
     "core/memory.py": "conversations and messages, and the one repository over them; each method one short transaction",
     "core/ledger.py": "exactly-once read together: accept or take over, record, release, what was posted, recovery",
