@@ -21,12 +21,13 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import multiprocessing
 import os
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,13 @@ class LlamaCppEngine:
         import xllamacpp
 
         original = source.path / source.gguf_file
-        gguf = requantize.requantized(original, settings.cache_dir)
-        tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
+        if (gguf := requantize.cached(original, settings.cache_dir)) is None:  # a first start: two caches to fill
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as aside:
+                copy = aside.submit(requantize.requantized, original, settings.cache_dir)  # beside the tokenizer
+                tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
+                gguf = copy.result()
+        else:
+            tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)
         # one KV cache all slots share (kv_cache_tokens: room for one whole context and the mood

@@ -35,12 +35,14 @@ def q5_0_to_q8_0(data: np.ndarray) -> np.ndarray:
     Value i of a block is ((4 low bits of qs[i % 16], the low or high nibble) | bit i of qh << 4) - 16."""
     rows = data.shape[0] if data.ndim > 1 else 1
     blocks = np.ascontiguousarray(data).reshape(-1, Q5_0_BYTES)
-    high = blocks[:, 2:6].copy().view("<u4") >> np.arange(32, dtype=np.uint32) & 1  # (blocks, 32)
+    high = np.unpackbits(blocks[:, 2:6], axis=1, bitorder="little")  # bit i of qh, for value i
     qs = blocks[:, 6:]
-    low = np.concatenate([qs & 0x0F, qs >> 4], axis=1)
     out = np.empty((len(blocks), Q8_0_BYTES), dtype=np.uint8)
     out[:, :2] = blocks[:, :2]  # the f16 scale, as it is
-    out[:, 2:] = ((low | (high.astype(np.uint8) << 4)).astype(np.int16) - 16).astype(np.int8).view(np.uint8)
+    values = out[:, 2:]
+    values[:, :16], values[:, 16:] = qs & 0x0F, qs >> 4
+    values |= high << 4
+    values -= 16  # in bytes: 0..31 - 16 wraps to the int8 -16..15 Q8_0 holds
     return out.reshape(rows, -1)
 
 
@@ -48,10 +50,10 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
     """The GGUF file llama.cpp should serve: `gguf_path` itself, or, when its weights are in a type
     in SLOW_ON_CPU, a copy with those tensors as Q8_0 (8.5 bits/weight: the 4/5-bit values carry over,
     Q5_0's exactly), written once into `cache_dir`."""
+    if (done := cached(gguf_path, cache_dir)) is not None:
+        return done
     target = cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
     as_it_is = target.with_suffix(".as-it-is")  # a file found fast already
-    if target.exists() or as_it_is.exists():
-        return target if target.exists() else gguf_path
     target.parent.mkdir(parents=True, exist_ok=True)
     layout = Layout.read(gguf_path)
     if not layout.slow_on_cpu():
@@ -66,6 +68,14 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
     finally:
         Path(staging).unlink(missing_ok=True)
     return target
+
+
+def cached(gguf_path: Path, cache_dir: Path) -> Path | None:
+    """What `requantized` gives, if a start before wrote it (or found the file fast already)."""
+    target = cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
+    if target.exists():
+        return target
+    return gguf_path if target.with_suffix(".as-it-is").exists() else None
 
 
 def slow_on_cpu(gguf_path: Path) -> bool:
