@@ -180,13 +180,25 @@ asyncio.run(main())
 """
 
 
+def model_env(model: Any, cache_dir: Path) -> dict[str, str]:
+    """This environment, with the model settings a `tonebot` process of its own should use."""
+    return {**os.environ, "TONEBOT_MODEL__ID": model.id, "TONEBOT_MODEL__GGUF_FILE": model.gguf_file,
+            "TONEBOT_MODEL__ENGINE": model.engine, "TONEBOT_MODEL__CACHE_DIR": str(cache_dir)}  # fmt: skip
+
+
+def free_port() -> int:
+    """A loopback port free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def cold_start_without_cache(settings: Settings) -> float:
     """The very first start: a fresh process (nothing imported yet, as `tonebot serve`), an empty
     cache (requantized or converted weights, the extracted tokenizer); seconds to a ready engine."""
     with tempfile.TemporaryDirectory() as tmp:
         model = settings.model
-        env = {**os.environ, "TONEBOT_MODEL__ID": model.id, "TONEBOT_MODEL__GGUF_FILE": model.gguf_file,
-               "TONEBOT_MODEL__ENGINE": model.engine, "TONEBOT_MODEL__CACHE_DIR": tmp}  # fmt: skip
+        env = model_env(model, Path(tmp))
         done = subprocess.run([sys.executable, "-c", FIRST_START], env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             raise RuntimeError(f"the first start failed: {done.stderr[-2000:]}")
@@ -242,9 +254,7 @@ def llamacpp_server(gguf: Path, parallel: int = 1, context: int = 2048) -> Any:
     params.model.path = str(gguf)
     params.n_parallel, params.n_ctx, params.verbosity = parallel, context, 0
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = os.cpu_count() or 1
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        params.port = probe.getsockname()[1]
+    params.port = free_port()
     params.hostnames = ["127.0.0.1"]
     return xllamacpp.Server(params)
 

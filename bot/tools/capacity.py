@@ -21,17 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
-from bot.tools.bench import llamacpp_server, machine, percentile
+from bot.tools.bench import free_port, llamacpp_server, machine, model_env, percentile
 from bot.tools.support_chats import CHATS
 from core import loading
 from core.errors import ConfigError
@@ -57,12 +55,6 @@ class Turn:
     ended: float | None = None
     error: str = ""
     chars: int = 0
-
-
-@dataclass
-class Level:
-    customers: int
-    turns: list[Turn] = field(default_factory=list)
 
 
 async def customers(n: int, duration: float, think: float, send: Send) -> dict[str, Any]:
@@ -111,22 +103,15 @@ def summary(turns: list[Turn], began: float, duration: float) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def tonebot_server(settings: Settings, tokens: int) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     """`tonebot serve` in a process of its own: web on a free loopback port, a fresh SQLite file, the
     benchmark's model and reply cap; no rate limit (one address is every customer here)."""
     port, model = free_port(), settings.model
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "TONEBOT_MODEL__ID": model.id, "TONEBOT_MODEL__GGUF_FILE": model.gguf_file,
-               "TONEBOT_MODEL__ENGINE": model.engine, "TONEBOT_MODEL__CACHE_DIR": str(model.cache_dir),
-               "TONEBOT_MODEL__MAX_NEW_TOKENS": str(tokens), "TONEBOT_MEMORY__URL": f"sqlite:///{tmp}/bench.db",
-               "TONEBOT_WEB__PORT": str(port), "TONEBOT_WEB__RATE_LIMIT": ""}  # fmt: skip
+        env = {**model_env(model, model.cache_dir), "TONEBOT_MODEL__MAX_NEW_TOKENS": str(tokens),
+               "TONEBOT_MEMORY__URL": f"sqlite:///{tmp}/bench.db", "TONEBOT_WEB__PORT": str(port),
+               "TONEBOT_WEB__RATE_LIMIT": ""}  # fmt: skip
         log = Path(tmp) / "serve.log"
         with log.open("wb") as out:
             server = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, stdout=out, stderr=out)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES
+from gguf import GGML_QUANT_SIZES, GGUFReader
 from gguf import GGMLQuantizationType as Q
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,11 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
     Q5_0's exactly), written once into `cache_dir`."""
     if (done := cached(gguf_path, cache_dir)) is not None:
         return done
-    target = cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
-    as_it_is = target.with_suffix(".as-it-is")  # a file found fast already
+    target = _target(gguf_path, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     layout = Layout.read(gguf_path)
     if not layout.slow_on_cpu():
-        as_it_is.touch()
+        target.with_suffix(".as-it-is").touch()  # a file found fast already
         return gguf_path
     log.info("requantizing %s once to Q8_0 into %s (llama.cpp's fast CPU kernels)", gguf_path.name, target)
     fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".staging-", suffix=".gguf")
@@ -72,10 +71,14 @@ def requantized(gguf_path: Path, cache_dir: Path) -> Path:
 
 def cached(gguf_path: Path, cache_dir: Path) -> Path | None:
     """What `requantized` gives, if a start before wrote it (or found the file fast already)."""
-    target = cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
+    target = _target(gguf_path, cache_dir)
     if target.exists():
         return target
     return gguf_path if target.with_suffix(".as-it-is").exists() else None
+
+
+def _target(gguf_path: Path, cache_dir: Path) -> Path:
+    return cache_dir / "requantized" / f"{gguf_path.stem}-{gguf_path.stat().st_size}-Q8_0.gguf"
 
 
 def slow_on_cpu(gguf_path: Path) -> bool:
@@ -83,8 +86,8 @@ def slow_on_cpu(gguf_path: Path) -> bool:
     return Layout.read(gguf_path).slow_on_cpu()
 
 
-# GGUF value types of a fixed size (bytes); 8 is a string, 9 an array
-FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+# GGUF value types of a fixed size: their bytes (gguf-py's own table); the others are a string or an array
+FIXED = {int(kind): np.dtype(scalar).itemsize for kind, scalar in GGUFReader.gguf_scalar_to_np.items()}
 
 
 @dataclass
@@ -164,26 +167,28 @@ class Layout:
         tensor infos (types, offsets), each tensor's data aligned."""
         import gguf
 
-        converted: list[tuple[Tensor, np.ndarray]] = []
-        for tensor in self.tensors:
-            raw, kind = self.raw(tensor), Q(tensor.kind)
-            if kind == Q.Q5_0:
-                raw, kind = q5_0_to_q8_0(raw), Q.Q8_0
-            elif kind.name in SLOW_ON_CPU:
-                raw, kind = gguf.quants.quantize(gguf.quants.dequantize(raw, kind), Q.Q8_0), Q.Q8_0
-            converted.append((Tensor(tensor.name, tensor.dims, int(kind), 0), raw))
+        def q8_0(tensor: Tensor) -> bool:
+            return Q(tensor.kind).name in SLOW_ON_CPU
+
+        def nbytes(tensor: Tensor) -> int:  # of the tensor as written
+            block, size = GGML_QUANT_SIZES[Q.Q8_0 if q8_0(tensor) else Q(tensor.kind)]
+            return math.prod(tensor.dims) // block * size
+
         pad = self.alignment
         with path.open("wb") as out:
             out.write(self.data[: self.metadata_end].tobytes())
             offset = 0
-            for tensor, raw in converted:
-                dims = tensor.dims
-                out.write(
-                    struct.pack("<Q", len(tensor.name)) + tensor.name + struct.pack(f"<I{len(dims)}Q", len(dims), *dims)
-                )
-                out.write(struct.pack("<IQ", tensor.kind, offset))
-                offset += -(-raw.nbytes // pad) * pad
+            for tensor in self.tensors:
+                dims, kind = tensor.dims, Q.Q8_0 if q8_0(tensor) else Q(tensor.kind)
+                out.write(struct.pack("<Q", len(tensor.name)) + tensor.name)
+                out.write(struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, kind, offset))
+                offset += -(-nbytes(tensor) // pad) * pad
             out.write(b"\0" * (-out.tell() % pad))
-            for _, raw in converted:
+            for tensor in self.tensors:  # converted one at a time: only one tensor's copy in memory
+                raw, kind = self.raw(tensor), Q(tensor.kind)
+                if kind == Q.Q5_0:
+                    raw = q5_0_to_q8_0(raw)
+                elif q8_0(tensor):
+                    raw = gguf.quants.quantize(gguf.quants.dequantize(raw, kind), Q.Q8_0)
                 out.write(raw.tobytes())
                 out.write(b"\0" * (-raw.nbytes % pad))
