@@ -75,10 +75,11 @@ class Mood:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One turn of a chat, as the engine's chat template takes it."""
+    """One turn of a chat, as the engine's chat template takes it (a stored customer turn with its mood)."""
 
     role: Role
     content: str
+    mood: Label | None = None
 
 
 @dataclass(frozen=True)

@@ -138,12 +138,12 @@ class Memory:
             row.mood_label, row.mood_score, row.mood_scores = mood.label, mood.score, dict(mood.scores)
 
     async def history(self, conversation_id: int, context_from: int, before: int, limit: int) -> list[ChatMessage]:
-        """The turns before the accepted one, oldest first, at most `limit`, since the last reset.
-        An answer sits right after the turn it answers (a message stored while the one before was
-        being answered has a smaller id than that answer, but comes after it)."""
+        """The turns before the accepted one, oldest first (a customer's with its mood), at most `limit`,
+        since the last reset. An answer sits right after the turn it answers (a message stored while the
+        one before was being answered has a smaller id than that answer, but comes after it)."""
         turn = func.coalesce(Message.reply_to_id, Message.id)
         query = (
-            select(Message.role, Message.text)
+            select(Message.role, Message.text, Message.mood_scores)
             .where(
                 Message.conversation_id == conversation_id,
                 Message.id > context_from,
@@ -154,7 +154,8 @@ class Memory:
         )
         async with self._session() as session:
             rows = (await session.execute(query)).all()
-        turns = [ChatMessage(_role(role), text) for role, text in reversed(rows)]
+        turns = [ChatMessage(_role(role), text, Mood.from_scores(scores).label if scores else None)
+                 for role, text, scores in reversed(rows)]  # fmt: skip
         while turns and turns[0].role != "user":  # a chat starts with a user turn
             turns.pop(0)
         return turns

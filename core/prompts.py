@@ -14,18 +14,23 @@ _PLACEHOLDER = "\u2063TONEBOT_TEXT\u2063"
 
 
 def build_chat(prompts: PromptSettings, mood: Mood, history: Sequence[ChatMessage], text: str) -> list[ChatMessage]:
-    """The normal system prompt, the stored turns oldest first, then for an upset customer the
-    soothing one, then the current message. The mood's instruction comes after the history, so a
-    conversation begins alike whatever its mood: the model's cache of its turns serves every next
-    turn (a mood that changed at the top made llama.cpp compute the whole history again)."""
-    steer = [ChatMessage("system", prompts.soothing)] if mood.label == "negative" else []
-    return [ChatMessage("system", prompts.normal), *history, *steer, ChatMessage("user", text)]
+    """The normal system prompt, the stored turns oldest first, then the current message; the soothing
+    prompt right before each upset message, past (its stored mood) and current. The mood's instruction
+    sits where the mood was, so a conversation's prompt only grows at its end whatever the moods: the
+    model's cache of its turns serves every next turn (a mood that changed at the top, or a soothing
+    prompt gone from a past turn, made llama.cpp compute the history after it again)."""
+    steer = ChatMessage("system", prompts.soothing)
+    upset = [past.role == "user" and past.mood == "negative" for past in history]
+    turns = [m for past, soothed in zip(history, upset, strict=True) for m in ([steer, past] if soothed else [past])]
+    now = [steer] if mood.label == "negative" else []
+    return [ChatMessage("system", prompts.normal), *turns, *now, ChatMessage("user", text)]
 
 
 def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tuple[list[int], list[ChatMessage]]:
     """(token ids, the messages kept): the oldest history turns are dropped until the chat fits `budget`
     tokens; the system prompts and the newest message always stay (a too-long one is cut from the left).
-    A chat template that takes a system prompt only first gets the last one there instead."""
+    A chat template that takes a system prompt only first gets the current turn's there (the soothing
+    one, if it has one) and none in the history."""
     system, *history, last = messages
     steer: list[ChatMessage] = []
     while history and history[-1].role == "system":
@@ -36,13 +41,15 @@ def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tu
         try:
             ids = list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=False))
         except Exception:  # e.g. jinja2's TemplateError: "System role only supported at the beginning"
-            if not steer:
+            if not any(m.role == "system" for m in kept[1:]):
                 raise
-            system, steer = steer[-1], []
+            system, steer = (steer or [system])[-1], []
+            history = [m for m in history if m.role != "system"]
             continue
         if len(ids) <= budget or not history:
             return ids[-budget:], kept
-        history = history[2:] if len(history) > 1 and history[0].role == "user" else history[1:]
+        lead = int(history[0].role == "system")  # a turn's soothing prompt goes with the turn
+        history = history[lead + 2 :] if len(history) > lead + 1 and history[lead].role == "user" else history[1:]
 
 
 def sentiment_prompt(tokenizer: Any, settings: SentimentSettings) -> tuple[str, str]:

@@ -28,6 +28,17 @@ async def test_negative_message_gets_the_soothing_prompt(testbot: Bot, spy: SpyE
     assert reply.text and not reply.failed
 
 
+async def test_a_conversation_prompt_only_grows_at_its_end_whatever_the_moods(testbot: Bot, spy: SpyEngine) -> None:
+    upset = await testbot.handle(message("This is the worst service ever. I am furious and want my money back!"))
+    calm = await testbot.handle(message("Thank you so much, everything works perfectly. You are great!"))
+    assert upset.mood is not None and upset.mood.label == "negative"
+    assert calm.mood is not None and calm.mood.label == "positive"
+    first, second = ([(m.role, m.content) for m in chat] for chat in spy.chats)
+    # the soothing prompt stays before the upset turn: the first prompt is the second's beginning
+    assert second[: len(first)] == first
+    assert [role for role, _ in second] == ["system", "system", "user", "assistant", "user"]
+
+
 async def test_positive_message_gets_the_normal_prompt(testbot: Bot, spy: SpyEngine, settings: Settings) -> None:
     reply = await testbot.handle(message("Thank you so much, everything works perfectly. You are great!"))
     assert reply.mood is not None and reply.mood.label == "positive"
