@@ -35,9 +35,10 @@ class ModelSettings:
     temperature: float = 0.0  # 0: greedy (reproducible); try 0.7 for livelier replies
     top_p: float = 0.9
     max_concurrent_replies: int = 8  # replies decoded together in one step
-    # the KV cache the replies in flight share (llama.cpp: 8-bit, ~12 KB/token for the embedded model, and
-    # a reply waits for room; Transformers: paged, ~46 KB/token); at least one whole context
-    kv_cache_tokens: int = 4096
+    # the KV cache the replies in flight share, in tokens, at least one whole context; a reply waits for
+    # room. 0: under llama.cpp a whole context for each reply slot (8-bit: ~6.5 KB/token for a 0.5B Qwen,
+    # ~12 KB embedded, so 0.1-0.2 GB), under Transformers 4096 (paged, ~46 KB/token)
+    kv_cache_tokens: int = 0
     prefill_chunk_tokens: int = 256  # prompt tokens per batching step, so a long prompt does not stall others
 
 

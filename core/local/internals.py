@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 transformers = _transformers()  # imported with its logs routed to ours
 TESTED = "5.24"
 PAGE_TOKENS = 64
+KV_TOKENS = 4096  # the paged KV cache when model.kv_cache_tokens is 0 (~46 KB/token: 0.19 GB)
 
 
 def drop_result_handler(batcher: Any, request_id: str) -> None:
@@ -39,7 +40,7 @@ def minor(version: str = transformers.__version__) -> str:
 
 def start(model: Any, tokenizer: Any, settings: ModelSettings) -> Any:
     """Transformers' continuous batching manager, started: its own thread, a paged KV cache of
-    `kv_cache_tokens` (never less than one full context), and new requests joining the running
+    `kv_cache_tokens` (KV_TOKENS when 0; never less than one full context), and new requests joining the running
     batch; when the cache is full, new replies wait for blocks to free up."""
     from transformers import ContinuousBatchingConfig, GenerationConfig
 
@@ -55,7 +56,7 @@ def start(model: Any, tokenizer: Any, settings: ModelSettings) -> Any:
     )
     batching = ContinuousBatchingConfig(
         page_size=PAGE_TOKENS,
-        num_blocks=-(-max(s.kv_cache_tokens, s.context_tokens) // PAGE_TOKENS),
+        num_blocks=-(-max(s.kv_cache_tokens or KV_TOKENS, s.context_tokens) // PAGE_TOKENS),
         max_batch_tokens=s.prefill_chunk_tokens,
         max_requests_per_batch=s.max_concurrent_replies,
         use_cuda_graph=False,

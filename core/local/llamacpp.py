@@ -136,7 +136,7 @@ class LlamaCppEngine:
 
     def __init__(
         self, server: Any, tokenizer: ChatTokenizer, settings: ModelSettings, sentiment: SentimentSettings,
-        identity: Identity, heads: Path | None = None, gguf_path: Path | None = None, kv_tokens: int = 0,
+        identity: Identity, kv_tokens: int, heads: Path | None = None, gguf_path: Path | None = None,
     ) -> None:  # fmt: skip
         self.server, self.tokenizer, self.settings = server, tokenizer, settings
         self.gguf_path = gguf_path  # the weights, memory-mapped
@@ -156,9 +156,7 @@ class LlamaCppEngine:
         # The KV cache's tokens a reply may hold while it runs (what the mood slots may hold is kept
         # back): llama.cpp evicts idle slots' caches as needed, but active ones that overflow it all
         # fail with "Context size has been exceeded", so a reply waits until its tokens fit.
-        self._kv_free = (kv_tokens or settings.kv_cache_tokens) - SENTIMENT_SLOTS * self.mood_tokens_of(
-            tokenizer, sentiment
-        )
+        self._kv_free = kv_tokens - SENTIMENT_SLOTS * self.mood_tokens_of(tokenizer, sentiment)
         self._kv = asyncio.Condition()
         self._in_flight = 0
         self._closed = False
@@ -192,13 +190,15 @@ class LlamaCppEngine:
             tokenizer = ChatTokenizer.from_dir(loading.tokenizer_dir(source, settings.cache_dir))
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)
-        # one KV cache all slots share (kv_cache_tokens: room for one whole context and the mood
-        # passes at least), not one per slot: a full context per slot would cost (replies + mood
-        # slots) x context x ~12 KB/token (embedded); replies wait for room instead (`_room`)
+        # one KV cache all slots share, by default room for a whole context per reply slot (measured:
+        # 4,096 tokens for 8 growing conversations of the 0.5B made replies wait for room and evicted
+        # their histories, 40 answers/min at N = 8 against 51 with 16,384); set smaller, replies wait
+        # for room (`_room`); at least one whole context and the mood passes
         params.n_parallel = settings.max_concurrent_replies + SENTIMENT_SLOTS
         params.verbosity = 3 if log.isEnabledFor(logging.DEBUG) else 0  # 3 logs every request's timings
         mood_tokens = cls.mood_tokens_of(tokenizer, sentiment)
-        kv_tokens = max(settings.kv_cache_tokens, settings.context_tokens + SENTIMENT_SLOTS * mood_tokens)
+        whole = settings.context_tokens * settings.max_concurrent_replies  # what N conversations hold at once
+        kv_tokens = max(settings.kv_cache_tokens or whole, settings.context_tokens + SENTIMENT_SLOTS * mood_tokens)
         params.kv_unified, params.n_ctx = True, kv_tokens
         # the KV cache in 8 bits (flash attention reads it so): half the memory, same speed here
         params.cache_type_k = params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_Q8_0
@@ -213,7 +213,7 @@ class LlamaCppEngine:
         params.hostnames, params.port, params.api_keys = ["127.0.0.1"], 0, [secrets.token_urlsafe(24)]
         server = xllamacpp.Server(params)
         identity = gguf_identity(source.name, original, gguf != original, tokenizer, sentiment)
-        return cls(server, tokenizer, settings, sentiment, identity, settings.cache_dir / "heads", gguf, kv_tokens)
+        return cls(server, tokenizer, settings, sentiment, identity, kv_tokens, settings.cache_dir / "heads", gguf)
 
     @staticmethod
     def mood_tokens_of(tokenizer: ChatTokenizer, sentiment: SentimentSettings) -> int:

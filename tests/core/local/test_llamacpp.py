@@ -89,7 +89,7 @@ async def test_long_replies_at_once_that_overflow_the_kv_cache_wait_for_room_ins
     base_settings: Settings,
 ) -> None:
     # room for one 512-token context (and the mood passes): four ~450-token prompts cannot all run at once
-    model = dataclasses.replace(base_settings.model, context_tokens=512, kv_cache_tokens=0, max_new_tokens=8)
+    model = dataclasses.replace(base_settings.model, context_tokens=512, kv_cache_tokens=1, max_new_tokens=8)
     engine = await LlamaCppEngine.load(model, base_settings.sentiment)
     chats = [[CHAT[0], ChatMessage("user", f"Story {n}: " + "the ship sailed over the sea and " * 60 + "Why?")]
              for n in range(4)]  # fmt: skip
