@@ -20,10 +20,10 @@ def build_chat(prompts: PromptSettings, mood: Mood, history: Sequence[ChatMessag
     model's cache of its turns serves every next turn (a mood that changed at the top, or a soothing
     prompt gone from a past turn, made llama.cpp compute the history after it again)."""
     steer = ChatMessage("system", prompts.soothing)
-    upset = [past.role == "user" and past.mood == "negative" for past in history]
-    turns = [m for past, soothed in zip(history, upset, strict=True) for m in ([steer, past] if soothed else [past])]
-    now = [steer] if mood.label == "negative" else []
-    return [ChatMessage("system", prompts.normal), *turns, *now, ChatMessage("user", text)]
+    chat = [ChatMessage("system", prompts.normal)]
+    for past in history:
+        chat += [steer, past] if past.role == "user" and past.mood == "negative" else [past]
+    return [*chat, *([steer] if mood.label == "negative" else []), ChatMessage("user", text)]
 
 
 def fit_chat(tokenizer: Any, messages: Sequence[ChatMessage], budget: int) -> tuple[list[int], list[ChatMessage]]:

@@ -97,6 +97,15 @@ class Tensor:
     kind: int  # GGMLQuantizationType
     offset: int  # from the start of the data
 
+    @property
+    def slow(self) -> bool:
+        return Q(self.kind).name in SLOW_ON_CPU
+
+    @property
+    def written(self) -> Q:
+        """Its type in tonebot's copy: Q8_0 if slow on CPU, else its own."""
+        return Q.Q8_0 if self.slow else Q(self.kind)
+
 
 @dataclass
 class Layout:
@@ -153,7 +162,7 @@ class Layout:
         return cls(data, metadata_end, tensors, alignment, -(-at // alignment) * alignment)
 
     def slow_on_cpu(self) -> bool:
-        return any(Q(t.kind).name in SLOW_ON_CPU for t in self.tensors)
+        return any(t.slow for t in self.tensors)
 
     def raw(self, tensor: Tensor) -> np.ndarray:
         """A tensor's bytes, one row (of dims[0] values) per row."""
@@ -167,11 +176,8 @@ class Layout:
         tensor infos (types, offsets), each tensor's data aligned."""
         import gguf
 
-        def q8_0(tensor: Tensor) -> bool:
-            return Q(tensor.kind).name in SLOW_ON_CPU
-
         def nbytes(tensor: Tensor) -> int:  # of the tensor as written
-            block, size = GGML_QUANT_SIZES[Q.Q8_0 if q8_0(tensor) else Q(tensor.kind)]
+            block, size = GGML_QUANT_SIZES[tensor.written]
             return math.prod(tensor.dims) // block * size
 
         pad = self.alignment
@@ -179,16 +185,16 @@ class Layout:
             out.write(self.data[: self.metadata_end].tobytes())
             offset = 0
             for tensor in self.tensors:
-                dims, kind = tensor.dims, Q.Q8_0 if q8_0(tensor) else Q(tensor.kind)
+                dims = tensor.dims
                 out.write(struct.pack("<Q", len(tensor.name)) + tensor.name)
-                out.write(struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, kind, offset))
+                out.write(struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, tensor.written, offset))
                 offset += -(-nbytes(tensor) // pad) * pad
             out.write(b"\0" * (-out.tell() % pad))
             for tensor in self.tensors:  # converted one at a time: only one tensor's copy in memory
                 raw, kind = self.raw(tensor), Q(tensor.kind)
                 if kind == Q.Q5_0:
                     raw = q5_0_to_q8_0(raw)
-                elif q8_0(tensor):
+                elif tensor.slow:
                     raw = gguf.quants.quantize(gguf.quants.dequantize(raw, kind), Q.Q8_0)
                 out.write(raw.tobytes())
                 out.write(b"\0" * (-raw.nbytes % pad))
